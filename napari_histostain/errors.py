@@ -1,0 +1,5 @@
+"""Exceptions whose message is shown to the user as is: say what went wrong and what to do."""
+
+
+class HistostainError(Exception):
+    """Base class of every user-facing error of napari-histostain."""
