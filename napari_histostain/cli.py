@@ -17,6 +17,7 @@ from .errors import HistostainError
 #: Modules whose `register(subparsers)` adds subcommands, in the order shown by --help.
 COMMAND_MODULES = (
     "napari_histostain.cli_info",
+    "napari_histostain.demo",
     "napari_histostain.simulate.cli",
     "napari_histostain.predict_cli",
     "napari_histostain.cohort",

@@ -1,0 +1,526 @@
+"""The "Observed IHC" section of the prediction widget: measure an IHC slide beside the prediction.
+
+Quantifies a hematoxylin-DAB slide layer with `ihc.quantify_slide` in a napari thread worker
+(progress with Cancel in the activity dock), over the whole slide or the visible region, and shows
+an "<marker> observed positivity" heatmap on the same tile grid geometry as the predicted maps
+(computed on the IHC slide itself: consecutive sections are not registered) plus, optionally, the
+nuclei as a points layer coloured by class. The measured values appear in the panel.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import MARKERS
+from ..errors import HistostainError
+
+VISIBLE, WHOLE = "visible", "whole"
+#: Default tile grid when no prediction exists (`tiling.make_grid` defaults).
+DEFAULT_TILE_MPP, DEFAULT_TILE_SIZE = 1.0, 224
+#: Names of the weak label (0, 1) per marker, as the bundled models name their classes.
+LABEL_NAMES = {"ki67": ("low", "high"), "p53": ("wild-type", "aberrant"),
+               "pdl1": ("negative", "positive")}
+#: Key of our entry in the metadata of the layers this panel makes.
+OBSERVED_KEY = "histostain_observed"
+NOT_COUNTED_COLOUR = "#9a9a9a"
+#: Beyond this many nuclei the points layer is not drawn (it would slow the viewer down).
+MAX_POINTS = 400_000
+
+
+def observed_name(marker: str) -> str:
+    """Layer name of the observed heatmap, e.g. 'Ki-67 observed positivity'."""
+    return f"{MARKERS.get(marker, marker)} observed positivity"
+
+
+def nuclei_name(marker: str) -> str:
+    """Layer name of the nuclei points, e.g. 'Ki-67 nuclei'."""
+    return f"{MARKERS.get(marker, marker)} nuclei"
+
+
+def marker_from_name(name: str) -> str | None:
+    """The marker a layer name mentions ('..._ki67', 'Ki-67 IHC', 'PD-L1'), if any."""
+    low = name.lower().replace("-", "").replace(" ", "").replace("_", "")
+    for key in MARKERS:
+        if key in low:
+            return key
+    return None
+
+
+def region_indices(grid: Any, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Indices of grid tiles intersecting a level-0 (x, y, w, h) box (as `quantify_slide` picks)."""
+    rx, ry, rw, rh = box
+    c = np.asarray(grid.coords, float).reshape(-1, 2)
+    t = float(grid.tile_px0)
+    return np.flatnonzero((c[:, 0] + t > rx) & (c[:, 0] < rx + rw)
+                          & (c[:, 1] + t > ry) & (c[:, 1] < ry + rh))
+
+
+def observe_slide(slide_path: str, marker: str, *, tile_mpp: float, tile_size: int,
+                  region: tuple[int, int, int, int] | None = None,
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None,
+                  on_grid: Callable[[int], None] | None = None):
+    """`quantify_slide` on the whole-slide grid of the IHC slide (only tiles meeting `region`).
+
+    The grid is the IHC slide's own tissue grid at `tile_mpp`/`tile_size`, so results of the
+    visible region and of the whole slide sit on one lattice.
+    """
+    from ..ihc import IHCError, quantify_slide, slide_grid
+    from ..slide import open_slide
+
+    with open_slide(slide_path) as slide:
+        grid = slide_grid(slide, tile_mpp=tile_mpp, tile_size=tile_size)
+        n = len(grid.coords) if region is None else len(region_indices(grid, region))
+        if n == 0:
+            where = "in the view; pan to tissue or zoom out" if region else "on this slide"
+            raise IHCError(f"no tissue tiles {where}.")
+        if on_grid is not None:
+            on_grid(n)
+        return quantify_slide(slide, marker, grid=grid, region=region, progress=progress,
+                              cancel=cancel)
+
+
+def _measure(kwargs: dict, cancel: Callable[[], bool]):
+    """Worker: `observe_slide` in a helper thread; yield ("total"|"done", n), return the result."""
+    q: queue.Queue = queue.Queue()
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = observe_slide(
+                **kwargs, cancel=cancel, on_grid=lambda n: q.put(("total", n)),
+                progress=lambda done, total: q.put(("done", done)),
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread below
+            out["error"] = exc
+        finally:
+            q.put(None)
+
+    thread = threading.Thread(target=run, name="histostain-observed-ihc", daemon=True)
+    thread.start()
+    while (item := q.get()) is not None:
+        yield item
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
+def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
+    """(label, value) rows of a slide summary for the panel; the marker's own measure first."""
+    def pct(v: float) -> str:
+        return f"{v:.1f} %" if np.isfinite(v) else "-"
+
+    rows = {
+        "ki67": ("Ki-67 index" if marker == "ki67" else "Positive nuclei", pct(summary["ki67_index"])),
+        "h_score": ("H-score", f"{summary['h_score']:.0f}" if np.isfinite(summary["h_score"]) else "-"),
+        "pdl1": ("PD-L1 TPS", pct(summary["pdl1_tps"])),
+        "p53": ("p53 pattern", summary["p53_pattern"] if summary["n_nuclei"] else "-"),
+    }
+    first = rows.pop(marker)
+    label = LABEL_NAMES[marker][int(summary["label"])]
+    counts = summary["counts"]
+    return [
+        first,
+        ("Label", label),
+        *rows.values(),
+        ("Nuclei counted", f"{summary['n_nuclei']} (neg {counts['negative']}, 1+ {counts['1+']}, "
+                           f"2+ {counts['2+']}, 3+ {counts['3+']})"),
+        ("Positive pixels", f"{summary['positive_pixel_fraction']:.1%}"),
+    ]
+
+
+class ObservedIHCPanel(QWidget):
+    """Collapsible section: quantify an IHC slide layer and overlay what it shows.
+
+    `context()` (optional, given by the prediction widget) returns None or a dict with the
+    prediction's `tile_mpp`, `tile_size`, `slide_layer` (name of the H&E layer) and `summary`
+    (`PredictionMaps.summary()`), so the observed map uses the prediction's grid geometry.
+    """
+
+    def __init__(self, napari_viewer, context: Callable[[], dict | None] | None = None,
+                 *, expanded: bool = False):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.context = context or (lambda: None)
+        self.result = None  # the last IHCResult
+        self.rows: dict[str, str] = {}  # the results shown in the panel
+        self.maps = None  # PredictionMaps holding the observed positivity
+        self.scope = ""
+        self.last_message = ""
+        self._worker = None
+        self._progress = None
+        self._cancel = threading.Event()
+        self._build_ui(expanded)
+        self.viewer.layers.events.inserted.connect(self.refresh_choices)
+        self.viewer.layers.events.removed.connect(self.refresh_choices)
+        self.refresh_choices()
+        QApplication.instance().aboutToQuit.connect(self._cancel.set)
+
+    # -- UI ------------------------------------------------------------------------------------
+    def _build_ui(self, expanded: bool) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 4, 0, 0)
+        self.toggle = QToolButton()
+        self.toggle.setText("Observed IHC (measure an IHC slide)")
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.toggle.toggled.connect(self.set_expanded)
+        outer.addWidget(self.toggle)
+        self.body = QWidget()
+        outer.addWidget(self.body)
+        lay = QVBoxLayout(self.body)
+        lay.setContentsMargins(8, 0, 0, 0)
+        form = QFormLayout()
+        self.ihc_combo = QComboBox()
+        self.ihc_combo.setToolTip("The IHC slide layer (hematoxylin-DAB) to measure.")
+        self.ihc_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.ihc_combo.setMinimumContentsLength(12)
+        self.ihc_combo.currentTextChanged.connect(self._on_ihc_choice)
+        form.addRow("IHC slide", self.ihc_combo)
+        self.marker_combo = QComboBox()
+        for key, name in MARKERS.items():
+            self.marker_combo.addItem(name, key)
+        self.marker_combo.setCurrentIndex(list(MARKERS).index("ki67"))
+        form.addRow("Marker", self.marker_combo)
+        mode = QHBoxLayout()
+        self.visible_radio = QRadioButton("Visible region")
+        self.whole_radio = QRadioButton("Whole slide")
+        self.whole_radio.setChecked(True)
+        mode.addWidget(self.visible_radio)
+        mode.addWidget(self.whole_radio)
+        form.addRow("Mode", mode)
+        self.nuclei_box = QCheckBox("Nuclei as points (by class)")
+        self.nuclei_box.setChecked(True)
+        form.addRow("", self.nuclei_box)
+        self.grid_label = QLabel()
+        self.grid_label.setWordWrap(True)
+        self.grid_label.setStyleSheet("color: gray")
+        form.addRow("Grid", self.grid_label)
+        lay.addLayout(form)
+        buttons = QHBoxLayout()
+        self.measure_button = QPushButton("Measure IHC")
+        self.measure_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.measure_button)
+        buttons.addWidget(self.cancel_button)
+        lay.addLayout(buttons)
+        self.status = QLabel("Choose the IHC slide layer and its marker, press Measure IHC.")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self.results_label = QLabel("")
+        self.results_label.setWordWrap(True)
+        self.results_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.results_label)
+        self.set_expanded(expanded)
+        self.update_grid_label()
+
+    def set_expanded(self, expanded: bool) -> None:
+        """Show or hide the section's body."""
+        self.toggle.blockSignals(True)
+        self.toggle.setChecked(expanded)
+        self.toggle.blockSignals(False)
+        self.toggle.setArrowType(Qt.DownArrow if expanded else Qt.RightArrow)
+        self.body.setVisible(expanded)
+        if expanded:
+            self.update_grid_label()
+
+    # -- settings ------------------------------------------------------------------------------
+    @property
+    def marker(self) -> str:
+        return self.marker_combo.currentData()
+
+    def set_marker(self, marker: str) -> None:
+        self.marker_combo.setCurrentIndex(list(MARKERS).index(marker))
+
+    @property
+    def mode(self) -> str:
+        return WHOLE if self.whole_radio.isChecked() else VISIBLE
+
+    def set_mode(self, mode: str) -> None:
+        (self.whole_radio if mode == WHOLE else self.visible_radio).setChecked(True)
+
+    @property
+    def ihc_layer(self):
+        name = self.ihc_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def set_ihc_layer(self, name: str) -> None:
+        self.ihc_combo.setCurrentText(name)
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def grid_spec(self) -> tuple[float, int, str]:
+        """(tile_mpp, tile_size, where from): the prediction's tiles, else the defaults."""
+        ctx = self.context() or {}
+        if ctx.get("tile_mpp"):
+            return float(ctx["tile_mpp"]), int(ctx["tile_size"]), "as the prediction"
+        return DEFAULT_TILE_MPP, DEFAULT_TILE_SIZE, "default; predict first to use the model's"
+
+    def update_grid_label(self) -> None:
+        """Say which tile grid a measurement will use (the prediction widget calls it on change)."""
+        mpp, size, src = self.grid_spec()
+        self.grid_label.setText(f"{size} px tiles at {mpp:g} um/px ({src}), on the IHC slide")
+
+    def refresh_choices(self, event=None) -> None:
+        """List the slide layers; prefer one whose name says IHC or a marker, not the H&E."""
+        current = self.ihc_combo.currentText()
+        names = [ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})]
+        self.ihc_combo.blockSignals(True)
+        self.ihc_combo.clear()
+        self.ihc_combo.addItems(names)
+        if current in names:
+            self.ihc_combo.setCurrentText(current)
+        elif names:
+            ctx = self.context() or {}
+            he = ctx.get("slide_layer")
+
+            def rank(n: str) -> int:
+                low = n.lower()
+                he_like = "h&e" in low or low.endswith(("_he", " he", ": he"))
+                ihc_like = "ihc" in low or (marker_from_name(n) is not None and not he_like)
+                return 2 * ihc_like - 2 * he_like + (n != he)
+
+            best = max(names, key=rank)
+            self.ihc_combo.setCurrentText(best)
+            self._on_ihc_choice(best)
+        self.ihc_combo.blockSignals(False)
+
+    def _on_ihc_choice(self, name: str) -> None:
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is None:
+            return
+        m = marker_from_name(Path(layer.metadata.get("slide_path", "")).stem) or marker_from_name(name)
+        if m is not None and not self.busy:
+            self.set_marker(m)
+
+    # -- running -------------------------------------------------------------------------------
+    def _message(self, text: str, error: bool = False) -> None:
+        self.last_message = text
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #d9534f" if error else "")
+
+    def visible_box(self, layer) -> tuple[int, int, int, int] | None:
+        """The canvas view as a level-0 (x, y, w, h) box of `layer`'s slide, or None if empty."""
+        from .widget import viewport_world_box
+
+        tl, br = viewport_world_box(self.viewer)
+        scale = np.asarray(layer.scale, float)[-2:]
+        translate = np.asarray(layer.translate, float)[-2:]
+        (y0, x0), (y1, x1) = (tl - translate) / scale, (br - translate) / scale
+        w, h = layer.metadata.get("slide_info", {}).get("level_dimensions", [(np.inf, np.inf)])[0]
+        x0, y0 = max(x0, 0.0), max(y0, 0.0)
+        x1, y1 = min(x1, float(w)), min(y1, float(h))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return int(x0), int(y0), int(np.ceil(x1 - int(x0))), int(np.ceil(y1 - int(y0)))
+
+    def run(self) -> None:
+        """Measure the chosen IHC slide (button 'Measure IHC')."""
+        from napari.qt.threading import create_worker
+        from napari.utils import cancelable_progress
+
+        if self.busy:
+            return
+        layer = self.ihc_layer
+        if layer is None:
+            self._message("no IHC slide layer: open the IHC slide (File > Open) first.", error=True)
+            return
+        region = None
+        if self.mode == VISIBLE:
+            region = self.visible_box(layer)
+            if region is None:
+                self._message("the view does not show the IHC slide; pan onto it.", error=True)
+                return
+        mpp, size, _ = self.grid_spec()
+        self.update_grid_label()
+        marker, scope = self.marker, "whole slide" if region is None else "visible region"
+        kwargs = {"slide_path": layer.metadata["slide_path"], "marker": marker, "tile_mpp": mpp,
+                  "tile_size": size, "region": region}
+        self._cancel.clear()
+        pbar = cancelable_progress(total=0, desc=f"HistoStain observed {MARKERS[marker]}",
+                                   cancel_callback=self._cancel.set)
+        self._progress, event = pbar, self._cancel
+
+        def cancelled() -> bool:  # the activity dock's Cancel only sets `is_canceled`
+            return event.is_set() or pbar.is_canceled
+
+        worker = create_worker(_measure, kwargs, cancelled, _ignore_errors=True)
+        state = {"total": 0}
+
+        def on_yield(item) -> None:
+            kind, n = item
+            if worker is not self._worker:
+                return
+            if kind == "total":
+                state["total"] = n
+                if self._progress is not None:
+                    self._progress.total = n
+                self._message(f"Measuring {MARKERS[marker]} ({scope}): 0 of {n} tiles...")
+                return
+            self._message(f"Measuring {MARKERS[marker]} ({scope}): {n} of {state['total']} tiles...")
+            if self._progress is not None:  # last: napari's update may process events
+                self._progress.update(1)
+
+        def on_return(result) -> None:
+            if worker is not self._worker:
+                return
+            self._finish()
+            self.show_result(result, scope)
+
+        def on_error(exc: BaseException) -> None:
+            from ..ihc import IHCCancelled
+
+            if worker is not self._worker:
+                return
+            self._finish()
+            if isinstance(exc, IHCCancelled):
+                kept = "the previous observed map is kept" if self.result is not None else \
+                    "nothing was added"
+                self._message(f"Cancelled; {kept}. Press Measure IHC to run again.")
+            elif isinstance(exc, HistostainError):
+                self._message(str(exc), error=True)
+            else:
+                self._message(f"IHC measurement failed: {type(exc).__name__}: {exc}", error=True)
+
+        worker.yielded.connect(on_yield)
+        worker.returned.connect(on_return)
+        worker.errored.connect(on_error)
+        self._worker = worker
+        self._set_running(True)
+        self._message(f"Measuring {MARKERS[marker]} ({scope}): finding tissue...")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Cancel the running measurement (as the activity dock's Cancel does)."""
+        self._cancel.set()
+        if self._progress is not None:
+            self._progress.is_canceled = True
+
+    def _finish(self) -> None:
+        self._worker = None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.measure_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    # -- results -------------------------------------------------------------------------------
+    def show_result(self, result, scope: str = "whole slide") -> None:
+        """Overlay an `IHCResult` (observed heatmap, nuclei) and show its values in the panel."""
+        from ..overlays import PredictionMaps, overlay_layer_kwargs
+
+        marker = result.marker
+        maps = PredictionMaps.from_grid(result.grid, [marker], result.source_path)
+        pos = result.positivity
+        done = np.flatnonzero(np.isfinite(pos))
+        maps.update(marker, done, pos[done])
+        s = result.summary()
+        maps.info.update(observed=True, ihc_summary=s)
+        kw = overlay_layer_kwargs(maps, marker, "positivity")
+        kw["name"] = observed_name(marker)
+        kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": s}
+        heat = self._put_layer(kw["name"], lambda: self.viewer.add_image(
+            maps.heatmap(marker, "positivity"), **kw))
+        if self.nuclei_box.isChecked():
+            self._show_nuclei(result)
+        else:
+            self._remove_ours(nuclei_name(marker))
+        self.result, self.maps, self.scope = result, maps, scope
+        self.viewer.layers.selection.active = heat
+        n_tiles = int(len(done))
+        self._message(f"{MARKERS[marker]} measured over the {scope}: {n_tiles} tiles with nuclei. "
+                      + " ".join(result.messages))
+        self._show_summary(s, marker, scope)
+
+    def _remove_ours(self, name: str) -> None:
+        """Remove layer `name` if this panel made it (a user's layer of that name stays)."""
+        if name in self.viewer.layers and OBSERVED_KEY in self.viewer.layers[name].metadata:
+            self.viewer.layers.remove(name)
+
+    def _put_layer(self, name: str, add: Callable[[], Any]):
+        """Replace our layer `name` (an older run's) by the one `add()` makes."""
+        self._remove_ours(name)
+        return add()
+
+    def _show_nuclei(self, result) -> None:
+        from ..ihc import CLASS_COLOURS, CLASS_NAMES
+
+        marker = result.marker
+        n = len(result.nuclei_xy)
+        name = nuclei_name(marker)
+        if n > MAX_POINTS:
+            self._remove_ours(name)
+            self._message(f"{n} nuclei are too many to draw; measure the visible region instead.")
+            return
+        mx, my = result.mpp
+        world = np.asarray(result.nuclei_xy, float)[:, ::-1] * (my, mx)
+        counted = np.asarray(result.nuclei_counted, bool)
+        if marker == "pdl1":  # PD-L1 is scored on membranes, not on nuclear DAB
+            colours = np.where(result.nuclei_membrane, CLASS_COLOURS[3], CLASS_COLOURS[0])
+            classes = np.where(result.nuclei_membrane, "membrane positive", "membrane negative")
+        else:
+            colours = np.asarray(CLASS_COLOURS)[result.nuclei_class.astype(int)]
+            classes = np.asarray(CLASS_NAMES)[result.nuclei_class.astype(int)]
+        colours = np.where(counted, colours, NOT_COUNTED_COLOUR)
+        size = 2.0 * result.params.nucleus_radius_um + 1.0
+        kw = {
+            "name": name,
+            "size": size,
+            "face_color": "transparent",
+            "border_color": list(colours) if n else "white",
+            "border_width": 0.18,
+            "border_width_is_relative": True,
+            "features": {"class": classes, "counted": counted,
+                         "dab_od": np.asarray(result.nuclei_dab, float)},
+            "units": ("um", "um"),
+            "metadata": {OBSERVED_KEY: {"marker": marker}},
+        }
+        self._put_layer(name, lambda: self.viewer.add_points(world.reshape(-1, 2), **kw))
+
+    def _show_summary(self, s: dict, marker: str, scope: str) -> None:
+        rows = format_summary(s, marker)
+        ctx = self.context() or {}
+        pred = (ctx.get("summary") or {}).get(marker)
+        if pred and np.isfinite(pred.get("probability", np.nan)):
+            rows.append(("Predicted (H&E)",
+                         f"{pred['label'] or '-'} (p = {pred['probability']:.2f}; {pred['scope']})"))
+        html = "".join(f"<tr><td>{k}&nbsp;&nbsp;</td><td><b>{v}</b></td></tr>" for k, v in rows)
+        self.results_label.setText(f"<b>Observed {MARKERS[marker]}</b> ({scope})<table>{html}</table>")
+        self.rows = dict(rows)
+
+    # -- teardown ------------------------------------------------------------------------------
+    def close_session(self) -> None:
+        """Cancel a running measurement (called when the widget goes away)."""
+        self.cancel()
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None

@@ -1,0 +1,882 @@
+"""The pathologist's dock widget: predict the visible region or the whole slide, overlay, export.
+
+All compute runs in napari thread workers; the GUI thread only stores finished batches into the
+`PredictionMaps` (small arrays) and refreshes the overlay layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLayout,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import MARKERS
+from ..errors import HistostainError
+from ..overlays import (
+    COLORMAP_CHOICES,
+    DEFAULT_COLORMAPS,
+    KINDS,
+    META_KEY,
+    contrast_limits,
+    overlay_colormap,
+    overlay_layer_kwargs,
+    overlay_name,
+    tissue_mask_layer,
+)
+from .ihc_panel import ObservedIHCPanel
+from .region_predictor import BUNDLED, RegionPredictor, WidgetError
+
+VISIBLE, WHOLE = "visible", "whole"
+ATTENTION_NOTE = (
+    "Positivity is per tile. In Visible region mode, attention and the call cover only the tiles "
+    "computed so far; Whole slide gives the slide call."
+)
+
+
+def viewport_world_box(viewer) -> tuple[np.ndarray, np.ndarray]:
+    """(top-left, bottom-right) world (row, col) corners of the canvas, um."""
+    centre = np.asarray(viewer.camera.center, float)[-2:]
+    zoom = float(viewer.camera.zoom)
+    try:
+        h, w = viewer.window._qt_viewer.canvas.size
+    except AttributeError:  # no Qt canvas (headless viewer model)
+        h, w = 600, 800
+    half = np.array([h, w], float) / (2.0 * zoom)
+    return centre - half, centre + half
+
+
+def _live_loop(predictor: RegionPredictor, state: _LiveState):
+    """Worker: compute pending tiles (nearest the view centre first), yield each batch."""
+    predictor.warm_up()
+    yield ("ready", None, None)
+    first = True
+    while not state.stop.is_set():
+        batch = state.take(1 if first else state.batch_size)
+        if not batch:
+            state.wake.wait(0.05)
+            state.wake.clear()
+            first = True
+            continue
+        first = False
+        yield ("tiles", batch, predictor.compute(batch))
+
+
+def _whole_slide(predictor: RegionPredictor, cancel, batch_size: int):
+    """Worker: `predict_slide` in a helper thread; yield its streamed batches, return the result."""
+    from ..inference import predict_slide
+
+    q: queue.Queue = queue.Queue()
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["prediction"] = predict_slide(
+                predictor.slide, predictor.markers, models=predictor.models,
+                tile_mpp=predictor.tile_mpp, tissue=predictor.tissue, encoder=predictor.encoder,
+                cancel=cancel, on_batch=lambda idx, part: q.put((idx, part)),
+                batch_size=batch_size,
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread below
+            out["error"] = exc
+        finally:
+            q.put(None)
+
+    thread = threading.Thread(target=run, name="histostain-whole-slide", daemon=True)
+    thread.start()
+    while (item := q.get()) is not None:
+        yield item
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["prediction"]
+
+
+class _LiveState:
+    """Tiles waiting for the visible-region worker (shared with it under a lock)."""
+
+    def __init__(self, batch_size: int = 4):
+        self.lock = threading.Lock()
+        self.pending: list[int] = []
+        self.in_flight: set[int] = set()
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.batch_size = batch_size
+        self.dropped = 0
+
+    def replace(self, indices: list[int]) -> None:
+        with self.lock:
+            keep = set(indices)
+            self.dropped += sum(1 for i in self.pending if i not in keep)
+            self.pending = [i for i in indices if i not in self.in_flight]
+        self.wake.set()
+
+    def take(self, k: int) -> list[int]:
+        with self.lock:
+            batch, self.pending = self.pending[:k], self.pending[k:]
+            self.in_flight.update(batch)
+        return batch
+
+    def finished(self, batch: list[int]) -> None:
+        with self.lock:
+            self.in_flight.difference_update(batch)
+
+
+class _Stopper:
+    """Stops the widget's workers without touching Qt objects (safe while Qt tears down)."""
+
+    def __init__(self):
+        self.live: _LiveState | None = None
+        self.cancel = threading.Event()
+
+    def stop(self, *args) -> None:
+        if self.live is not None:
+            self.live.stop.set()
+            self.live.wake.set()
+        self.cancel.set()
+
+
+class PredictionWidget(QWidget):
+    """HistoStain prediction dock widget (npe2 widget contribution)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.predictor: RegionPredictor | None = None
+        self._predictor_key: tuple | None = None
+        self._model_files: dict[str, str] = {}
+        self._layers: dict[tuple[str, str], Any] = {}
+        self._live: _LiveState | None = None
+        self._live_worker = None
+        self._setup_worker = None
+        self._whole_worker = None
+        self._stopper = _Stopper()
+        self._cancel = self._stopper.cancel
+        self._progress = None
+        self.batch_size = 16  # whole-slide batch size
+        self.visible_batch_size = 4
+        self.stream_updates = 0  # batches shown so far (streaming)
+        self.last_message = ""
+        self.last_tile: dict | None = None
+        self.last_export: list[Path] = []
+        self.timings: dict[str, float] = {}
+        self.gui_log: deque = deque(maxlen=2000)  # (label, start, seconds) of GUI-thread handlers
+        self._view_todo: set[int] = set()
+        self._t_view = 0.0
+        self._build_ui()
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(120)
+        self._view_timer.timeout.connect(self.update_visible)
+        self.refresh_interval = 0.25  # s: streamed overlay redraws are coalesced to at most 4 Hz
+        self._last_refresh = 0.0
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.timeout.connect(self._refresh_now)
+        self.viewer.layers.events.inserted.connect(self._refresh_slide_choices)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.camera.events.center.connect(self._on_camera)
+        self.viewer.camera.events.zoom.connect(self._on_camera)
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self._refresh_slide_choices()
+        # never leave a worker running when the window or the application goes away
+        QApplication.instance().aboutToQuit.connect(self._stopper.stop)
+        qt_window = getattr(self.viewer.window, "_qt_window", None)
+        if qt_window is not None:
+            qt_window.destroyed.connect(self._stopper.stop)
+
+    @contextlib.contextmanager
+    def _timed(self, label: str):
+        """Record how long a GUI-thread handler ran (benchmarks read `gui_log`)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.gui_log.append((label, t0, time.perf_counter() - t0))
+
+    # ------------------------------------------------------------------------------------------
+    # UI
+    # ------------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.setMinimumWidth(380)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        content = QWidget()
+        scroll.setWidget(content)
+        outer.addWidget(scroll)
+        lay = QVBoxLayout(content)
+        lay.setSizeConstraint(QLayout.SetMinimumSize)
+        form = QFormLayout()
+        self.slide_combo = QComboBox()
+        self.slide_combo.setToolTip("The slide layer to predict on (opened with the HistoStain reader).")
+        form.addRow("Slide", self.slide_combo)
+        mk = QHBoxLayout()
+        self.marker_boxes = {}
+        for key, name in MARKERS.items():
+            box = QCheckBox(name)
+            box.setChecked(key == "ki67")
+            self.marker_boxes[key] = box
+            mk.addWidget(box)
+        form.addRow("Markers", mk)
+        self.model_combo = QComboBox()
+        self.model_combo.addItems([BUNDLED, "model file(s)..."])
+        self.model_combo.activated.connect(self._on_model_choice)
+        self.model_label = QLabel("bundled models")
+        self.model_label.setWordWrap(True)
+        form.addRow("Model", self.model_combo)
+        form.addRow("", self.model_label)
+        self.mpp_spin = QDoubleSpinBox()
+        self.mpp_spin.setRange(0.0, 64.0)
+        self.mpp_spin.setDecimals(2)
+        self.mpp_spin.setSingleStep(0.25)
+        self.mpp_spin.setSpecialValueText("model's")
+        self.mpp_spin.setSuffix(" um/px")
+        form.addRow("Tile mpp", self.mpp_spin)
+        mode = QHBoxLayout()
+        self.visible_radio = QRadioButton("Visible region")
+        self.whole_radio = QRadioButton("Whole slide")
+        self.visible_radio.setChecked(True)
+        mode.addWidget(self.visible_radio)
+        mode.addWidget(self.whole_radio)
+        form.addRow("Mode", mode)
+        self.budget_spin = QSpinBox()
+        self.budget_spin.setRange(1, 5000)
+        self.budget_spin.setValue(40)
+        self.budget_spin.setToolTip("Visible region: the most tiles computed for one view.")
+        form.addRow("Tile budget", self.budget_spin)
+        lay.addLayout(form)
+
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Predict")
+        self.run_button.clicked.connect(self.run)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        lay.addLayout(buttons)
+        self.status = QLabel("Open a slide, choose markers, press Predict.")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+
+        header = QLabel("<b>Results</b>")
+        lay.addWidget(header)
+        rl = lay
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Marker", "Call", "Prob.", "Pos.", "Tiles"])
+        self.table.horizontalHeaderItem(3).setToolTip("Positive tissue fraction (tile threshold)")
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.verticalHeader().setVisible(False)
+        row_h = self.table.fontMetrics().height() + 8
+        self.table.verticalHeader().setDefaultSectionSize(row_h)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setFixedHeight((len(MARKERS) + 1) * row_h + 12)
+        rl.addWidget(self.table)
+        self.scope_label = QLabel(ATTENTION_NOTE)
+        self.scope_label.setWordWrap(True)
+        self.scope_label.setStyleSheet("color: gray")
+        rl.addWidget(self.scope_label)
+        self.tile_label = QLabel("Click a tile to see its scores.")
+        self.tile_label.setWordWrap(True)
+        self.tile_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        rl.addWidget(self.tile_label)
+        disp = QFormLayout()
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setValue(0.5)
+        self.threshold_spin.setToolTip("Tile positivity counted as positive tissue (and in exports).")
+        self.threshold_spin.valueChanged.connect(self._on_threshold)
+        disp.addRow("Tile threshold", self.threshold_spin)
+        self.opacity_slider = QSlider(Qt.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(60)
+        self.opacity_slider.valueChanged.connect(self._on_opacity)
+        disp.addRow("Opacity", self.opacity_slider)
+        self.cmap_combo = QComboBox()
+        self.cmap_combo.addItems(COLORMAP_CHOICES)
+        self.cmap_combo.setCurrentText(DEFAULT_COLORMAPS["positivity"])
+        self.cmap_combo.currentTextChanged.connect(self._on_colormap)
+        disp.addRow("Colormap", self.cmap_combo)
+        self.tissue_box = QCheckBox("Tissue mask layer")
+        self.tissue_box.toggled.connect(self._on_tissue_toggled)
+        disp.addRow("", self.tissue_box)
+        rl.addLayout(disp)
+        self.export_button = QPushButton("Export...")
+        self.export_button.setToolTip(
+            "QuPath GeoJSON, CSV tile table, heatmap OME-TIFFs and a slide report (JSON + PNG)."
+        )
+        self.export_button.clicked.connect(self._on_export_clicked)
+        rl.addWidget(self.export_button)
+        self.ihc_panel = ObservedIHCPanel(self.viewer, context=self._ihc_context)
+        lay.addWidget(self.ihc_panel)
+        lay.addStretch(1)
+
+    def _ihc_context(self) -> dict | None:
+        """The prediction's grid and calls, for the observed-IHC section (None before a prediction)."""
+        p = self.predictor
+        if p is None:
+            return {"slide_layer": self.slide_combo.currentText()}
+        return {"tile_mpp": p.tile_mpp, "tile_size": p.tile_size,
+                "slide_layer": self.slide_combo.currentText(),
+                "summary": p.maps.summary(self.threshold_spin.value())}
+
+    # ------------------------------------------------------------------------------------------
+    # Settings
+    # ------------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return WHOLE if self.whole_radio.isChecked() else VISIBLE
+
+    def set_mode(self, mode: str) -> None:
+        (self.whole_radio if mode == WHOLE else self.visible_radio).setChecked(True)
+
+    @property
+    def markers(self) -> list[str]:
+        return [k for k, box in self.marker_boxes.items() if box.isChecked()]
+
+    def set_markers(self, markers: list[str]) -> None:
+        for k, box in self.marker_boxes.items():
+            box.setChecked(k in markers)
+
+    @property
+    def slide_layer(self):
+        name = self.slide_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def set_model_files(self, paths: list[str | Path]) -> None:
+        """Use these model files (each for the marker its config names); others stay bundled."""
+        from ..model import read_model_config
+
+        for p in paths:
+            cfg = read_model_config(p)
+            self._model_files[cfg.marker] = str(p)
+        self.model_combo.setCurrentIndex(1 if self._model_files else 0)
+        self.model_label.setText(
+            "; ".join(f"{MARKERS[m]}: {Path(p).name}" for m, p in self._model_files.items())
+            + ("; others bundled" if len(self._model_files) < len(MARKERS) else "")
+        )
+
+    def _on_model_choice(self, index: int) -> None:
+        if index == 0:
+            self._model_files.clear()
+            self.model_label.setText("bundled models")
+            return
+        paths, _ = QFileDialog.getOpenFileNames(self, "HistoStain model files", "", "Models (*.pt)")
+        if paths:
+            try:
+                self.set_model_files(paths)
+            except HistostainError as exc:
+                self._message(str(exc), error=True)
+        elif not self._model_files:
+            self.model_combo.setCurrentIndex(0)
+
+    def _refresh_slide_choices(self, event=None) -> None:
+        current = self.slide_combo.currentText()
+        names = [ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})]
+        self.slide_combo.blockSignals(True)
+        self.slide_combo.clear()
+        self.slide_combo.addItems(names)
+        active = self.viewer.layers.selection.active
+        if current in names:
+            self.slide_combo.setCurrentText(current)
+        elif active is not None and active.name in names:
+            self.slide_combo.setCurrentText(active.name)
+        self.slide_combo.blockSignals(False)
+
+    def _on_layer_removed(self, event) -> None:
+        layer = event.value
+        for key, ly in list(self._layers.items()):
+            if ly is layer:
+                del self._layers[key]
+        if self.predictor is not None and layer.metadata.get("slide_path") == self.predictor.maps.slide_path:
+            self.stop()
+        self._refresh_slide_choices()
+
+    def _settings_key(self) -> tuple:
+        layer = self.slide_layer
+        if layer is None:
+            raise WidgetError("no slide layer: open a whole-slide image (File > Open) first.")
+        if not self.markers:
+            raise WidgetError("choose at least one marker (P53, PD-L1, Ki-67).")
+        files = tuple(sorted((m, p) for m, p in self._model_files.items() if m in self.markers))
+        return (layer.metadata["slide_path"], tuple(self.markers), files, float(self.mpp_spin.value()))
+
+    # ------------------------------------------------------------------------------------------
+    # Running
+    # ------------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether a setup or whole-slide worker is running (the visible-region loop excluded)."""
+        return any(w is not None for w in (self._setup_worker, self._whole_worker))
+
+    @property
+    def live(self) -> bool:
+        return self._live_worker is not None
+
+    def run(self) -> None:
+        """Start the chosen mode (button 'Predict')."""
+        if self.busy:
+            return
+        try:
+            key = self._settings_key()
+        except HistostainError as exc:
+            self._message(str(exc), error=True)
+            return
+        self._stop_live()
+        then = self._start_whole if self.mode == WHOLE else self._start_live
+        if self.predictor is not None and key == self._predictor_key:
+            then()
+            return
+        self._start_setup(key, then)
+
+    def _start_setup(self, key: tuple, then) -> None:
+        from napari.qt.threading import create_worker
+
+        slide_path, markers, files, mpp = key
+        self._message("Loading models and finding tissue...")
+        self._set_running(True)
+        t0 = time.perf_counter()
+
+        def make() -> RegionPredictor:
+            return RegionPredictor(slide_path, list(markers), dict(files), tile_mpp=mpp or None)
+
+        worker = create_worker(make, _ignore_errors=True)
+
+        def done(pred: RegionPredictor) -> None:
+            self._setup_worker = None
+            if self.predictor is not None:
+                self.predictor.close()
+            self.predictor, self._predictor_key = pred, key
+            self.ihc_panel.update_grid_label()
+            self.timings["setup_s"] = time.perf_counter() - t0
+            with self._timed("make layers"):
+                self._make_layers()
+                self._update_panel()
+            then()
+
+        worker.returned.connect(done)
+        worker.errored.connect(self._on_error)
+        self._setup_worker = worker
+        worker.start()
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._setup_worker = None
+        self._whole_worker = None
+        self._close_progress()
+        self._set_running(False)
+        if isinstance(exc, HistostainError):
+            self._message(str(exc), error=True)
+        else:
+            self._message(f"prediction failed: {type(exc).__name__}: {exc}", error=True)
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.stop_button.setEnabled(running or self.live)
+
+    # -- visible region ------------------------------------------------------------------------
+    def _start_live(self) -> None:
+        from napari.qt.threading import create_worker
+
+        assert self.predictor is not None
+        self._live = _LiveState(self.visible_batch_size)
+        self._stopper.live = self._live
+        worker = create_worker(_live_loop, self.predictor, self._live, _ignore_errors=True)
+        state = self._live
+
+        def on_yield(item) -> None:
+            kind, batch, result = item
+            if kind == "ready":
+                self.update_visible()
+                return
+            state.finished(batch)
+            if self.predictor is None:
+                return
+            with self._timed("visible batch"):
+                self.predictor.store(batch, result)
+                self.stream_updates += 1
+                now = time.perf_counter()
+                if self._t_view and "first_tile_s" not in self.timings and (
+                        self._view_todo.intersection(batch)):
+                    self.timings["first_tile_s"] = now - self._t_view
+                    self.timings["first_tile_at"] = now
+                self._schedule_refresh()
+                with state.lock:
+                    left = len(state.pending) + len(state.in_flight)
+                if self._t_view and self.predictor.maps.done[list(self._view_todo)].all():
+                    self.timings["viewport_s"] = now - self._t_view
+                    self.timings["viewport_at"] = now
+                    self._t_view = 0.0
+                self._live_status(left)
+
+        worker.yielded.connect(on_yield)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: setattr(self, "_live_worker", None))
+        self._live_worker = worker
+        self._set_running(False)
+        self.stop_button.setEnabled(True)
+        self.run_button.setText("Predict (following view)")
+        worker.start()
+
+    def _live_status(self, left: int) -> None:
+        p = self.predictor
+        if p is None:
+            return
+        msg = f"Visible region: {p.computed_count} tiles computed"
+        msg += f", {left} pending" if left else ", view complete"
+        self._message(msg)
+
+    def _on_camera(self, event=None) -> None:
+        if self.live:
+            self._view_timer.start()
+
+    def visible_tiles(self) -> np.ndarray:
+        """Grid indices of the tiles intersecting the current view, nearest its centre first."""
+        assert self.predictor is not None
+        tl, br = viewport_world_box(self.viewer)
+        box = self.predictor.maps.geometry.world_box_to_px0(tl, br)
+        if box[2] <= 0 or box[3] <= 0:
+            return np.zeros(0, np.int64)
+        return self.predictor.tiles_in_box(box)
+
+    def update_visible(self) -> None:
+        """Queue the visible tiles that are not cached; drop queued tiles that left the view."""
+        if not self.live or self.predictor is None or self._live is None:
+            return
+        idx = self.visible_tiles()
+        budget = self.budget_spin.value()
+        if len(idx) > budget:
+            self._live.replace([])
+            self._message(
+                f"View too zoomed out: {len(idx)} tissue tiles in view, more than the tile budget "
+                f"({budget}). Zoom in, raise the budget, or use 'Whole slide'.",
+                error=False,
+            )
+            return
+        todo = self.predictor.pending_of(idx)
+        if not (self._t_view and set(todo) <= self._view_todo):  # a new view: restart the clock
+            self._t_view = time.perf_counter() if todo else 0.0
+            self._view_todo = set(todo)
+            if todo:
+                self.timings.pop("first_tile_s", None)
+        self._live.replace(todo)
+        self._live_status(len(todo))
+
+    def _stop_live(self) -> None:
+        if self._live is not None:
+            self._live.stop.set()
+            self._live.wake.set()
+        if self._live_worker is not None:
+            self._live_worker.quit()
+        self._live_worker = None
+        self._live = None
+        self.run_button.setText("Predict")
+
+    # -- whole slide ---------------------------------------------------------------------------
+    def _start_whole(self) -> None:
+        from napari.qt.threading import create_worker
+        from napari.utils import cancelable_progress
+
+        assert self.predictor is not None
+        self._cancel.clear()
+        n = len(self.predictor.grid)
+        with self._timed("progress bar"):
+            self._progress = cancelable_progress(
+                total=n, desc="HistoStain whole slide", cancel_callback=self._cancel.set
+            )
+        pbar, event = self._progress, self._cancel
+
+        def cancelled() -> bool:  # the activity dock's Cancel only sets `is_canceled`
+            return event.is_set() or pbar.is_canceled
+
+        worker = create_worker(_whole_slide, self.predictor, cancelled, self.batch_size,
+                               _ignore_errors=True)
+        self._set_running(True)
+        self._message(f"Whole slide: 0 of {n} tiles...")
+        t0 = time.perf_counter()
+
+        def on_yield(item) -> None:
+            idx, partial = item
+            if self.predictor is None:
+                return
+            with self._timed("whole-slide batch"):
+                self.predictor.store_partial(idx, partial)
+                self.stream_updates += 1
+                current = self._whole_worker is worker
+                if current:
+                    self._message(f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles...")
+                self._schedule_refresh()
+                # last: napari's progress update processes events, so the run may end inside it
+                if current and self._progress is not None:
+                    self._progress.update(len(idx))
+
+        def on_return(prediction) -> None:
+            self._whole_worker = None
+            with self._timed("whole-slide result"):
+                self._close_progress()
+                self._set_running(False)
+                if self.predictor is None:
+                    return
+                self.predictor.store_prediction(prediction)
+                self.timings["whole_slide_s"] = time.perf_counter() - t0
+                self._refresh_now()
+            msgs = " ".join(prediction.messages)
+            self._message(f"Whole slide done: {n} tiles in {time.perf_counter() - t0:.1f} s. {msgs}")
+
+        def on_error(exc: BaseException) -> None:
+            from ..inference import PredictionCancelled
+
+            if isinstance(exc, PredictionCancelled):
+                self._whole_worker = None
+                self._close_progress()
+                self._set_running(False)
+                done = int(self.predictor.maps.done.sum()) if self.predictor else 0
+                self._message(f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
+                              "shown and can be exported. Press Predict to run again.")
+                self._refresh_now()
+                return
+            self._on_error(exc)
+
+        worker.yielded.connect(on_yield)
+        worker.returned.connect(on_return)
+        worker.errored.connect(on_error)
+        self._whole_worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Cancel the whole-slide run (as the activity dock's Cancel button does)."""
+        self._cancel.set()
+        if self._progress is not None:
+            self._progress.is_canceled = True
+
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def stop(self) -> None:
+        """Stop following the view and cancel a whole-slide run."""
+        self._stop_live()
+        if self._whole_worker is not None:
+            self.cancel()
+        self._set_running(self.busy)
+        if not self.busy:
+            self._message("Stopped.")
+
+    # ------------------------------------------------------------------------------------------
+    # Layers and panel
+    # ------------------------------------------------------------------------------------------
+    def _make_layers(self) -> None:
+        """One positivity and one attention layer per marker on the predictor's maps."""
+        maps = self.predictor.maps
+        opacity = self.opacity_slider.value() / 100.0
+        slide_layer = self.slide_layer
+        for m in self.predictor.markers:
+            for kind in KINDS:
+                kw = overlay_layer_kwargs(
+                    maps, m, kind, opacity=opacity,
+                    colormap=self.cmap_combo.currentText() if kind == "positivity" else None,
+                )
+                name = overlay_name(m, kind)
+                old = self.viewer.layers[name] if name in self.viewer.layers else None
+                if old is not None and META_KEY in old.metadata:  # reuse: adding layers is slow
+                    old.metadata = kw["metadata"]
+                    old.scale, old.translate = kw["scale"], kw["translate"]
+                    old.data = maps.heatmap(m, kind)
+                    old.contrast_limits_range = kw["contrast_limits"]
+                    old.contrast_limits = kw["contrast_limits"]
+                    self._layers[(m, kind)] = old
+                    continue
+                kw["visible"] = kind == "positivity"
+                self._layers[(m, kind)] = self.viewer.add_image(maps.heatmap(m, kind), **kw)
+        if self.tissue_box.isChecked():
+            self._on_tissue_toggled(True)
+        if slide_layer is not None:
+            self.viewer.layers.selection.active = slide_layer
+
+    def _schedule_refresh(self) -> None:
+        """Redraw overlays and panel now, or once the refresh interval has passed (throttle)."""
+        wait = self._last_refresh + self.refresh_interval - time.perf_counter()
+        if wait <= 0 and not self._refresh_timer.isActive():
+            self._refresh_now()
+        elif not self._refresh_timer.isActive():
+            self._refresh_timer.start(max(int(wait * 1000), 1))
+
+    def _refresh_now(self) -> None:
+        self._refresh_timer.stop()
+        self._last_refresh = time.perf_counter()
+        if self.predictor is not None:
+            self._refresh_layers()
+            self._update_panel()
+
+    def _refresh_layers(self) -> None:
+        """Redraw the overlays (napari skips hidden layers and refreshes them when shown)."""
+        for (m, kind), layer in list(self._layers.items()):
+            if layer not in self.viewer.layers:
+                continue
+            if kind == "attention":
+                lim = contrast_limits(self.predictor.maps.values(m, kind), kind)
+                layer.contrast_limits_range = lim
+                layer.contrast_limits = lim
+            if layer.visible:
+                layer.refresh()
+
+    def _update_panel(self) -> None:
+        maps = self.predictor.maps if self.predictor else None
+        summary = maps.summary(self.threshold_spin.value()) if maps else {}
+        self.table.setRowCount(len(summary))
+        scopes = set()
+        for r, (_, s) in enumerate(summary.items()):
+            p = s["probability"]
+            frac = s["positive_fraction"]
+            cells = [
+                s["marker"], s["label"] or "-", f"{p:.3f}" if np.isfinite(p) else "-",
+                f"{frac:.0%}" if np.isfinite(frac) else "-", f"{s['tiles_computed']}/{s['tiles_total']}",
+            ]
+            for c, text in enumerate(cells):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+            if s["scope"]:
+                scopes.add(s["scope"])
+        scope = f"Call over: {', '.join(sorted(scopes))}. " if scopes else ""
+        self.scope_label.setText(scope + ATTENTION_NOTE)
+
+    def _message(self, text: str, error: bool = False) -> None:
+        self.last_message = text
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #d9534f" if error else "")
+
+    def _on_threshold(self, value: float) -> None:
+        self._update_panel()
+
+    def _on_opacity(self, value: int) -> None:
+        for layer in self._layers.values():
+            layer.opacity = value / 100.0
+
+    def _on_colormap(self, name: str) -> None:
+        for (_, kind), layer in self._layers.items():
+            if kind == "positivity":
+                layer.colormap = overlay_colormap(name)
+
+    def _on_tissue_toggled(self, checked: bool) -> None:
+        name = "Tissue mask"
+        if not checked:
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            return
+        if self.predictor is None or name in self.viewer.layers:
+            return
+        t = self.predictor.tissue
+        data, kw = tissue_mask_layer(t.mask, t.downsample, self.predictor.grid.slide_mpp)
+        kw["visible"] = True
+        self.viewer.add_image(data, **kw)
+
+    # -- tile inspection -----------------------------------------------------------------------
+    def show_tile_at(self, world_position) -> dict | None:
+        """Show the scores of the tile under a world point (um); returns them (or None)."""
+        if self.predictor is None:
+            return None
+        maps = self.predictor.maps
+        i = maps.tile_at(np.asarray(world_position, float)[-2:])
+        if i is None:
+            self.tile_label.setText("No tissue tile here.")
+            self.last_tile = None
+            return None
+        s = maps.tile_scores(i)
+        lines = [f"Tile {s['tile']} (row {s['row']}, col {s['col']}; x {s['x']}, y {s['y']} px; "
+                 f"tissue {s['tissue_fraction']:.0%})"]
+        if not s["computed"]:
+            lines.append("not computed yet")
+        for m, v in s["markers"].items():
+            pos, att = v["positivity"], v["attention"]
+            if np.isfinite(pos):
+                lines.append(f"{MARKERS[m]}: positivity {pos:.3f}, attention {att:.4f}")
+        self.tile_label.setText("\n".join(lines))
+        self.last_tile = s
+        return s
+
+    def _on_mouse(self, viewer, event):
+        if event.type != "mouse_press" or self.predictor is None:
+            return
+        start = tuple(event.position)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = True
+            yield
+        if not moved:
+            self.show_tile_at(start)
+
+    # -- export --------------------------------------------------------------------------------
+    def export_to(self, out_dir: str | Path) -> list[Path]:
+        """Export all predictions so far into `out_dir` (GeoJSON, CSV, OME-TIFFs, report)."""
+        from ..export import export_predictions
+
+        if self.predictor is None:
+            raise WidgetError("nothing to export yet: run a prediction first.")
+        self.last_export = export_predictions(
+            out_dir, self.predictor.maps, slide=self.predictor.slide,
+            tile_threshold=self.threshold_spin.value(),
+        )
+        self._message(f"Exported {len(self.last_export)} files to {out_dir}.")
+        return self.last_export
+
+    def _on_export_clicked(self) -> None:
+        out = QFileDialog.getExistingDirectory(self, "Export HistoStain predictions to")
+        if out:
+            self.export_safely(out)
+
+    def export_safely(self, out_dir: str | Path) -> list[Path]:
+        """`export_to`, showing errors (read-only folder, full disk, ...) in the widget."""
+        try:
+            return self.export_to(out_dir)
+        except HistostainError as exc:
+            self._message(str(exc), error=True)
+            return []
+
+    # -- teardown ------------------------------------------------------------------------------
+    def close_session(self) -> None:
+        """Stop workers and release the slide (called when the widget goes away)."""
+        self._stop_live()
+        self.cancel()
+        self._close_progress()
+        self.ihc_panel.close_session()
+        if self.predictor is not None and not self.busy:
+            self.predictor.close()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.close_session()
+        super().closeEvent(event)

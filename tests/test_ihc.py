@@ -1,0 +1,247 @@
+"""Tests of DAB IHC quantification (napari_histostain.ihc) and `histostain quantify`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_histostain import ihc
+from napari_histostain.ihc_synthetic import dab_slide_renderer, render_dab
+
+DATA = Path(__file__).parents[2] / "shared" / "data"
+
+
+def _data(rel: str) -> Path:
+    p = DATA / rel
+    if not p.exists():
+        pytest.skip(f"{p} not available")
+    return p
+
+
+# -- one tile / one image -------------------------------------------------------------------------
+@pytest.mark.parametrize("fraction", [0.0, 0.05, 0.2, 0.4, 0.6, 0.8])
+def test_ki67_index_matches_rendered_truth(fraction):
+    rgb, truth = render_dab(448, 448, 0.5, positive_fraction=fraction, seed=3)
+    result = ihc.quantify_image(rgb, 0.5, "ki67")
+    s = result.summary()
+    inside = (truth.centres >= 0).all(axis=1) & (truth.centres < 448).all(axis=1)
+    true_index = float((truth.dab[inside] > 0).mean() * 100)
+    assert abs(s["ki67_index"] - true_index) <= 3.0
+    assert abs(s["n_nuclei"] - inside.sum()) <= 0.05 * inside.sum()
+
+
+def test_nuclei_positions_are_level0_pixels():
+    rgb, truth = render_dab(300, 500, 0.5, positive_fraction=0.5, seed=1)
+    result = ihc.quantify_image(rgb, 0.5, "ki67")
+    inside = (truth.centres[:, 0] >= 0) & (truth.centres[:, 0] < 300) & (truth.centres[:, 1] >= 0) \
+        & (truth.centres[:, 1] < 500)
+    true_xy = truth.centres[inside][:, ::-1]
+    d = np.linalg.norm(result.nuclei_xy[:, None, :] - true_xy[None], axis=2).min(axis=1)
+    assert np.median(d) < 1.5
+    # every class-positive nucleus sits on a rendered positive cell
+    nearest = np.linalg.norm(result.nuclei_xy[:, None, :] - true_xy[None], axis=2).argmin(axis=1)
+    pos = result.nuclei_class > 0
+    assert (truth.dab[inside][nearest[pos]] > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"positive_fraction": 0.95, "dab_levels": (0.8, 1.2)}, "overexpression"),
+        ({"positive_fraction": 0.0}, "null"),
+        ({"positive_fraction": 0.3, "dab_levels": (0.25, 0.7)}, "wild-type"),
+    ],
+)
+def test_p53_pattern(kwargs, pattern):
+    rgb, _ = render_dab(448, 448, 0.5, seed=5, **kwargs)
+    assert ihc.quantify_image(rgb, 0.5, "p53").summary()["p53_pattern"] == pattern
+
+
+def test_pdl1_membrane_fraction_and_thresholds():
+    rgb, truth = render_dab(448, 448, 0.5, positive_fraction=0.0, membrane_fraction=0.5, seed=2)
+    s = ihc.quantify_image(rgb, 0.5, "pdl1").summary()
+    assert abs(s["pdl1_tps"] - truth.membrane.mean() * 100) < 10
+    assert s["ki67_index"] < 5  # membranes are not positive nuclei
+    with pytest.raises(ihc.IHCError, match="increasing"):
+        ihc.with_thresholds(ihc.IHCParams(), (0.4, 0.2, 0.6))
+
+
+def test_stain_estimation_falls_back_without_dab():
+    rgb, _ = render_dab(256, 256, 0.5, positive_fraction=0.0, seed=1)
+    od = ihc.optical_density(rgb).reshape(-1, 3)
+    st = ihc.estimate_stains(od[od.sum(axis=1) > 0.15])
+    assert st.source != "macenko"
+    assert np.allclose(st.dab, ihc.standard_stains().dab)
+    rgb, _ = render_dab(256, 256, 0.5, positive_fraction=0.5, seed=1)
+    od = ihc.optical_density(rgb).reshape(-1, 3)
+    assert ihc.estimate_stains(od[od.sum(axis=1) > 0.15]).source == "macenko"
+
+
+def test_bad_inputs_have_clear_errors():
+    with pytest.raises(ihc.IHCError, match="mpp"):
+        ihc.quantify_image(np.zeros((10, 10, 3), np.uint8), 0)
+    with pytest.raises(ihc.IHCError, match="uint8"):
+        ihc.quantify_image(np.zeros((10, 10, 3), np.float32), 0.5)
+    with pytest.raises(ihc.IHCError, match="unknown marker"):
+        ihc.quantify_image(np.zeros((10, 10, 3), np.uint8), 0.5, "cd8")
+
+
+# -- slides ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dab_slide(tmp_path_factory):
+    from napari_histostain.synthetic import write_slide
+
+    path = tmp_path_factory.mktemp("ihc") / "dab.tiff"
+    write_slide(path, 1024, 1024, dab_slide_renderer(1024, 1024, 0.5, positive_fraction=0.3, seed=4),
+                0.5)
+    return path
+
+
+def test_slide_result_is_on_the_prediction_grid(dab_slide, tmp_path):
+    from napari_histostain.slide import open_slide
+    from napari_histostain.tiling import make_grid
+
+    with open_slide(dab_slide) as slide:
+        grid = make_grid(slide, min_tissue=0)
+        seen = []
+        result = ihc.quantify_slide(slide, "ki67", grid=grid, progress=lambda d, n: seen.append(d))
+    assert result.grid is grid and result.counts.shape == (len(grid.coords), 4)
+    assert seen[-1] == len(grid.coords)
+    assert result.positivity.shape == (len(grid.coords),)
+    # nuclei lie inside their tile and the slide
+    t = result.nuclei_tile
+    lo = grid.coords[t]
+    assert ((result.nuclei_xy >= lo - 0.5) & (result.nuclei_xy < lo + grid.tile_px0)).all()
+    s = result.summary()
+    assert 24 <= s["ki67_index"] <= 36
+    paths = result.save(tmp_path)
+    assert [p.name for p in paths] == ["dab.ki67.ihc.json", "dab.ki67.ihc_tiles.csv",
+                                       "dab.ki67.ihc_nuclei.csv"]
+    doc = json.loads(paths[0].read_text())
+    assert doc["summary"]["n_nuclei"] == s["n_nuclei"] and doc["n_tiles"] == len(grid.coords)
+    rows = list(csv.DictReader(paths[2].open()))
+    assert len(rows) == s["n_nuclei"]
+
+
+def test_region_quantifies_only_intersecting_tiles(dab_slide):
+    result = ihc.quantify_slide(dab_slide, "ki67", region=(0, 0, 300, 300))
+    assert result.n_nuclei.sum() > 0
+    assert len(result.grid.coords) <= 4
+
+
+def test_synthetic_he_slide_is_refused(tmp_path):
+    from napari_histostain.synthetic import write_synthetic_slide
+
+    path = write_synthetic_slide(tmp_path / "he.tiff", 1024, 1024, 0.5)
+    with pytest.raises(ihc.NotDabError, match="H&E"):
+        ihc.quantify_slide(path, "ki67")
+
+
+def test_real_he_slide_is_refused():
+    with pytest.raises(ihc.NotDabError, match="H&E"):
+        ihc.quantify_slide(_data("slides/CMU-1-Small-Region.svs"), "ki67")
+
+
+# -- real IHC images -------------------------------------------------------------------------------
+def test_real_skimage_ihc_membranous_image():
+    from skimage.io import imread
+
+    rgb = imread(_data("images/ihc/skimage-ihc.png"))[..., :3]
+    s = ihc.quantify_image(rgb, 0.5, "pdl1").summary()
+    assert s["n_nuclei"] > 100
+    assert 40 <= s["pdl1_tps"] <= 85  # epithelium (membranes stained) vs unstained stroma
+
+
+def test_real_os2_ki67_slide():
+    result = ihc.quantify_slide(_data("slides/OS-2-Ki67-crop.tiff"), "ki67")
+    s = result.summary()
+    assert result.stains.source == "macenko"
+    assert s["n_nuclei"] > 500
+    assert 10 <= s["ki67_index"] <= 40
+
+
+def test_real_anhir_ki67_section():
+    from skimage.io import imread
+
+    rgb = imread(_data("pairs/anhir-lung-lesion3/29-041-Izd2-w35-Ki67-7-les3.jpg"))
+    result = ihc.quantify_image(rgb, 3.5, "ki67")  # 5 % scale of ~0.17 um/px: nuclei ~2 px
+    assert any("too coarse" in m for m in result.messages)
+    s = result.summary()
+    assert 0.005 <= s["positive_pixel_fraction"] <= 0.1  # sparse brown dots in the lesion
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+def test_cli_quantify_slide_and_refusal(dab_slide, tmp_path, capsys):
+    from napari_histostain.cli import main
+    from napari_histostain.synthetic import write_synthetic_slide
+
+    assert main(["quantify", str(dab_slide), "--marker", "ki67", "--out", str(tmp_path),
+                 "--figure"]) == 0
+    out = capsys.readouterr().out
+    assert "Ki-67 index" in out and (tmp_path / "dab.ki67.ihc.png").exists()
+    he = write_synthetic_slide(tmp_path / "he.tiff", 512, 512, 0.5)
+    assert main(["quantify", str(he), "--marker", "ki67", "--out", str(tmp_path / "x")]) == 2
+    assert "H&E" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_cli_cohort_writes_weak_labels(dab_slide, tmp_path):
+    from napari_histostain.cli import main
+
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case_id", "marker", "he_path", "ihc_path", "label", "latent", "seed"])
+        w.writerow(["c0", "ki67", "", str(dab_slide), "", "", 0])
+        w.writerow(["c1", "p53", "", str(dab_slide), "", "", 0])
+    assert main(["quantify", "--cohort", str(manifest), "--out", str(tmp_path / "o")]) == 0
+    rows = list(csv.DictReader((tmp_path / "o" / "weak_labels.csv").open()))
+    assert [r["case_id"] for r in rows] == ["c0", "c1"]
+    assert rows[0]["label"] == "1" and rows[0]["label_source"] == "ihc"  # ~30 % >= 20 % cutoff
+    assert 24 <= float(rows[0]["ki67_index"]) <= 36
+    assert rows[1]["p53_pattern"] == "wild-type" and rows[1]["label"] == "0"
+
+
+def test_lymphocyte_and_fibroblast_like_nuclei_are_not_counted():
+    """Small dense round nuclei and long thin ones stay out of the index (cells="tumour")."""
+    from dataclasses import replace
+
+    rgb, _ = render_dab(448, 448, 0.5, positive_fraction=0.0, seed=6, tissue_box=(0, 40, 448, 368))
+    # add a row of small dark Ki-67+ "lymphocytes" (r = 2.2 um) and thin "fibroblasts"
+    from skimage.color import rgb_from_hdx
+    from skimage.draw import disk, ellipse
+
+    od = ihc.optical_density(rgb)
+    d = rgb_from_hdx[1] / np.linalg.norm(rgb_from_hdx[1])
+    for k in range(8):
+        rr, cc = disk((20 + 50 * k, 10), 4.4, shape=rgb.shape[:2])
+        od[rr, cc] += 0.9 * d
+        rr, cc = ellipse(20 + 50 * k, 436, 9, 2.2, shape=rgb.shape[:2])
+        od[rr, cc] += 0.3 * rgb_from_hdx[0] / np.linalg.norm(rgb_from_hdx[0])
+    rgb = np.clip(255 * 10 ** (-od), 0, 255).astype(np.uint8)
+    tumour = ihc.quantify_image(rgb, 0.5, "ki67")
+    everyone = ihc.quantify_image(rgb, 0.5, "ki67", params=replace(ihc.IHCParams(), cells="all"))
+    assert tumour.summary()["ki67_index"] == 0.0
+    assert everyone.summary()["ki67_index"] > 0
+    assert everyone.summary()["n_nuclei"] >= tumour.summary()["n_nuclei"] + 12
+    assert (~tumour.nuclei_counted).sum() >= 12
+
+
+def test_cli_plain_image_needs_mpp(tmp_path, capsys):
+    from skimage.io import imsave
+
+    from napari_histostain.cli import main
+
+    rgb, _ = render_dab(200, 200, 0.5, positive_fraction=0.5, seed=2)
+    png = tmp_path / "ihc.png"
+    imsave(png, rgb)
+    assert main(["quantify", str(png), "--marker", "ki67", "--out", str(tmp_path / "o")]) == 2
+    assert "--mpp" in capsys.readouterr().err
+    assert main(["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--out",
+                 str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "ihc.ki67.ihc.json").read_text())
+    assert doc["params"]["cells"] == "tumour" and doc["summary"]["n_nuclei"] > 20

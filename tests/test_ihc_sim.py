@@ -1,0 +1,54 @@
+"""IHC quantification against the simulator's IHC renders (napari_histostain.simulate truth)."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_histostain import ihc
+
+simulate = pytest.importorskip("napari_histostain.simulate")
+
+#: seeds whose simulated Ki-67 index spans 0-80 % (about 1, 19, 50 and 77 %)
+KI67_SEEDS = (109, 176, 66, 0)
+#: seeds with each simulated p53 pattern
+P53_SEEDS = {"overexpression": 1, "null": 6, "wild-type": 3}
+SIZE_UM = 768
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("sim")
+
+
+@pytest.mark.parametrize("seed", KI67_SEEDS)
+def test_sim_ki67_index_within_3_points(sim_dir, seed):
+    case = simulate.simulate_case(sim_dir, ["ki67"], case_id=f"k{seed}", size_um=SIZE_UM, seed=seed)
+    truth = case.truth["ki67"]["true_index"] * 100
+    result = ihc.quantify_slide(case.ihc_paths["ki67"], "ki67")
+    measured = result.summary()["ki67_index"]
+    assert abs(measured - truth) <= 3.0, f"truth {truth:.1f} %, measured {measured:.1f} %"
+
+
+@pytest.mark.parametrize("pattern", list(P53_SEEDS))
+def test_sim_p53_pattern(sim_dir, pattern):
+    seed = P53_SEEDS[pattern]
+    case = simulate.simulate_case(sim_dir, ["p53"], case_id=f"p{seed}", size_um=SIZE_UM, seed=seed)
+    assert case.truth["p53"]["pattern"] == pattern
+    assert ihc.quantify_slide(case.ihc_paths["p53"], "p53").summary()["p53_pattern"] == pattern
+
+
+def test_sim_cohort_weak_labels(tmp_path):
+    """`histostain quantify --cohort` on a simulated cohort's manifest keeps its rows and columns."""
+    import csv
+
+    from napari_histostain.cli import main
+
+    simulate.simulate_cohort(tmp_path / "c", 2, ["ki67"], size_um=384, seed=7)
+    manifest = tmp_path / "c" / "manifest.csv"
+    assert main(["quantify", "--cohort", str(manifest), "--out", str(tmp_path / "o")]) == 0
+    src = list(csv.DictReader(manifest.open()))
+    out = list(csv.DictReader((tmp_path / "o" / "weak_labels.csv").open()))
+    assert [r["case_id"] for r in out] == [r["case_id"] for r in src]
+    assert set(src[0]) <= set(out[0]) and out[0]["label_source"] == "ihc"
+    for s, o in zip(src, out):
+        assert abs(float(o["ki67_index"]) - float(s["true_index"]) * 100) <= 10

@@ -1,0 +1,241 @@
+"""Per-slide cache of tile embeddings: features (float16, zip-compressed), tile coordinates, encoder
+id and version.
+
+One `<key>.npz` per slide, written atomically, so an interrupted run leaves only finished slides and
+a re-run skips them. The folder's `cache.json` records the encoder and tiling; a cache made with
+another encoder or tiling is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_histostain.errors import HistostainError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+INDEX_NAME = "cache.json"
+
+
+class CacheError(HistostainError):
+    """The embedding cache is missing entries, corrupt, or made with another encoder / tiling."""
+
+
+@dataclass
+class SlideEmbeddings:
+    """Tile embeddings of one slide."""
+
+    features: np.ndarray  # (N, D) float16
+    coords: np.ndarray  # (N, 2) int64 level-0 (x, y) of tile top-left
+    tissue_fraction: np.ndarray  # (N,) float32
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+@dataclass
+class EmbedSummary:
+    embedded: list[Path]
+    skipped: list[Path]
+    tiles: int
+    seconds: float
+
+    @property
+    def tiles_per_second(self) -> float:
+        return self.tiles / self.seconds if self.seconds > 0 else float("nan")
+
+
+class EmbeddingCache:
+    """A cache folder for one encoder and one tiling (tile_mpp, tile_size, min_tissue)."""
+
+    def __init__(self, folder: str | Path, *, encoder_id: str, encoder_version: str,
+                 tile_mpp: float = 1.0, tile_size: int = 224, min_tissue: float = 0.25,
+                 root: str | Path | None = None):
+        self.folder = Path(folder)
+        self.root = Path(root).resolve() if root is not None else None
+        self.settings = {"format": CACHE_FORMAT, "encoder_id": str(encoder_id),
+                         "encoder_version": str(encoder_version), "tile_mpp": float(tile_mpp),
+                         "tile_size": int(tile_size), "min_tissue": float(min_tissue)}
+
+    @classmethod
+    def open(cls, folder: str | Path, root: str | Path | None = None) -> EmbeddingCache:
+        """An existing cache, with the settings recorded in its `cache.json`."""
+        index = Path(folder) / INDEX_NAME
+        try:
+            s = json.loads(index.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CacheError(f"{folder} is not an embedding cache (no {INDEX_NAME}); "
+                             "make it with `histostain embed MANIFEST --cache FOLDER`.") from None
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"cannot read {index}: {exc}") from None
+        return cls(folder, encoder_id=s["encoder_id"], encoder_version=s["encoder_version"],
+                   tile_mpp=s["tile_mpp"], tile_size=s["tile_size"], min_tissue=s["min_tissue"],
+                   root=root)
+
+    def check_or_create(self) -> None:
+        """Write `cache.json`, or check that the existing one has the same encoder and tiling."""
+        from napari_histostain._io import ensure_dir, write_json
+
+        ensure_dir(self.folder)
+        index = self.folder / INDEX_NAME
+        if index.exists():
+            old = json.loads(index.read_text(encoding="utf-8"))
+            diff = {k: (old.get(k), v) for k, v in self.settings.items() if old.get(k) != v}
+            if diff:
+                raise CacheError(
+                    f"cache {self.folder} was made with other settings "
+                    + ", ".join(f"{k}: {a!r} (cache) vs {b!r} (now)" for k, (a, b) in diff.items())
+                    + "; use another --cache folder.")
+        else:
+            write_json(index, self.settings)
+
+    def key(self, slide_path: str | Path) -> str:
+        """File stem of a slide's entry: its path relative to `root` (or its name), made safe."""
+        p = Path(slide_path)
+        rel = None
+        if self.root is not None:
+            try:
+                rel = p.resolve().relative_to(self.root)
+            except ValueError:
+                rel = None
+        text = str(rel) if rel is not None else p.name
+        return re.sub(r"[^A-Za-z0-9._-]+", "__", text)
+
+    def path_for(self, slide_path: str | Path) -> Path:
+        return self.folder / f"{self.key(slide_path)}.npz"
+
+    def has(self, slide_path: str | Path) -> bool:
+        return self.path_for(slide_path).is_file()
+
+    def save(self, slide_path: str | Path, emb: SlideEmbeddings) -> Path:
+        from napari_histostain._io import atomic_path
+
+        target = self.path_for(slide_path)
+        meta = {**self.settings, **emb.meta, "slide": Path(slide_path).name}
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, features=emb.features.astype(np.float16),
+                         coords=emb.coords.astype(np.int64),
+                         tissue_fraction=emb.tissue_fraction.astype(np.float32),
+                         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        return target
+
+    def load(self, slide_path: str | Path) -> SlideEmbeddings:
+        path = self.path_for(slide_path)
+        if not path.is_file():
+            raise CacheError(f"slide {slide_path} is not in the embedding cache {self.folder}; "
+                             "run `histostain embed` on the manifest first.")
+        try:
+            with np.load(path) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                emb = SlideEmbeddings(z["features"], z["coords"], z["tissue_fraction"], meta)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CacheError(f"cache entry {path} is corrupt ({exc}); delete it and re-run "
+                             "`histostain embed`.") from None
+        if meta.get("encoder_id") != self.settings["encoder_id"]:
+            raise CacheError(f"cache entry {path} was made by encoder {meta.get('encoder_id')!r}, "
+                             f"not {self.settings['encoder_id']!r}; use another --cache folder.")
+        return emb
+
+
+def optical_density_tissue(slide, *, target_mpp: float = 8.0):
+    """Tissue mask from optical density (Otsu, bounded) on an overview: finds faint IHC sections
+    (hematoxylin counterstain, sparse DAB) that a saturation threshold misses."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    from napari_histostain.tissue import TissueMask, read_overview
+
+    rgb, ds = read_overview(slide, target_mpp)
+    x = rgb.astype(np.float32)
+    bg = np.percentile(x.reshape(-1, 3), 99, axis=0)
+    od = (-np.log10(np.clip((x + 1) / (bg + 1), 1e-3, 1.0))).sum(-1)
+    od = ndi.uniform_filter(od, 3)
+    thr = float(np.clip(threshold_otsu(od), 0.025, 0.1)) if od.max() > od.min() else 0.025
+    mask = ndi.binary_opening(ndi.binary_closing(od > thr, iterations=2), iterations=1)
+    return TissueMask(mask, ds, float(slide.mpp[0]) * ds, thr)
+
+
+def embed_slide(slide_path: str | Path, encoder, *, tile_mpp: float = 1.0, tile_size: int = 224,
+                min_tissue: float = 0.25, batch_size: int = 64, threads: int = 2,
+                tissue: str = "saturation",
+                on_tiles: Callable[[int], None] | None = None) -> SlideEmbeddings:
+    """Embed every tissue tile of one slide with `encoder` (the inference engine's tile encoder).
+
+    `tissue`: "saturation" uses the engine's `detect_tissue` (as inference does on H&E);
+    "optical-density" uses `optical_density_tissue` (for faint IHC slides).
+    """
+    from napari_histostain.slide import open_slide
+    from napari_histostain.tiling import iter_batches, make_grid
+
+    with open_slide(slide_path) as slide:
+        mask = optical_density_tissue(slide) if tissue == "optical-density" else None
+        grid = make_grid(slide, tile_mpp=tile_mpp, tile_size=tile_size, min_tissue=min_tissue,
+                         tissue=mask)
+        feats = np.zeros((len(grid), encoder.dim), np.float16)
+        if len(grid):
+            for idx, tiles in iter_batches(slide, grid, batch_size=batch_size, threads=threads):
+                feats[idx] = encoder.embed(tiles).astype(np.float16)
+                if on_tiles:
+                    on_tiles(len(idx))
+        meta = {"n_tiles": int(len(grid)), "dim": int(encoder.dim), "tissue": tissue,
+                "slide_mpp": list(grid.slide_mpp), "slide_dimensions": list(grid.slide_dimensions)}
+        return SlideEmbeddings(feats, grid.coords, grid.tissue_fraction, meta)
+
+
+def encoder_version(encoder) -> str:
+    """The encoder's version tag (its `.version` if it has one, else the package version)."""
+    from napari_histostain import __version__
+
+    return str(getattr(encoder, "version", None) or __version__)
+
+
+def embed_slides(slide_paths: Sequence[str | Path], cache: EmbeddingCache, encoder, *,
+                 batch_size: int = 64, threads: int = 2, progress: bool = True,
+                 limit: int | None = None, stop: Callable[[], bool] | None = None,
+                 ihc_slides: set | None = None) -> EmbedSummary:
+    """Embed the slides not yet in `cache`; finished slides are skipped, so a re-run resumes.
+
+    `limit` embeds at most that many new slides (then returns); `stop()` returning True ends the run
+    between slides. Slides without tissue are cached with zero tiles (and reported). Slides in
+    `ihc_slides` get optical-density tissue detection.
+    """
+    ihc_slides = {Path(p) for p in (ihc_slides or ())}
+    from tqdm.auto import tqdm
+
+    cache.check_or_create()
+    todo = [Path(p) for p in slide_paths if not cache.has(p)]
+    skipped = [Path(p) for p in slide_paths if cache.has(p)]
+    done: list[Path] = []
+    tiles = 0
+    t0 = time.perf_counter()
+    s = cache.settings
+    bar = tqdm(total=len(todo), unit="slide", desc="embedding", disable=not progress)
+    try:
+        for p in todo:
+            if (limit is not None and len(done) >= limit) or (stop is not None and stop()):
+                break
+            emb = embed_slide(p, encoder, tile_mpp=s["tile_mpp"], tile_size=s["tile_size"],
+                              min_tissue=s["min_tissue"], batch_size=batch_size, threads=threads,
+                              tissue="optical-density" if Path(p) in ihc_slides else "saturation")
+            if len(emb) == 0:
+                log.warning("slide %s has no tissue tiles", p)
+            cache.save(p, emb)
+            done.append(p)
+            tiles += len(emb)
+            bar.update(1)
+            bar.set_postfix(tiles=tiles)
+    finally:
+        bar.close()
+    return EmbedSummary(done, skipped, tiles, time.perf_counter() - t0)
