@@ -10,7 +10,6 @@ get the same positivity as in the whole-slide run, and attention equal up to ren
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import logging
 import math
@@ -291,13 +290,7 @@ class StainCheck:
 # ------------------------------------------------------------------------------------------------
 def with_mpp(slide, mpp: float | tuple[float, float]):
     """A view of `slide` with a user-given pixel size (the file's handle is shared, not copied)."""
-    from .slide import Slide
-
-    mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
-    if not (mx > 0 and my > 0):
-        raise HistostainError(f"mpp must be positive, got {mpp}")
-    info = dataclasses.replace(slide.info, mpp=(float(mx), float(my)), mpp_source="user")
-    return Slide(info, slide._backend)
+    return slide.with_mpp(mpp)
 
 
 class _Accumulator:

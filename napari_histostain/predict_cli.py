@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                    help="minimum tissue fraction of a tile (default 0.25)")
     p.add_argument("--batch-size", type=int, default=32, help="tiles per batch (default 32)")
     p.add_argument("--threads", type=int, default=2, help="tile reader threads (default 2)")
+    p.add_argument("--export", metavar="KINDS", default="",
+                   help="also write exports, comma-separated: geojson (QuPath), csv, heatmaps "
+                   "(pyramidal OME-TIFF), report (JSON + PNG), or 'all'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -45,6 +48,19 @@ def _parse_models(items: list[str]) -> dict[str, str]:
             )
         models[marker] = path
     return models
+
+
+def _parse_exports(text: str) -> list[str]:
+    from .export import EXPORT_KINDS
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if "all" in kinds:
+        return list(EXPORT_KINDS)
+    unknown = [k for k in kinds if k not in EXPORT_KINDS]
+    if unknown:
+        raise HistostainError(f"--export {text!r}: unknown kind(s) {', '.join(unknown)}; "
+                              f"choose from {', '.join(EXPORT_KINDS)} or all")
+    return kinds
 
 
 def _parse_region(text: str | None):
@@ -69,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if extra:
         raise HistostainError(f"--model given for {', '.join(extra)}, which is not a chosen --marker")
     region = _parse_region(args.region)
+    exports = _parse_exports(args.export)
     if args.batch_size < 1 or args.threads < 1:
         raise HistostainError("--batch-size and --threads must be at least 1")
     ensure_dir(args.out)  # fail early on an unwritable folder
@@ -95,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     files = pred.save(args.out)
+    if exports and not pred.is_empty:
+        from .export import export_prediction
+        from .slide import open_slide
+
+        with open_slide(args.slide) as slide:
+            files += export_prediction(args.out, pred, slide=slide, what=exports)
     for msg in pred.messages:
         print(f"note: {msg}")
     print(f"{len(pred.grid)} tissue tiles at {pred.grid.tile_mpp:g} um/px in {pred.seconds:.1f} s")

@@ -180,6 +180,16 @@ class Slide:
     def properties(self) -> dict[str, str]:
         return self.info.properties
 
+    def with_mpp(self, mpp: float | tuple[float, float]) -> Slide:
+        """A view of this slide with a user-given pixel size (the file handle is shared)."""
+        import dataclasses
+
+        mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
+        if not (mx > 0 and my > 0):
+            raise SlideError(f"mpp must be positive, got {mpp}")
+        info = dataclasses.replace(self.info, mpp=(float(mx), float(my)), mpp_source="user")
+        return Slide(info, self._backend)
+
     def level_mpp(self, level: int) -> tuple[float, float]:
         """(mpp_x, mpp_y) of a pyramid level."""
         ds = self.level_downsamples[level]

@@ -66,9 +66,29 @@ def test_region_and_mpp_options(synthetic_slide, files, tmp_path):
     assert doc["grid"]["region"] == [0, 0, 1500, 1000] and doc["grid"]["slide_mpp"] == [0.25, 0.25]
 
 
+def test_export_flag_writes_qupath_geojson_and_heatmaps(synthetic_slide, files, tmp_path):
+    import tifffile
+    from shapely.geometry import shape
+
+    out = tmp_path / "out"
+    assert main(_args(synthetic_slide, out, files, "--export", "geojson,heatmaps", "--quiet")) == 0
+    names = sorted(p.name for p in out.iterdir())
+    geojson = [n for n in names if n.endswith(".geojson")]
+    heatmaps = [n for n in names if n.endswith(".ome.tif")]
+    assert geojson and len(heatmaps) >= 2, names
+    doc = json.loads((out / "synthetic.prediction.json").read_text())
+    fc = json.loads((out / geojson[0]).read_text())
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == doc["grid"]["n_tiles"]
+    feature = fc["features"][0]
+    assert feature["properties"]["objectType"] == "tile" and shape(feature["geometry"]).area > 0
+    with tifffile.TiffFile(out / heatmaps[0]) as tif:
+        assert tif.is_ome
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
+        (["--export", "pdf"], "unknown kind"),
         (["--model", "p53=/nonexistent/model.pt"], "not found"),
         (["--region", "1,2,3"], "X,Y,W,H"),
         (["--model", "her2=x.pt"], "MARKER=PATH"),
