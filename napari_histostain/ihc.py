@@ -805,19 +805,11 @@ def quantify_image(
 
 
 def ihc_tissue_mask(slide, *, target_mpp: float = 8.0, params: IHCParams = IHCParams()):
-    """Tissue of an IHC slide: summed optical density over `params.tissue_od` on an overview.
+    """Tissue of an IHC slide: the shared detector `tissue.detect_tissue`, which finds pale
+    hematoxylin-only tissue by optical density and keeps blue counterstain (`params` is unused)."""
+    from .tissue import detect_tissue
 
-    Pale hematoxylin-only tissue is faint and blue, which saturation-based H&E tissue detection
-    (and its pen-ink rejection) can miss.
-    """
-    from scipy import ndimage as ndi
-
-    from .tissue import TissueMask, read_overview
-
-    overview, ds = read_overview(slide, target_mpp)
-    od = ndi.uniform_filter(optical_density(overview).sum(axis=2), size=3)
-    mask = ndi.binary_fill_holes(od > params.tissue_od)
-    return TissueMask(mask, float(ds), float(slide.mpp[0]) * ds, params.tissue_od)
+    return detect_tissue(slide, target_mpp=target_mpp)
 
 
 def slide_grid(slide, *, tile_mpp: float = 1.0, tile_size: int = 224, region=None,

@@ -1,10 +1,12 @@
-"""Tissue detection on a low-resolution view of a slide.
+"""Tissue detection on a low-resolution view of a slide, for H&E and IHC alike.
 
-Pixels are tissue when they are coloured (HSV saturation over an Otsu threshold kept within sane
-bounds) and not glass-bright; blue/green/black pen marks are rejected; the mask is cleaned up by a
-closing, removal of specks smaller than `min_object_um2` and filling of holes (fat, lumina) smaller
-than `max_hole_um2`. The result is a `TissueMask` in slide coordinates.
-"""
+Pixels are tissue when their summed optical density against the glass colour is over a bounded Otsu
+threshold (pale stroma, hematoxylin-only IHC tissue) or when they are coloured (HSV saturation over a
+bounded Otsu threshold) and not glass-bright. Pen ink is rejected only where it is far from the
+stains' hues (green; strongly saturated blue; large black areas), so blue-grey counterstain stays
+tissue. The mask is cleaned up by a closing, removal of specks smaller than `min_object_um2` and
+filling of holes (fat, lumina) smaller than `max_hole_um2`. The result is a `TissueMask` in slide
+coordinates."""
 
 from __future__ import annotations
 
@@ -16,6 +18,21 @@ import numpy as np
 SATURATION_BOUNDS = (0.07, 0.15)
 #: Pixels brighter than this (HSV value) and barely coloured are glass.
 GLASS_VALUE = 0.9
+#: Bounds on the Otsu threshold of summed log10 optical density against the glass colour.
+OD_BOUNDS = (0.04, 0.05)
+#: The glass colour is never taken darker than this (an image filled with tissue has no glass).
+MIN_BACKGROUND = 0.8
+#: Optical density is averaged over OD_SMOOTH x OD_SMOOTH overview pixels before thresholding.
+OD_SMOOTH = 3
+#: Pen inks: green hues (degrees) and their saturation; blue hues up to this, when saturated.
+PEN_GREEN_HUE = (75.0, 190.0)
+PEN_GREEN_SATURATION = 0.2
+PEN_BLUE_HUE_MAX = 250.0
+PEN_BLUE_SATURATION = 0.45
+#: Darker than this (HSV value) is black ink, dust or the slide edge.
+BLACK_VALUE = 0.16
+#: Smallest ink area (um^2): smaller dark or blue specks are stained cells, not pen marks.
+MIN_INK_UM2 = 5_000.0
 
 
 @dataclass
@@ -82,6 +99,45 @@ class TissueMask:
         }
 
 
+def background_rgb(img: np.ndarray) -> np.ndarray:
+    """Glass colour (float RGB in 0-1) of an image: the median of its brightest 5% of pixels.
+
+    Kept at or above `MIN_BACKGROUND`, so an image filled with tissue is measured against white.
+    """
+    flat = img.reshape(-1, 3)
+    if not flat.size:
+        return np.ones(3, np.float32)
+    bright = flat.mean(1)
+    bg = np.median(flat[bright >= np.percentile(bright, 95)], axis=0)
+    return np.clip(bg, MIN_BACKGROUND, 1.0).astype(np.float32)
+
+
+def optical_density_sum(img: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+    """Summed log10 optical density -log10(I / I_background) over R, G, B of a float RGB image."""
+    bg = background_rgb(img) if background is None else background
+    return -np.log10(np.clip(img / bg, 1e-3, 1.0)).sum(-1)
+
+
+def pen_ink(img: np.ndarray, *, min_px: int = 1) -> np.ndarray:
+    """Pen marks on a float RGB image: black ink, and inks far from every stain's hue.
+
+    Green inks (no stain is green) are rejected when slightly saturated; blue inks only when
+    strongly saturated, so blue-grey hematoxylin counterstain (IHC) is kept. Only areas of at
+    least `min_px` connected pixels count as ink (single dark or blue pixels are stained cells).
+    """
+    from skimage import morphology
+    from skimage.color import rgb2hsv
+
+    hsv = rgb2hsv(img)
+    hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    green = (hue >= PEN_GREEN_HUE[0]) & (hue < PEN_GREEN_HUE[1]) & (sat > PEN_GREEN_SATURATION)
+    blue = (hue >= PEN_GREEN_HUE[1]) & (hue < PEN_BLUE_HUE_MAX) & (sat > PEN_BLUE_SATURATION)
+    pen = green | blue | (val < BLACK_VALUE)
+    if min_px > 1:
+        pen = morphology.remove_small_objects(pen, max_size=min_px - 1)
+    return pen
+
+
 def tissue_mask_from_rgb(
     rgb: np.ndarray,
     *,
@@ -90,8 +146,11 @@ def tissue_mask_from_rgb(
     max_hole_um2: float = 100_000.0,
     reject_pen: bool = True,
 ) -> tuple[np.ndarray, float]:
-    """Tissue mask (bool, same height/width) of an RGB uint8 image and the saturation threshold used.
+    """Tissue mask (bool, same height/width) of an RGB uint8 image and the OD threshold used.
 
+    A pixel is tissue when its optical density against the glass colour is over a bounded Otsu
+    threshold (finds pale stroma and hematoxylin-only IHC tissue) or when it is coloured (HSV
+    saturation over a bounded Otsu threshold) and not glass-bright; pen ink is excluded.
     `mpp` is the image's pixel size; without it the area limits are taken as pixel counts at 8 um/px.
     """
     from scipy import ndimage as ndi
@@ -105,18 +164,23 @@ def tissue_mask_from_rgb(
     vmax = img.max(-1)
     vmin = img.min(-1)
     sat = np.where(vmax > 0, (vmax - vmin) / np.maximum(vmax, 1e-6), 0.0)
-    r, g = img[..., 0], img[..., 1]
+    od = optical_density_sum(img)
+    if OD_SMOOTH > 1:
+        od = ndi.uniform_filter(od, size=OD_SMOOTH)
+    px_area = (mpp if mpp else 8.0) ** 2
     pen = np.zeros(sat.shape, bool)
     if reject_pen:
-        # blue and green inks have green above red; H&E (pink, purple) never does by much.
-        pen = ((g - r) > 0.06) & (sat > 0.15)
-        pen |= vmax < 0.2  # black ink, dust, slide edges
-    candidates = sat[~pen]
-    thr = SATURATION_BOUNDS[0]
-    if candidates.size and candidates.max() > candidates.min():
-        thr = float(np.clip(threshold_otsu(candidates), *SATURATION_BOUNDS))
-    tissue = (sat > thr) & ~pen & ~((vmax > GLASS_VALUE) & (sat < thr * 1.5))
-    px_area = (mpp if mpp else 8.0) ** 2
+        pen = pen_ink(img, min_px=max(int(MIN_INK_UM2 / px_area), 1))
+
+    def bounded_otsu(values: np.ndarray, bounds: tuple[float, float]) -> float:
+        if values.size and values.max() > values.min():
+            return float(np.clip(threshold_otsu(values), *bounds))
+        return bounds[0]
+
+    sat_thr = bounded_otsu(sat[~pen], SATURATION_BOUNDS)
+    thr = bounded_otsu(od[~pen], OD_BOUNDS)
+    coloured = (sat > sat_thr) & ~((vmax > GLASS_VALUE) & (sat < sat_thr * 1.5))
+    tissue = (coloured | (od > thr)) & ~pen
     tissue = ndi.binary_closing(tissue, structure=np.ones((3, 3), bool), iterations=1)
     tissue = ndi.binary_opening(tissue, structure=np.ones((2, 2), bool))
     min_px = max(int(min_object_um2 / px_area), 1)

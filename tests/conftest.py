@@ -25,3 +25,12 @@ def synthetic_slide(tmp_path_factory) -> Path:
     from napari_histostain.synthetic import write_synthetic_slide
 
     return write_synthetic_slide(tmp_path_factory.mktemp("slides") / "synthetic.tif", 3000, 2000, 0.5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def synth_slide(synthetic_slide):
+    """`synthetic_slide` opened as a `Slide` (closed after the module)."""
+    from napari_histostain.slide import open_slide
+
+    with open_slide(synthetic_slide) as s:
+        yield s

@@ -51,7 +51,9 @@ def test_importing_package_and_cli_is_cheap():
         "heavy=[m for m in ('torch','napari','PyQt5','PyQt6','PySide6','dask.distributed') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # run outside the checkout, so the installed package is imported (not the source folder)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(sys.executable).parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"heavy modules imported eagerly: {out.stdout}"
 

@@ -96,6 +96,11 @@ def client():
     from distributed import Client
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    # ...and what it pickles by value may still name `tests.*`: let the spawned workers (which
+    # inherit sys.path) find the checkout's tests package, after the installed napari_histostain
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.append(root)
     cluster = cohort.make_cluster(2, 1, memory_limit="2GB")
     c = Client(cluster, set_as_default=False)  # run_cohort must not rely on a default client
     yield c

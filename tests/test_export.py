@@ -23,20 +23,13 @@ from napari_histostain.export import (
     write_heatmap,
 )
 from napari_histostain.overlays import PredictionMaps
-from napari_histostain.slide import open_slide
 from napari_histostain.tiling import make_grid
 
 
-@pytest.fixture(scope="module")
-def slide(synthetic_slide):
-    with open_slide(synthetic_slide) as s:
-        yield s
-
-
 @pytest.fixture()
-def maps(slide):
-    grid = make_grid(slide, tile_mpp=1.0, tile_size=224, min_tissue=0.25)
-    m = PredictionMaps.from_grid(grid, ["ki67", "p53"], str(slide.path))
+def maps(synth_slide):
+    grid = make_grid(synth_slide, tile_mpp=1.0, tile_size=224, min_tissue=0.25)
+    m = PredictionMaps.from_grid(grid, ["ki67", "p53"], str(synth_slide.path))
     rng = np.random.default_rng(0)
     n = len(grid)
     for key in ("ki67", "p53"):
@@ -47,8 +40,8 @@ def maps(slide):
     return m
 
 
-def test_geojson_matches_tile_table(tmp_path, maps, slide):
-    paths = export_predictions(tmp_path, maps, slide=slide)
+def test_geojson_matches_tile_table(tmp_path, maps, synth_slide):
+    paths = export_predictions(tmp_path, maps, slide=synth_slide)
     names = sorted(p.name for p in paths)
     assert "synthetic.ki67.tiles.geojson" in names and "synthetic.tiles.csv" in names
     assert "synthetic.ki67-positivity.heatmap.ome.tif" in names
@@ -70,8 +63,8 @@ def test_geojson_matches_tile_table(tmp_path, maps, slide):
         assert poly.area == pytest.approx(float(row["width"]) * float(row["height"]), rel=1e-6)
         # polygon centre (level-0 px) times mpp == tile centre in um (napari pixel-centre convention)
         cx, cy = poly.centroid.x - 0.5, poly.centroid.y - 0.5
-        assert cx * slide.mpp[0] == pytest.approx(float(row["x_um"]), abs=1e-3)
-        assert cy * slide.mpp[1] == pytest.approx(float(row["y_um"]), abs=1e-3)
+        assert cx * synth_slide.mpp[0] == pytest.approx(float(row["x_um"]), abs=1e-3)
+        assert cy * synth_slide.mpp[1] == pytest.approx(float(row["y_um"]), abs=1e-3)
         m = props["measurements"]
         assert m["positivity"] == pytest.approx(float(row["ki67_positivity"]), rel=1e-5)
         assert m["attention"] == pytest.approx(float(row["ki67_attention"]), rel=1e-5)
@@ -93,10 +86,10 @@ def test_geojson_round_trip(tmp_path, maps):
     assert back.markers["ki67"].probability == pytest.approx(0.83)
 
 
-def test_heatmap_ome_tiff_physical_size_and_round_trip(tmp_path, maps, slide):
+def test_heatmap_ome_tiff_physical_size_and_round_trip(tmp_path, maps, synth_slide):
     path = tmp_path / "h.heatmap.ome.tif"
     write_heatmap(path, maps.heatmap("ki67", "positivity"), maps.geometry, {"marker": "ki67"})
-    tile_um = maps.geometry.tile_px0 * slide.mpp[0]
+    tile_um = maps.geometry.tile_px0 * synth_slide.mpp[0]
     assert physical_pixel_size(path) == pytest.approx((tile_um, tile_um))
     with tifffile.TiffFile(path) as tf:
         assert tf.is_ome
@@ -121,14 +114,14 @@ def test_big_heatmap_is_pyramidal(tmp_path, maps):
         assert np.isnan(levels[1].asarray()[:5]).all()
 
 
-def test_not_ours_and_nothing_to_export(tmp_path, slide):
+def test_not_ours_and_nothing_to_export(tmp_path, synth_slide):
     (tmp_path / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     with pytest.raises(ExportError, match="not a HistoStain"):
         read_tiles_geojson(tmp_path / "a.geojson")
     tifffile.imwrite(tmp_path / "b.ome.tif", np.zeros((4, 4), np.uint8), ome=True)
     with pytest.raises(ExportError, match="not a HistoStain"):
         read_heatmap(tmp_path / "b.ome.tif")
-    grid = make_grid(slide, tile_mpp=1.0, min_tissue=0.25)
+    grid = make_grid(synth_slide, tile_mpp=1.0, min_tissue=0.25)
     empty = PredictionMaps.from_grid(grid, ["ki67"])
     with pytest.raises(ExportError, match="run a prediction first"):
         export_predictions(tmp_path, empty)
@@ -136,14 +129,14 @@ def test_not_ours_and_nothing_to_export(tmp_path, slide):
         tiles_geojson(empty, "pdl1")
 
 
-def test_read_only_destination_writes_nothing(tmp_path, maps, slide):
+def test_read_only_destination_writes_nothing(tmp_path, maps, synth_slide):
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # root ignores permissions: use sysfs
         out = Path("/sys/kernel")
         if not out.is_dir():
             pytest.skip("no read-only folder available as root")
         before = set(os.listdir(out))
         with pytest.raises(OutputError, match="read-only"):
-            export_predictions(out, maps, slide=slide)
+            export_predictions(out, maps, slide=synth_slide)
         assert set(os.listdir(out)) == before
         return
     out = tmp_path / "ro"
@@ -151,28 +144,28 @@ def test_read_only_destination_writes_nothing(tmp_path, maps, slide):
     out.chmod(0o555)
     try:
         with pytest.raises(OutputError, match="read-only"):
-            export_predictions(out, maps, slide=slide)
+            export_predictions(out, maps, slide=synth_slide)
         assert list(out.iterdir()) == []
     finally:
         out.chmod(0o755)
 
 
-def test_failure_midway_rolls_back(tmp_path, maps, slide):
+def test_failure_midway_rolls_back(tmp_path, maps, synth_slide):
     # the report JSON path is a folder: the last write fails, earlier files must be removed
     (tmp_path / "synthetic.report.json").mkdir()
     with pytest.raises(OutputError, match="Nothing was written"):
-        export_predictions(tmp_path, maps, slide=slide)
+        export_predictions(tmp_path, maps, slide=synth_slide)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic.report.json"]
 
 
-def test_export_a_real_prediction(tmp_path, slide):
+def test_export_a_real_prediction(tmp_path, synth_slide):
     from napari_histostain.export import export_prediction
     from napari_histostain.inference import predict_slide
     from napari_histostain.model import seeded_model
 
-    pred = predict_slide(slide, ["p53"], models={"p53": seeded_model("p53", seed=5)},
+    pred = predict_slide(synth_slide, ["p53"], models={"p53": seeded_model("p53", seed=5)},
                          region=(0, 0, 1400, 1000))
-    paths = export_prediction(tmp_path, pred, slide=slide, what=["geojson", "csv", "report"])
+    paths = export_prediction(tmp_path, pred, slide=synth_slide, what=["geojson", "csv", "report"])
     fc = json.loads((tmp_path / "synthetic.p53.tiles.geojson").read_text())
     assert len(fc["features"]) == len(pred.grid)
     by_id = {f["properties"]["tile_id"]: f for f in fc["features"]}

@@ -15,33 +15,27 @@ from napari_histostain.overlays import (
     softmax_over_finite,
     tissue_mask_layer,
 )
-from napari_histostain.slide import open_slide
 from napari_histostain.tiling import make_grid
 
 
-@pytest.fixture(scope="module")
-def slide(synthetic_slide):
-    with open_slide(synthetic_slide) as s:
-        yield s
-
-
 @pytest.mark.parametrize("tile_mpp", [1.0, 0.9, 2.3])
-def test_heatmap_pixel_centres_are_tile_centres(slide, tile_mpp):
-    grid = make_grid(slide, tile_mpp=tile_mpp, tile_size=224, min_tissue=0.25)
+def test_heatmap_pixel_centres_are_tile_centres(synth_slide, tile_mpp):
+    grid = make_grid(synth_slide, tile_mpp=tile_mpp, tile_size=224, min_tissue=0.25)
     assert len(grid) > 0
     g = grid_geometry(grid)
     assert g.origin == (0.0, 0.0)
     # napari: world = translate + index * scale for pixel centres
     world = np.asarray(g.translate) + grid.rowcol * np.asarray(g.scale)
     # tiles coords are rounded to whole level-0 px: at most half a level-0 pixel off
-    np.testing.assert_allclose(world, grid.centres_um(), atol=0.5 * slide.mpp[0] + 1e-9)
+    np.testing.assert_allclose(world, grid.centres_um(), atol=0.5 * synth_slide.mpp[0] + 1e-9)
     if float(grid.tile_px0).is_integer():
         np.testing.assert_allclose(world, grid.centres_um(), atol=1e-9)
-    np.testing.assert_allclose(g.scale, (grid.tile_px0 * slide.mpp[1], grid.tile_px0 * slide.mpp[0]))
+    mpp_x, mpp_y = synth_slide.mpp
+    np.testing.assert_allclose(g.scale, (grid.tile_px0 * mpp_y, grid.tile_px0 * mpp_x))
 
 
-def test_world_to_rowcol_inverts_centres(slide):
-    grid = make_grid(slide, tile_mpp=1.0, min_tissue=0.25)
+def test_world_to_rowcol_inverts_centres(synth_slide):
+    grid = make_grid(synth_slide, tile_mpp=1.0, min_tissue=0.25)
     g = grid_geometry(grid)
     for i in range(len(grid)):
         c = grid.centres_um()[i]
@@ -52,8 +46,8 @@ def test_world_to_rowcol_inverts_centres(slide):
     assert maps.tile_at((-1e6, -1e6)) is None
 
 
-def test_maps_stream_updates_in_place(slide):
-    grid = make_grid(slide, tile_mpp=1.0, min_tissue=0.25)
+def test_maps_stream_updates_in_place(synth_slide):
+    grid = make_grid(synth_slide, tile_mpp=1.0, min_tissue=0.25)
     maps = PredictionMaps.from_grid(grid, ["ki67", "p53"], "x.tif")
     hm = maps.heatmap("ki67", "positivity")
     assert hm.shape == (grid.n_rows, grid.n_cols) and np.isnan(hm).all()
@@ -70,8 +64,8 @@ def test_maps_stream_updates_in_place(slide):
     assert maps.positive_fraction("ki67", 0.5) == pytest.approx(w[1] / w.sum())
 
 
-def test_attention_normalised_over_tiles_seen(slide):
-    grid = make_grid(slide, tile_mpp=1.0, min_tissue=0.25)
+def test_attention_normalised_over_tiles_seen(synth_slide):
+    grid = make_grid(synth_slide, tile_mpp=1.0, min_tissue=0.25)
     maps = PredictionMaps.from_grid(grid, ["ki67"])
     maps.update("ki67", [0, 1], [0.1, 0.2], attention_logit=[0.0, 0.0])
     att = maps.markers["ki67"].attention
@@ -81,8 +75,8 @@ def test_attention_normalised_over_tiles_seen(slide):
     assert np.isnan(softmax_over_finite(np.array([np.nan], np.float32))).all()
 
 
-def test_layer_kwargs_and_colours(slide):
-    grid = make_grid(slide, tile_mpp=1.0, min_tissue=0.25)
+def test_layer_kwargs_and_colours(synth_slide):
+    grid = make_grid(synth_slide, tile_mpp=1.0, min_tissue=0.25)
     maps = PredictionMaps.from_grid(grid, ["pdl1"], "x.tif")
     maps.update("pdl1", [0, 1], [0.3, 0.7], [0.02, 0.05])
     kw = overlay_layer_kwargs(maps, "pdl1", "attention")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,5 +115,6 @@ def test_missing_slide_and_missing_bundled_model(synthetic_slide, tmp_path, caps
 
 def test_help_is_quick_and_lists_options():
     r = subprocess.run([sys.executable, "-m", "napari_histostain.cli", "predict", "--help"],
+                       cwd=Path(sys.executable).parent,  # import the installed package
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--tile-mpp" in r.stdout and "--marker" in r.stdout

@@ -150,21 +150,11 @@ class EmbeddingCache:
 
 
 def optical_density_tissue(slide, *, target_mpp: float = 8.0):
-    """Tissue mask from optical density (Otsu, bounded) on an overview: finds faint IHC sections
-    (hematoxylin counterstain, sparse DAB) that a saturation threshold misses."""
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
+    """Tissue mask of a (faint) IHC slide: the engine's `detect_tissue`, which thresholds optical
+    density as well as saturation, so hematoxylin-only sections are found."""
+    from napari_histostain.tissue import detect_tissue
 
-    from napari_histostain.tissue import TissueMask, read_overview
-
-    rgb, ds = read_overview(slide, target_mpp)
-    x = rgb.astype(np.float32)
-    bg = np.percentile(x.reshape(-1, 3), 99, axis=0)
-    od = (-np.log10(np.clip((x + 1) / (bg + 1), 1e-3, 1.0))).sum(-1)
-    od = ndi.uniform_filter(od, 3)
-    thr = float(np.clip(threshold_otsu(od), 0.025, 0.1)) if od.max() > od.min() else 0.025
-    mask = ndi.binary_opening(ndi.binary_closing(od > thr, iterations=2), iterations=1)
-    return TissueMask(mask, ds, float(slide.mpp[0]) * ds, thr)
+    return detect_tissue(slide, target_mpp=target_mpp)
 
 
 def embed_slide(slide_path: str | Path, encoder, *, tile_mpp: float = 1.0, tile_size: int = 224,

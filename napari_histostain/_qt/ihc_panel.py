@@ -9,7 +9,6 @@ nuclei as a points layer coloured by class. The measured values appear in the pa
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QRadioButton,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -33,8 +31,8 @@ from qtpy.QtWidgets import (
 
 from .. import MARKERS
 from ..errors import HistostainError
+from ._common import VISIBLE, WHOLE, ModeAndStatus, stream_from_thread
 
-VISIBLE, WHOLE = "visible", "whole"
 #: Default tile grid when no prediction exists (`tiling.make_grid` defaults).
 DEFAULT_TILE_MPP, DEFAULT_TILE_SIZE = 1.0, 224
 #: Names of the weak label (0, 1) per marker, as the bundled models name their classes.
@@ -102,28 +100,11 @@ def observe_slide(slide_path: str, marker: str, *, tile_mpp: float, tile_size: i
 
 def _measure(kwargs: dict, cancel: Callable[[], bool]):
     """Worker: `observe_slide` in a helper thread; yield ("total"|"done", n), return the result."""
-    q: queue.Queue = queue.Queue()
-    out: dict[str, Any] = {}
+    def job(put):
+        return observe_slide(**kwargs, cancel=cancel, on_grid=lambda n: put(("total", n)),
+                             progress=lambda done, total: put(("done", done)))
 
-    def run() -> None:
-        try:
-            out["result"] = observe_slide(
-                **kwargs, cancel=cancel, on_grid=lambda n: q.put(("total", n)),
-                progress=lambda done, total: q.put(("done", done)),
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread below
-            out["error"] = exc
-        finally:
-            q.put(None)
-
-    thread = threading.Thread(target=run, name="histostain-observed-ihc", daemon=True)
-    thread.start()
-    while (item := q.get()) is not None:
-        yield item
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["result"]
+    return (yield from stream_from_thread(job, "histostain-observed-ihc"))
 
 
 def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
@@ -150,7 +131,7 @@ def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
     ]
 
 
-class ObservedIHCPanel(QWidget):
+class ObservedIHCPanel(ModeAndStatus, QWidget):
     """Collapsible section: quantify an IHC slide layer and overlay what it shows.
 
     `context()` (optional, given by the prediction widget) returns None or a dict with the
@@ -204,13 +185,7 @@ class ObservedIHCPanel(QWidget):
             self.marker_combo.addItem(name, key)
         self.marker_combo.setCurrentIndex(list(MARKERS).index("ki67"))
         form.addRow("Marker", self.marker_combo)
-        mode = QHBoxLayout()
-        self.visible_radio = QRadioButton("Visible region")
-        self.whole_radio = QRadioButton("Whole slide")
-        self.whole_radio.setChecked(True)
-        mode.addWidget(self.visible_radio)
-        mode.addWidget(self.whole_radio)
-        form.addRow("Mode", mode)
+        self._add_mode_row(form, WHOLE)
         self.nuclei_box = QCheckBox("Nuclei as points (by class)")
         self.nuclei_box.setChecked(True)
         form.addRow("", self.nuclei_box)
@@ -255,13 +230,6 @@ class ObservedIHCPanel(QWidget):
 
     def set_marker(self, marker: str) -> None:
         self.marker_combo.setCurrentIndex(list(MARKERS).index(marker))
-
-    @property
-    def mode(self) -> str:
-        return WHOLE if self.whole_radio.isChecked() else VISIBLE
-
-    def set_mode(self, mode: str) -> None:
-        (self.whole_radio if mode == WHOLE else self.visible_radio).setChecked(True)
 
     @property
     def ihc_layer(self):
@@ -320,11 +288,6 @@ class ObservedIHCPanel(QWidget):
             self.set_marker(m)
 
     # -- running -------------------------------------------------------------------------------
-    def _message(self, text: str, error: bool = False) -> None:
-        self.last_message = text
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #d9534f" if error else "")
-
     def visible_box(self, layer) -> tuple[int, int, int, int] | None:
         """The canvas view as a level-0 (x, y, w, h) box of `layer`'s slide, or None if empty."""
         from .widget import viewport_world_box

@@ -7,7 +7,6 @@ All compute runs in napari thread workers; the GUI thread only stores finished b
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from collections import deque
@@ -29,7 +28,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLayout,
     QPushButton,
-    QRadioButton,
     QScrollArea,
     QSlider,
     QSpinBox,
@@ -52,10 +50,10 @@ from ..overlays import (
     overlay_name,
     tissue_mask_layer,
 )
+from ._common import VISIBLE, WHOLE, ModeAndStatus, stream_from_thread
 from .ihc_panel import ObservedIHCPanel
 from .region_predictor import BUNDLED, RegionPredictor, WidgetError
 
-VISIBLE, WHOLE = "visible", "whole"
 ATTENTION_NOTE = (
     "Positivity is per tile. In Visible region mode, attention and the call cover only the tiles "
     "computed so far; Whole slide gives the slide call."
@@ -94,30 +92,14 @@ def _whole_slide(predictor: RegionPredictor, cancel, batch_size: int):
     """Worker: `predict_slide` in a helper thread; yield its streamed batches, return the result."""
     from ..inference import predict_slide
 
-    q: queue.Queue = queue.Queue()
-    out: dict[str, Any] = {}
+    def job(put):
+        return predict_slide(
+            predictor.slide, predictor.markers, models=predictor.models,
+            tile_mpp=predictor.tile_mpp, tissue=predictor.tissue, encoder=predictor.encoder,
+            cancel=cancel, on_batch=lambda idx, part: put((idx, part)), batch_size=batch_size,
+        )
 
-    def run() -> None:
-        try:
-            out["prediction"] = predict_slide(
-                predictor.slide, predictor.markers, models=predictor.models,
-                tile_mpp=predictor.tile_mpp, tissue=predictor.tissue, encoder=predictor.encoder,
-                cancel=cancel, on_batch=lambda idx, part: q.put((idx, part)),
-                batch_size=batch_size,
-            )
-        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread below
-            out["error"] = exc
-        finally:
-            q.put(None)
-
-    thread = threading.Thread(target=run, name="histostain-whole-slide", daemon=True)
-    thread.start()
-    while (item := q.get()) is not None:
-        yield item
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["prediction"]
+    return (yield from stream_from_thread(job, "histostain-whole-slide"))
 
 
 class _LiveState:
@@ -164,7 +146,7 @@ class _Stopper:
         self.cancel.set()
 
 
-class PredictionWidget(QWidget):
+class PredictionWidget(ModeAndStatus, QWidget):
     """HistoStain prediction dock widget (npe2 widget contribution)."""
 
     def __init__(self, napari_viewer):
@@ -263,13 +245,7 @@ class PredictionWidget(QWidget):
         self.mpp_spin.setSpecialValueText("model's")
         self.mpp_spin.setSuffix(" um/px")
         form.addRow("Tile mpp", self.mpp_spin)
-        mode = QHBoxLayout()
-        self.visible_radio = QRadioButton("Visible region")
-        self.whole_radio = QRadioButton("Whole slide")
-        self.visible_radio.setChecked(True)
-        mode.addWidget(self.visible_radio)
-        mode.addWidget(self.whole_radio)
-        form.addRow("Mode", mode)
+        self._add_mode_row(form, VISIBLE)
         self.budget_spin = QSpinBox()
         self.budget_spin.setRange(1, 5000)
         self.budget_spin.setValue(40)
@@ -358,13 +334,6 @@ class PredictionWidget(QWidget):
     # ------------------------------------------------------------------------------------------
     # Settings
     # ------------------------------------------------------------------------------------------
-    @property
-    def mode(self) -> str:
-        return WHOLE if self.whole_radio.isChecked() else VISIBLE
-
-    def set_mode(self, mode: str) -> None:
-        (self.whole_radio if mode == WHOLE else self.visible_radio).setChecked(True)
-
     @property
     def markers(self) -> list[str]:
         return [k for k, box in self.marker_boxes.items() if box.isChecked()]
@@ -773,11 +742,6 @@ class PredictionWidget(QWidget):
                 scopes.add(s["scope"])
         scope = f"Call over: {', '.join(sorted(scopes))}. " if scopes else ""
         self.scope_label.setText(scope + ATTENTION_NOTE)
-
-    def _message(self, text: str, error: bool = False) -> None:
-        self.last_message = text
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #d9534f" if error else "")
 
     def _on_threshold(self, value: float) -> None:
         self._update_panel()
