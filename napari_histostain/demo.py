@@ -77,13 +77,16 @@ def _screenshot_after_whole_slide(viewer, widget, path: str) -> None:
     widget.run()
     timer = QTimer(widget)
 
-    def poll() -> None:
-        if widget.busy or widget.predictor is None:
-            return
-        timer.stop()
+    def finish() -> None:
         viewer.screenshot(path, canvas_only=False, flash=False)
         print(f"wrote {path}")
         viewer.close()
+
+    def poll() -> None:
+        # done when the whole-slide result is stored; finish outside the widget's own handlers
+        if "whole_slide_s" in widget.timings and not widget.busy:
+            timer.stop()
+            QTimer.singleShot(300, finish)
 
     timer.timeout.connect(poll)
     timer.start(500)
