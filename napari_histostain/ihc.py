@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -677,19 +676,10 @@ def _read_tiles(source, grid, indices, level: int, margin0: float, threads: int
         for i in indices:
             yield read(int(i))
         return
-    window = max(2, threads * 2)
-    with ThreadPoolExecutor(threads, thread_name_prefix="ihc-read") as pool:
-        pending = []
-        it = iter(indices)
-        for i in it:
-            pending.append(pool.submit(read, int(i)))
-            if len(pending) >= window:
-                break
-        for i in it:
-            yield pending.pop(0).result()
-            pending.append(pool.submit(read, int(i)))
-        for fut in pending:
-            yield fut.result()
+    from .tiling import read_ahead
+
+    yield from read_ahead(read, (int(i) for i in indices), threads=threads,
+                          queue_size=max(2, threads * 2), reader_nice=0)
 
 
 def quantify_source(

@@ -288,11 +288,6 @@ class StainCheck:
 # ------------------------------------------------------------------------------------------------
 # Prediction
 # ------------------------------------------------------------------------------------------------
-def with_mpp(slide, mpp: float | tuple[float, float]):
-    """A view of `slide` with a user-given pixel size (the file's handle is shared, not copied)."""
-    return slide.with_mpp(mpp)
-
-
 class _Accumulator:
     """Per-marker streaming state: scores and logits per tile, online-softmax slide embedding."""
 
@@ -363,7 +358,7 @@ def predict_slide(
 
     messages: list[str] = []
     if mpp is not None:
-        slide = with_mpp(slide, mpp)
+        slide = slide.with_mpp(mpp)
     elif slide.info.mpp_source == "assumed":
         messages.append(
             f"{slide.path.name} has no pixel size; 1 um/px was assumed, so tiles may be at the wrong "

@@ -14,13 +14,16 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from .errors import HistostainError
 from .tissue import TissueMask
+
+T = TypeVar("T")
 
 
 class TilingError(HistostainError):
@@ -212,6 +215,43 @@ def _lower_priority(nice: int) -> None:
             pass
 
 
+def read_ahead(
+    read: Callable[[int], T],
+    order: Iterable[int],
+    *,
+    threads: int = 2,
+    queue_size: int = 64,
+    reader_nice: int = READER_NICE,
+) -> Iterator[T]:
+    """Yield `read(i)` for each `i` of `order`, in order, computed ahead by background threads.
+
+    At most `queue_size` reads are in flight or waiting, so memory does not grow with the slide.
+    Closing the generator early cancels pending reads. On Linux the reader threads run at
+    niceness +`reader_nice`, so they fill the gaps of the model's threads instead of stalling them.
+    """
+    it = iter(order)
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max(int(threads), 1), thread_name_prefix="hs-tile", initializer=_lower_priority,
+        initargs=(reader_nice,),
+    )
+    pending: collections.deque = collections.deque()
+    try:
+        for i in it:
+            pending.append(pool.submit(read, i))
+            if len(pending) >= max(queue_size, 1):
+                break
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(read, nxt))
+            yield result
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def iter_tiles(
     slide,
     grid: TileGrid,
@@ -221,35 +261,10 @@ def iter_tiles(
     queue_size: int = 64,
     reader_nice: int = READER_NICE,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield `(index, rgb uint8 (tile_size, tile_size, 3))` in order, read by background threads.
-
-    At most `queue_size` tiles are in flight or waiting, so memory does not grow with the slide.
-    Closing the generator early cancels pending reads. On Linux the reader threads run at
-    niceness +`reader_nice`, so they fill the gaps of the model's threads instead of stalling them.
-    """
+    """Yield `(index, rgb uint8 (tile_size, tile_size, 3))` in order, read ahead by `read_ahead`."""
     order = range(len(grid)) if indices is None else [int(i) for i in indices]
-    it = iter(order)
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max(int(threads), 1), thread_name_prefix="hs-tile", initializer=_lower_priority,
-        initargs=(reader_nice,),
-    )
-    pending: collections.deque = collections.deque()
-    try:
-        for i in it:
-            pending.append((i, pool.submit(read_tile, slide, grid, i)))
-            if len(pending) >= max(queue_size, 1):
-                break
-        while pending:
-            i, fut = pending.popleft()
-            rgb = fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(read_tile, slide, grid, nxt)))
-            yield i, rgb
-    finally:
-        for _, fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+    return read_ahead(lambda i: (i, read_tile(slide, grid, i)), order, threads=threads,
+                      queue_size=queue_size, reader_nice=reader_nice)
 
 
 def iter_batches(
