@@ -6,61 +6,84 @@ with one `Slide.read_region` call and kept in a bounded, thread-safe LRU cache s
 
 from __future__ import annotations
 
-import threading
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import dask.array as da
 import numpy as np
-from cachetools import LRUCache
+
+from .native_tiles import DEFAULT_CACHE_BYTES, TileCache
 
 if TYPE_CHECKING:
-    import dask.array as da
-
     from .slide import Slide
 
-#: Default size of the tile cache in bytes (256 MiB holds ~1,300 RGB tiles of 256 x 256).
-DEFAULT_CACHE_BYTES = 256 * 2**20
+
+def _default_workers() -> int:
+    """Threads a view may decode on: dask's `num_workers` setting, else the CPU count."""
+    import dask
+
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
-class TileCache:
-    """A bounded LRU cache of decoded tiles, keyed by (level, row, col), sized in bytes."""
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="histostain-tiles"
+    )
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
-        self.max_bytes = int(max_bytes)
-        self._cache: LRUCache = LRUCache(maxsize=max(self.max_bytes, 1), getsizeof=lambda a: a.nbytes)
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
-    def get(self, key):
-        with self._lock:
-            tile = self._cache.get(key)
-            if tile is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-            return tile
+def _axis_range(index, n: int) -> tuple[int, int, int] | None:
+    """(start, stop, step) for a slice or an int along an axis of length n; None when unsupported."""
+    if isinstance(index, slice):
+        start, stop, step = index.indices(n)
+        return (start, max(start, stop), step) if step > 0 else None
+    if isinstance(index, int | np.integer):
+        i = int(index) + (n if index < 0 else 0)
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} is out of bounds for axis with size {n}")
+        return i, i + 1, 1
+    return None
 
-    def put(self, key, tile: np.ndarray) -> None:
-        if tile.nbytes > self.max_bytes:
-            return
-        with self._lock:
-            self._cache[key] = tile
 
-    @property
-    def nbytes(self) -> int:
-        with self._lock:
-            return int(self._cache.currsize)
+def _split_key(key, shape: tuple[int, ...]):
+    """Split a basic index into y and x ranges plus the rest; None for anything else (fancy, newaxis)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1 :]
+    key = key + (slice(None),) * (len(shape) - len(key))
+    if len(key) != len(shape):
+        return None
+    ry, rx = _axis_range(key[0], shape[0]), _axis_range(key[1], shape[1])
+    if ry is None or rx is None:
+        return None
+    # what is left to apply to the gathered (h, w, 3) window: the steps, int squeezes, channels
+    rest = tuple(
+        0 if not isinstance(k, slice) else slice(None, None, r[2] if r[2] != 1 else None)
+        for k, r in ((key[0], ry), (key[1], rx))
+    )
+    return ry, rx, rest + (key[2],)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._cache.clear()
+
+def _copy_rgb(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """dst[...] = src for (h, w, 3) arrays; fast also when src is an RGB view of RGBA pixels."""
+    if src.strides[-2] == 3:
+        dst[...] = src
+    else:  # numpy copies a 3-byte innermost axis pixel by pixel: ~4x slower than plane by plane
+        for c in range(3):
+            dst[..., c] = src[..., c]
+    return dst
 
 
 class SlideLevelArray:
     """Array-like (height, width, 3) uint8 view of one level; `__getitem__` reads what it needs.
 
-    dask calls it once per chunk, and chunks are aligned on native tiles, so a chunk read is one
-    tile read (served from the cache when seen before).
+    Any region is gathered from the native tiles it touches: each tile comes from the cache or is
+    decoded with one `Slide.read_region` call and copied straight into the output. Tiles are
+    decoded on up to `workers` threads (OpenSlide releases the GIL while it decodes).
     """
 
     ndim = 3
@@ -75,38 +98,60 @@ class SlideLevelArray:
         self.cache = cache
         self._downsample = slide.level_downsamples[level]
 
-    def _read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-        ds = self._downsample
-        return self.slide.read_region((round(x0 * ds), round(y0 * ds)), self.level, (w, h))
+    def tile(self, ty: int, tx: int) -> np.ndarray:
+        """Native tile (row ty, column tx), clipped to the level; from the cache when there."""
+        H, W = self.shape[:2]
+        y0, x0 = ty * self.tile_h, tx * self.tile_w
+        key = (self.level, ty, tx)
+        tile = self.cache.get(key) if self.cache is not None else None
+        if tile is None:
+            ds = self._downsample
+            size = (min(self.tile_w, W - x0), min(self.tile_h, H - y0))
+            tile = self.slide.read_region((round(x0 * ds), round(y0 * ds)), self.level, size)
+            if self.cache is not None:
+                tile = _copy_rgb(
+                    np.empty(tile.shape, np.uint8), tile
+                )  # compact: RGBA views hold 4/3
+                tile.setflags(write=False)
+                self.cache.put(key, tile)
+        return tile
+
+    def read(self, y: range, x: range, workers: int = 1) -> np.ndarray:
+        """The (len(y), len(x), 3) region at rows y and columns x (step 1), from its native tiles."""
+        out = np.empty((len(y), len(x), 3), np.uint8)
+        if not out.size:
+            return out
+        th, tw = self.tile_h, self.tile_w
+        tiles = [
+            (ty, tx)
+            for ty in range(y.start // th, (y.stop - 1) // th + 1)
+            for tx in range(x.start // tw, (x.stop - 1) // tw + 1)
+        ]
+
+        def copy_share(share: list[tuple[int, int]]) -> None:
+            for ty, tx in share:
+                tile = self.tile(ty, tx)
+                ty0, tx0 = ty * th, tx * tw
+                ya, yb = max(y.start, ty0), min(y.stop, ty0 + tile.shape[0])
+                xa, xb = max(x.start, tx0), min(x.stop, tx0 + tile.shape[1])
+                _copy_rgb(
+                    out[ya - y.start : yb - y.start, xa - x.start : xb - x.start],
+                    tile[ya - ty0 : yb - ty0, xa - tx0 : xb - tx0],
+                )
+
+        workers = max(1, min(workers, len(tiles)))
+        futures = [_pool().submit(copy_share, tiles[i::workers]) for i in range(1, workers)]
+        copy_share(tiles[::workers])  # this thread takes one share, the pool the others
+        for f in futures:
+            f.result()
+        return out
 
     def __getitem__(self, key) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        key = key + (slice(None),) * (3 - len(key))
-        ys, xs, cs = key
-        H, W = self.shape[:2]
-        y0, y1, sy = ys.indices(H) if isinstance(ys, slice) else (ys, ys + 1, 1)
-        x0, x1, sx = xs.indices(W) if isinstance(xs, slice) else (xs, xs + 1, 1)
-        if y1 <= y0 or x1 <= x0:
-            return np.zeros((max(0, y1 - y0), max(0, x1 - x0), 3), np.uint8)[..., cs]
-        tw, th = self.tile_w, self.tile_h
-        aligned = y0 % th == 0 and x0 % tw == 0 and y1 - y0 <= th and x1 - x0 <= tw
-        if aligned and self.cache is not None:
-            ck = (self.level, y0 // th, x0 // tw, y1 - y0, x1 - x0)
-            out = self.cache.get(ck)
-            if out is None:
-                out = np.ascontiguousarray(self._read(y0, x0, y1 - y0, x1 - x0))
-                out.setflags(write=False)
-                self.cache.put(ck, out)
-        else:
-            out = self._read(y0, x0, y1 - y0, x1 - x0)
-        out = out[::sy, ::sx]
-        if not isinstance(ys, slice):
-            out = out[0]
-            return out[::sx][:, cs] if not isinstance(xs, slice) else out[:, cs]
-        if not isinstance(xs, slice):
-            return out[:, 0, cs]
-        return out[:, :, cs]
+        split = _split_key(key, self.shape)
+        if split is None:
+            raise IndexError(f"only basic indexing (ints and slices) is supported, got {key!r}")
+        (y0, y1, _), (x0, x1, _), rest = split
+        return self.read(range(y0, y1), range(x0, x1))[rest]
 
 
 def level_arrays(slide: Slide, cache_bytes: int = DEFAULT_CACHE_BYTES) -> list[SlideLevelArray]:
@@ -115,26 +160,75 @@ def level_arrays(slide: Slide, cache_bytes: int = DEFAULT_CACHE_BYTES) -> list[S
     return [SlideLevelArray(slide, lv, cache) for lv in range(slide.level_count)]
 
 
-def slide_pyramid(slide: Slide, cache_bytes: int = DEFAULT_CACHE_BYTES) -> list[da.Array]:
+class _Window:
+    """A fixed region of a level as an array-like; dask reads it in one call (see `SlideLevel`)."""
+
+    ndim = 3
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, level: SlideLevelArray, y: range, x: range):
+        self.level, self.y, self.x = level, y, x
+        self.shape = (len(y), len(x), 3)
+
+    def __getitem__(self, key) -> np.ndarray:
+        (y0, y1, _), (x0, x1, _), rest = _split_key(key, self.shape)
+        window = self.level.read(self.y[y0:y1], self.x[x0:x1], workers=_default_workers())
+        return window[rest]
+
+
+class SlideLevel(da.Array):
+    """One pyramid level as a dask array chunked on the slide's native tiles.
+
+    A basic-slice view (what napari asks for while panning and zooming) becomes a dask array of a
+    single chunk whose one task gathers the native tiles of the view: from the tile cache, or decoded
+    on dask's `num_workers` threads. A graph with one task per tile would cost about as much per tile
+    as decoding it: dask culls in time proportional to the level's chunk count (24k for a 40k x 40k
+    slide), then schedules and concatenates every tile. Anything else (fancy indexing, reductions,
+    map_blocks) uses the regular per-tile graph.
+    """
+
+    level_array: SlideLevelArray
+
+    def __getitem__(self, index):
+        split = _split_key(index, self.shape)
+        if split is None or not hasattr(self, "level_array"):
+            return super().__getitem__(index)
+        (y0, y1, _), (x0, x1, _), rest = split
+        if y1 <= y0 or x1 <= x0:
+            return super().__getitem__(index)
+        window = _Window(self.level_array, range(y0, y1), range(x0, x1))
+        view = da.from_array(
+            window,
+            chunks=window.shape,
+            name=f"{self.name}-view-{y0}-{y1}-{x0}-{x1}",
+            asarray=False,
+            fancy=False,
+            lock=False,
+            inline_array=True,
+            meta=np.empty((0, 0, 0), np.uint8),
+        )
+        return view[rest]
+
+
+def slide_pyramid(slide: Slide, cache_bytes: int = DEFAULT_CACHE_BYTES) -> list[SlideLevel]:
     """The slide as a list of lazy dask arrays (largest first), chunked on native tiles.
 
     Levels smaller than 2 x 2 px are dropped (napari needs at least that).
     """
-    import dask.array as da
-
     out = []
     for arr in level_arrays(slide, cache_bytes):
         if min(arr.shape[:2]) < 2:
             break
-        out.append(
-            da.from_array(
-                arr,
-                chunks=(arr.tile_h, arr.tile_w, 3),
-                name=f"histostain-{abs(hash((slide.info.path, arr.level))):x}-{arr.level}",
-                asarray=False,
-                fancy=False,
-                lock=False,
-                meta=np.empty((0, 0, 0), np.uint8),
-            )
+        plain = da.from_array(
+            arr,
+            chunks=(arr.tile_h, arr.tile_w, 3),
+            name=f"histostain-{abs(hash((slide.info.path, arr.level))):x}-{arr.level}",
+            asarray=False,
+            fancy=False,
+            lock=False,
+            meta=np.empty((0, 0, 0), np.uint8),
         )
+        level = SlideLevel(plain.dask, plain.name, plain.chunks, meta=plain._meta)
+        level.level_array = arr
+        out.append(level)
     return out

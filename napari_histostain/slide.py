@@ -9,15 +9,19 @@ slide's background colour.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import HistostainError
+
+if TYPE_CHECKING:
+    from .native_tiles import TiffTiles
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,11 @@ log = logging.getLogger(__name__)
 SLIDE_SUFFIXES = (
     ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm",
 )
+
+#: Vendors whose slides are tiled TIFFs: their tiles are decoded directly (`native_tiles.TiffTiles`).
+#: Set HISTOSTAIN_DIRECT_TILES=0 to read every pixel through OpenSlide / tifffile+zarr instead.
+DIRECT_TILE_VENDORS = ("aperio", "generic-tiff", "philips", "tiff", "ome-tiff")
+_DIRECT_LOCK = threading.Lock()
 
 #: Micrometres per pixel of a 10x objective; mpp is estimated as this / (objective / 10) when missing.
 MPP_AT_10X = 1.0
@@ -215,8 +224,14 @@ class Slide:
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0:
             raise ValueError(f"region size must be positive, got {size}")
+        location = (int(location[0]), int(location[1]))
         try:
-            return self._backend.read_region((int(location[0]), int(location[1])), level, (w, h))
+            tiles = self._direct_tiles()
+            if tiles is not None:
+                region = tiles.read_region(location, level, (w, h))
+                if region is not None:
+                    return region
+            return self._backend.read_region(location, level, (w, h))
         except SlideError:
             raise
         except Exception as exc:  # openslide.OpenSlideError, tifffile/zarr decode errors
@@ -224,6 +239,26 @@ class Slide:
                 f"{self.path.name}: could not read pixels at {location} (level {level}): {exc}. "
                 "The file may be truncated or corrupt; copy it again from its source."
             ) from exc
+
+    def _direct_tiles(self) -> TiffTiles | None:
+        """The direct tile decoder of a TIFF-family slide, opened on first use (None: not used)."""
+        backend = self._backend
+        if not hasattr(backend, "direct_tiles"):
+            with _DIRECT_LOCK:
+                if not hasattr(backend, "direct_tiles"):
+                    tiles = None
+                    if self.info.vendor in DIRECT_TILE_VENDORS and os.environ.get("HISTOSTAIN_DIRECT_TILES") != "0":
+                        from .native_tiles import TiffTiles
+
+                        tiles = TiffTiles.open(
+                            self.info.path,
+                            self.level_dimensions,
+                            self.level_downsamples,
+                            self.background,
+                            reference=backend.read_region,
+                        )
+                    backend.direct_tiles = tiles
+        return backend.direct_tiles
 
     def associated_image(self, name: str) -> np.ndarray:
         """An associated image (e.g. 'thumbnail', 'label', 'macro') as RGB uint8."""
@@ -250,6 +285,9 @@ class Slide:
         return img
 
     def close(self) -> None:
+        tiles = getattr(self._backend, "direct_tiles", None)
+        if tiles is not None:
+            tiles.close()
         self._backend.close()
 
     def __enter__(self) -> Slide:
@@ -494,8 +532,8 @@ def _probe(slide: Slide, display: str) -> None:
     level = slide.level_count - 1
     w, h = slide.level_dimensions[level]
     try:
-        slide.read_region((0, 0), level, (min(w, 64), min(h, 64)))
-    except SlideError as exc:
+        slide._backend.read_region((0, 0), level, (min(w, 64), min(h, 64)))
+    except Exception as exc:
         slide.close()
         raise SlideError(
             f"{display}: the file opened but its pixels cannot be decoded ({exc.__cause__ or exc}). "

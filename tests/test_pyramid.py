@@ -24,7 +24,10 @@ def _assert_random_regions_equal(path, n=6, seed=0):
         th, tw = arr.chunksize[:2]
         for _ in range(n):
             y, x = int(rng.integers(0, H - 1)), int(rng.integers(0, W - 1))
-            h, w = int(rng.integers(1, min(700, H - y) + 1)), int(rng.integers(1, min(700, W - x) + 1))
+            h, w = (
+                int(rng.integers(1, min(700, H - y) + 1)),
+                int(rng.integers(1, min(700, W - x) + 1)),
+            )
             if abs(ds - round(ds)) > 1e-9:
                 # OpenSlide resamples when x * ds is not an integer: compare on native tile origins
                 y, x = (y // th) * th, (x // tw) * tw
@@ -47,7 +50,9 @@ def test_pixel_equality_rgba(tmp_path):
     _assert_random_regions_equal(p)
 
 
-@pytest.mark.parametrize("name", ["CMU-1-Small-Region.svs", "OS-2-Ki67-crop.tiff", "TCGA-CR-7395-01A-01-TS1.svs"])
+@pytest.mark.parametrize(
+    "name", ["CMU-1-Small-Region.svs", "OS-2-Ki67-crop.tiff", "TCGA-CR-7395-01A-01-TS1.svs"]
+)
 def test_pixel_equality_real(name):
     import warnings
 
@@ -66,10 +71,11 @@ def test_chunks_are_native_tiles(synthetic_slide):
         assert arr.shape == (slide.level_dimensions[level][1], slide.level_dimensions[level][0], 3)
 
 
-def test_nothing_read_until_asked_and_big_slide_opens_fast(tmp_path):
+def test_nothing_read_until_asked_and_big_slide_opens_fast(tmp_path, monkeypatch):
     """Opening builds graphs only; a 100k x 100k description costs no reads."""
     import time
 
+    monkeypatch.setenv("HISTOSTAIN_DIRECT_TILES", "0")  # count reads at the reference reader
     p = write_synthetic_slide(tmp_path / "s.tif", 2048, 2048, 0.5)
     slide = open_slide(p)
     arrays = level_arrays(slide)
@@ -109,3 +115,44 @@ def test_integer_indexing(synthetic_slide):
     assert np.array_equal(arr[5, 0:30], full[5])
     assert np.array_equal(arr[0:20, 7], full[:, 7])
     assert np.array_equal(arr[0:20:2, 0:30:3, 1], full[::2, ::3, 1])
+
+
+def test_views_are_one_task_and_match_the_per_tile_graph(synthetic_slide):
+    """A basic-slice view is one task; fancy or stepped indexing takes dask's per-tile graph."""
+    import dask
+
+    level = slide_pyramid(open_slide(synthetic_slide))[0]
+    view = level[100:900, 37:1000]
+    assert view.numblocks == (1, 1, 1)
+    plain = dask.array.Array(
+        level.dask, level.name, level.chunks, meta=level._meta
+    )  # per-tile graph
+    for key in [
+        (slice(100, 900), slice(37, 1000)),
+        (5, slice(None)),
+        (slice(-300, None), -1, 1),
+        (Ellipsis, 2),
+        (slice(0, 600, 3), slice(10, 700, 2)),
+        (slice(None, None, -1),),
+        ([3, 1, 2], slice(0, 5)),
+    ]:
+        assert np.array_equal(np.asarray(level[key]), np.asarray(plain[key])), key
+
+
+def test_views_decode_on_dask_num_workers_threads(synthetic_slide):
+    import threading
+
+    import dask
+
+    slide = open_slide(synthetic_slide)
+    level = slide_pyramid(slide, cache_bytes=0)[0]
+    seen = set()
+    original = slide.read_region
+    slide.read_region = lambda *a: seen.add(threading.current_thread().name) or original(*a)
+    with dask.config.set(scheduler="threads", num_workers=1):
+        np.asarray(level[:1024, :1024])
+    assert len(seen) == 1
+    seen.clear()
+    with dask.config.set(scheduler="threads", num_workers=2):
+        np.asarray(level[:1024, :1024])
+    assert len(seen) == 2

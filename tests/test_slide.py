@@ -173,7 +173,9 @@ def test_slide_pickles_as_path(synthetic_slide):
     slide = open_slide(synthetic_slide)
     clone = pickle.loads(pickle.dumps(slide))
     assert clone.info == slide.info
-    assert np.array_equal(clone.read_region((10, 10), 1, (50, 50)), slide.read_region((10, 10), 1, (50, 50)))
+    assert np.array_equal(
+        clone.read_region((10, 10), 1, (50, 50)), slide.read_region((10, 10), 1, (50, 50))
+    )
 
 
 def test_plain_tiff_via_tifffile_pyramid(tmp_path):
@@ -184,8 +186,13 @@ def test_plain_tiff_via_tifffile_pyramid(tmp_path):
     base = rng.integers(0, 255, (1024, 1536, 3), np.uint8)
     p = tmp_path / "pyr.ome.tif"
     with tifffile.TiffWriter(p) as tw:
-        tw.write(base, subifds=2, tile=(256, 256), photometric="rgb",
-                 metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+        tw.write(
+            base,
+            subifds=2,
+            tile=(256, 256),
+            photometric="rgb",
+            metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
+        )
         tw.write(base[::2, ::2], subfiletype=1, tile=(256, 256), photometric="rgb")
         tw.write(base[::4, ::4], subfiletype=1, tile=(256, 256), photometric="rgb")
     shutil.copy(p, tmp_path / "copy.ome.tif")
@@ -194,4 +201,46 @@ def test_plain_tiff_via_tifffile_pyramid(tmp_path):
         assert slide.level_count == 3
         assert slide.mpp == pytest.approx((0.5, 0.5))
         assert np.array_equal(slide.read_region((256, 512), 0, (100, 80)), base[512:592, 256:356])
-        assert np.array_equal(slide.read_region((256, 512), 1, (50, 40)), base[::2, ::2][256:296, 128:178])
+        assert np.array_equal(
+            slide.read_region((256, 512), 1, (50, 40)), base[::2, ::2][256:296, 128:178]
+        )
+
+
+def test_direct_tile_decoding_equals_openslide_and_checks_itself(synthetic_slide, monkeypatch):
+    """TIFF tiles decoded directly equal OpenSlide's pixels; a level that would differ is not used."""
+    import openslide
+
+    from napari_histostain.native_tiles import TiffTiles
+
+    slide = open_slide(synthetic_slide)
+    tiles = slide._direct_tiles()
+    assert tiles is not None and set(tiles.levels) == set(range(slide.level_count))
+    ref = openslide.OpenSlide(str(synthetic_slide))
+    rng = np.random.default_rng(5)
+    for level in range(slide.level_count):
+        w, h = slide.level_dimensions[level]
+        ds = round(slide.level_downsamples[level])
+        for _ in range(4):
+            x, y = int(rng.integers(-50, w)), int(rng.integers(-50, h))  # also past the edges
+            size = (int(rng.integers(1, 600)), int(rng.integers(1, 600)))
+            mine = tiles.read_region((x * ds, y * ds), level, size)
+            theirs = np.asarray(ref.read_region((x * ds, y * ds), level, size))
+            a = theirs[..., 3:4].astype(np.float32) / 255
+            theirs = (theirs[..., :3] * a + np.float32(slide.background) * (1 - a) + 0.5).astype(
+                np.uint8
+            )
+            assert np.array_equal(mine, theirs), (level, x, y, size)
+    assert tiles.read_region((1, 0), 1, (10, 10)) is None  # sub-pixel origin at level 1: not served
+
+    def wrong(location, level, size):
+        return np.zeros((size[1], size[0], 3), np.uint8)
+
+    info = slide.info
+    assert (
+        TiffTiles.open(
+            info.path, info.level_dimensions, info.level_downsamples, info.background, wrong
+        )
+        is None
+    )
+    monkeypatch.setenv("HISTOSTAIN_DIRECT_TILES", "0")
+    assert open_slide(synthetic_slide)._direct_tiles() is None
