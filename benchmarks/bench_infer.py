@@ -7,15 +7,16 @@ One run on a synthetic 0.5 um/px slide with about `--tiles` tissue tiles at 1 um
     `region=`; tissue detection runs once and counts in (b)), so that load from other processes
     hits both alike,
 (c) a naive baseline as a user would write it: every grid tile, background included, read at level 0
-    with read_region, resized with PIL, ToTensor/Normalize done by hand (torchvision cannot be
+    with OpenSlide's read_region, resized with PIL, ToTensor/Normalize done by hand (torchvision cannot be
     installed beside this torch; its transforms do the same), batched, no overlap of reading and
     compute. It is timed on `--naive-tiles` lattice tiles and extrapolated to the whole grid,
 (d) peak RSS of the process after (b) (the slide is written by a child process).
 Targets: (b) >= 0.85 x (a); (b) >= 2 x (c) in slides per hour; (d) <= 1.5 GB.
 
 On a 2-core machine torch keeps both cores busy, so tile decoding cannot hide behind the model: it
-adds its CPU time (OpenSlide ~3.4 ms per 224 px tile of this slide, tifffile ~1.4 ms; try
-`--reader tifffile`). Reader threads run at a lower priority so they do not stall torch's threads.
+adds its CPU time. The plugin decodes the TIFF tiles itself (`native_tiles`, ~0.2 ms per 256 px
+JPEG tile against OpenSlide's ~1 ms; HISTOSTAIN_DIRECT_TILES=0 turns that off), and its reader
+threads run at a lower priority so they do not stall torch's threads.
 
     python benchmarks/bench_infer.py [--tiles 2000] [--naive-tiles 160] [--slide PATH]
 """
@@ -80,11 +81,14 @@ def encoder_only(encoder, batch_size: int, n_batches: int) -> int:
     return batch_size * n_batches
 
 
-def naive(slide, grid_all, encoder, batch_size: int, n_tiles: int) -> float:
-    """Seconds per lattice tile of the naive loop (level 0, PIL resize, per-tile transforms)."""
+def naive(path: Path, grid_all, encoder, batch_size: int, n_tiles: int) -> float:
+    """Seconds per lattice tile of the naive loop (OpenSlide at level 0, PIL resize, per-tile
+    transforms)."""
+    import openslide
     import torch
     from PIL import Image
 
+    slide = openslide.OpenSlide(str(path))
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     pick = np.linspace(0, len(grid_all) - 1, n_tiles).round().astype(int)
@@ -93,8 +97,8 @@ def naive(slide, grid_all, encoder, batch_size: int, n_tiles: int) -> float:
     batch = []
     for k, i in enumerate(pick):
         x, y = grid_all.coords[i]
-        rgb = slide.read_region((int(x), int(y)), 0, (side, side))
-        img = Image.fromarray(rgb).resize((224, 224), Image.Resampling.BILINEAR)
+        img = slide.read_region((int(x), int(y)), 0, (side, side)).convert("RGB")
+        img = img.resize((224, 224), Image.Resampling.BILINEAR)
         tensor = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div(255)
         batch.append((tensor - mean) / std)
         if len(batch) == batch_size or k == len(pick) - 1:
@@ -112,8 +116,6 @@ def main() -> None:
     ap.add_argument("--encoder-batches", type=int, default=3, help="(a) batches per round")
     ap.add_argument("--rounds", type=int, default=6, help="bands of the slide for (a)/(b)")
     ap.add_argument("--slide", type=Path, help="reuse/write the benchmark slide here")
-    ap.add_argument("--reader", choices=["openslide", "tifffile"], default="openslide",
-                    help="slide backend for the synthetic TIFF (open_slide picks openslide)")
     ap.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -139,13 +141,7 @@ def main() -> None:
     encoder = get_encoder("efficientnet-lite0")
     models = {m: seeded_model(m, seed=i) for i, m in enumerate(("p53", "pdl1", "ki67"))}
 
-    if args.reader == "tifffile":  # the slide module's tifffile backend (private opener)
-        from napari_histostain.slide import _open_with_tifffile
-
-        slide_cm = _open_with_tifffile(path, path.name)
-    else:
-        slide_cm = open_slide(path)
-    with slide_cm as slide:
+    with open_slide(path) as slide:
         # (a) and (b) alternate band by band, so that load from other processes hits both alike
         grid = make_grid(slide)
         W = slide.dimensions[0]
@@ -172,14 +168,16 @@ def main() -> None:
                   f"predict {n / t_b:.1f} tiles/s", flush=True)
         assert n == len(grid), (n, len(grid))
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        direct = slide._direct_tiles()
+        reader = "tiles decoded directly" if direct and grid.level in direct.levels else "OpenSlide"
         grid_all = make_grid(slide, min_tissue=0)
-        per_tile_naive = naive(slide, grid_all, encoder, args.batch_size, args.naive_tiles)
+        per_tile_naive = naive(path, grid_all, encoder, args.batch_size, args.naive_tiles)
     a = n_a / t_a
     b = n / t_b
     t_ours = t_b
     t_naive = per_tile_naive * len(grid_all)
     print(f"slide: {path.name}, {len(grid_all)} lattice tiles, {n} tissue tiles at 1 um/px "
-          f"(read at level {grid.level} with {slide.info.backend}); {args.rounds} rounds of (a) then "
+          f"(read at level {grid.level}, {reader}); {args.rounds} rounds of (a) then "
           "(b) on a band of rows")
     print(f"(a) encoder only, random tensors:   {a:7.1f} tiles/s  ({n_a} tiles)")
     print(f"(b) predict_slide end to end:       {b:7.1f} tiles/s  ({t_ours:.1f} s per slide, "

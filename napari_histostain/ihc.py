@@ -22,6 +22,7 @@ import numpy as np
 
 from . import MARKERS
 from .errors import HistostainError
+from .slide import read_level_region
 
 #: log10 optical density = skimage `separate_stains` output x this (skimage divides ln(I) by ln(1e-6)).
 OD_SCALE = math.log(1e6) / math.log(10)
@@ -668,9 +669,8 @@ def _read_tiles(source, grid, indices, level: int, margin0: float, threads: int
     m = int(math.ceil(margin0 / ds))
 
     def read(i: int):
-        x, y = (int(v) for v in grid.coords[i])
-        loc = (int(round(x - m * ds)), int(round(y - m * ds)))
-        return i, source.read_region(loc, level, (core + 2 * m, core + 2 * m)), (m, m, core, core), ds
+        x, y = (round(int(v) / ds) - m for v in grid.coords[i])
+        return i, read_level_region(source, level, x, y, core + 2 * m, core + 2 * m), (m, m, core, core), ds
 
     if threads <= 0:
         for i in indices:

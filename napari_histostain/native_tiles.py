@@ -77,9 +77,12 @@ class _LevelTiles:
         self._offsets = page.dataoffsets
         self._counts = page.databytecounts
         self._tables = page.jpegtables
+        self._decode = page.decode  # built now, while the file is open
         self.tile_h, self.tile_w = int(page.tilelength), int(page.tilewidth)
         self.height, self.width = int(page.imagelength), int(page.imagewidth)
         self.cols = -(-self.width // self.tile_w)
+        subsampling = tuple(getattr(page, "subsampling", None) or ())
+        self.codec = (int(page.compression), int(page.photometric), subsampling)
 
     def decode(self, ty: int, tx: int) -> np.ndarray | None:
         """Tile (ty, tx) as (h, w, 3) uint8, clipped to the level; None for a sparse (absent) tile."""
@@ -88,14 +91,19 @@ class _LevelTiles:
         if not count:
             return None
         data = os.pread(self._fd, count, self._offsets[index])
-        pixels, _, _ = self._page.decode(data, index, jpegtables=self._tables)
+        pixels, _, _ = self._decode(data, index, jpegtables=self._tables)
         h = min(self.tile_h, self.height - ty * self.tile_h)
         w = min(self.tile_w, self.width - tx * self.tile_w)
         return pixels.reshape(pixels.shape[-3:])[:h, :w, :3]
 
 
 class TiffTiles:
-    """Exact region reads of a tiled TIFF slide from its decoded native tiles (levels it can serve)."""
+    """Region reads of a tiled TIFF slide from its decoded native tiles (for the levels it serves).
+
+    `read_level` takes level pixel coordinates and returns the level's own pixels. `read_region`
+    follows OpenSlide (a level-0 location) and serves only levels of integer downsample: on a level
+    of downsample 1.9999 OpenSlide shifts by a fraction of a pixel and interpolates.
+    """
 
     def __init__(self, path: str, levels: dict[int, _LevelTiles], downsamples, background, fd: int):
         self.path = path
@@ -114,7 +122,8 @@ class TiffTiles:
         background,
         reference: Callable[[tuple[int, int], int, tuple[int, int]], np.ndarray],
     ) -> TiffTiles | None:
-        """Map each level to a TIFF page and check a tile against `reference`; None if none qualifies."""
+        """Map each level to a TIFF page and check its pixels against `reference` (an OpenSlide-like
+        `read_region`); None when no level qualifies."""
         try:
             import tifffile
 
@@ -126,31 +135,42 @@ class TiffTiles:
                 levels = {}
                 for lv, (w, h) in enumerate(level_dimensions):
                     page = next((p for p in pages if _servable(p, w, h)), None)
-                    if page is None or abs(downsamples[lv] - round(downsamples[lv])) > 1e-9:
-                        continue
-                    level = _LevelTiles(fd, page)
-                    level.decode(0, 0)  # load the lazy tag values (offsets) while the file is open
-                    levels[lv] = level
+                    if page is not None:
+                        levels[lv] = _LevelTiles(fd, page)  # reads the tile offsets while open
         except (
             Exception
         ) as exc:  # not a TIFF, or a layout we do not handle: the reference serves all
             log.debug("%s: no direct tile decoding (%s)", path, exc)
             return None
         tiles = cls(path, levels, downsamples, background, fd)
-        for lv in list(levels):
-            if not tiles._agrees(lv, reference):
-                log.info(
-                    "%s: level %d decodes differently from the reference reader; not used", path, lv
-                )
+        # integer-downsample levels: a tile mid-slide against the reference; the others (which the
+        # reference resamples) at the origin, where it does not, and only with an already verified codec
+        verified = set()
+        for lv in sorted(levels, key=lambda lv: not tiles.exact(lv)):
+            level = levels[lv]
+            exact = tiles.exact(lv)
+            tile = (
+                (level.height // level.tile_h // 2, level.width // level.tile_w // 2)
+                if exact
+                else (0, 0)
+            )
+            if (exact or level.codec in verified) and tiles._agrees(lv, tile, reference):
+                verified.add(level.codec)
+            else:
+                log.info("%s: level %d is read by the reference reader, not decoded here", path, lv)
                 del levels[lv]
         if not levels:
             tiles.close()
             return None
         return tiles
 
-    def _agrees(self, lv: int, reference) -> bool:
+    def exact(self, lv: int) -> bool:
+        """Whether level `lv` has an integer downsample (OpenSlide reads it without resampling)."""
+        return abs(self._downsamples[lv] - round(self._downsamples[lv])) < 1e-9
+
+    def _agrees(self, lv: int, tile: tuple[int, int], reference) -> bool:
         level = self.levels[lv]
-        ty, tx = (level.height // level.tile_h) // 2, (level.width // level.tile_w) // 2
+        ty, tx = tile
         try:
             mine = level.decode(ty, tx)
             if mine is None:
@@ -174,22 +194,29 @@ class TiffTiles:
     def read_region(
         self, location: tuple[int, int], lv: int, size: tuple[int, int]
     ) -> np.ndarray | None:
-        """The region as OpenSlide defines it, (h, w, 3) uint8; None when it cannot be served exactly."""
-        level = self.levels.get(lv)
-        if level is None:
+        """The region as OpenSlide reads it, (h, w, 3) uint8; None when not served exactly here."""
+        if lv not in self.levels or not self.exact(lv):
             return None
         ds = round(self._downsamples[lv])
         if location[0] % ds or location[1] % ds:
             return None  # a sub-pixel origin at this level: OpenSlide resamples
-        x0, y0 = location[0] // ds, location[1] // ds
-        w, h = size
+        return self.read_level(lv, location[0] // ds, location[1] // ds, size[0], size[1])
+
+    def read_level(self, lv: int, x0: int, y0: int, w: int, h: int) -> np.ndarray | None:
+        """(h, w, 3) uint8 pixels of level `lv` from level pixel (x0, y0), background outside the
+        level; None when the level, or a (sparse) tile of the region, is not served here."""
+        level = self.levels.get(lv)
+        if level is None:
+            return None
         out = np.empty((h, w, 3), np.uint8)
         xs, ys, xe, ye = max(x0, 0), max(y0, 0), min(x0 + w, level.width), min(y0 + h, level.height)
         if xs >= xe or ys >= ye or xs > x0 or ys > y0 or xe < x0 + w or ye < y0 + h:
             out[:] = self._background  # partly outside the level: background there
+        if xs >= xe or ys >= ye:
+            return out
         th, tw = level.tile_h, level.tile_w
-        for ty in range(ys // th, (ye - 1) // th + 1 if ye > ys else 0):
-            for tx in range(xs // tw, (xe - 1) // tw + 1 if xe > xs else 0):
+        for ty in range(ys // th, (ye - 1) // th + 1):
+            for tx in range(xs // tw, (xe - 1) // tw + 1):
                 tile = self._tile(lv, ty, tx)
                 if tile is None:
                     return None

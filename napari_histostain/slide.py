@@ -240,6 +240,27 @@ class Slide:
                 "The file may be truncated or corrupt; copy it again from its source."
             ) from exc
 
+    def read_level_region(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """Read (h, w, 3) uint8 RGB pixels of `level` from level pixel (x, y); thread-safe.
+
+        Unlike `read_region`, the origin is in the level's own pixels, and a TIFF-family slide
+        returns the level's pixels even when its downsample is not an integer (OpenSlide would
+        shift them by a fraction of a pixel and interpolate). Use it to read at a pyramid level.
+        """
+        tiles = self._direct_tiles()
+        if tiles is not None and 0 <= level < self.level_count and w > 0 and h > 0:
+            try:
+                region = tiles.read_level(level, int(x), int(y), int(w), int(h))
+            except Exception as exc:
+                raise SlideError(
+                    f"{self.path.name}: could not decode pixels at level {level} ({x}, {y}): {exc}. "
+                    "The file may be truncated or corrupt; copy it again from its source."
+                ) from exc
+            if region is not None:
+                return region
+        ds = self.level_downsamples[level] if 0 <= level < self.level_count else 1.0
+        return self.read_region((round(x * ds), round(y * ds)), level, (w, h))
+
     def _direct_tiles(self) -> TiffTiles | None:
         """The direct tile decoder of a TIFF-family slide, opened on first use (None: not used)."""
         backend = self._backend
@@ -303,6 +324,15 @@ class Slide:
     def __reduce__(self):
         # Slides travel to dask workers as their path and reopen there.
         return (open_slide, (self.info.path,))
+
+
+def read_level_region(source, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """`source.read_level_region(...)` (a `Slide`); for a slide-like object without it (an
+    OpenSlide-style `read_region` and `level_downsamples`), `read_region` at the level-0 location."""
+    if hasattr(source, "read_level_region"):
+        return source.read_level_region(level, x, y, w, h)
+    ds = source.level_downsamples[level]
+    return source.read_region((round(x * ds), round(y * ds)), level, (w, h))
 
 
 def composite_rgba(rgba: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:

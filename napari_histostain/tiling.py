@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from .errors import HistostainError
+from .slide import read_level_region
 from .tissue import TissueMask
 
 T = TypeVar("T")
@@ -192,7 +193,9 @@ def make_grid(
 def read_tile(slide, grid: TileGrid, index: int) -> np.ndarray:
     """One tile as (tile_size, tile_size, 3) uint8, read at `grid.level` and resized if needed."""
     x, y = grid.coords[index]
-    rgb = slide.read_region((int(x), int(y)), grid.level, (grid.read_size, grid.read_size))
+    ds = grid.level_downsample
+    n = grid.read_size
+    rgb = read_level_region(slide, grid.level, round(int(x) / ds), round(int(y) / ds), n, n)
     if grid.read_size != grid.tile_size:
         from PIL import Image
 

@@ -118,6 +118,13 @@ def optical_density_sum(img: np.ndarray, background: np.ndarray | None = None) -
     return -np.log10(np.clip(img / bg, 1e-3, 1.0)).sum(-1)
 
 
+def _hue_degrees(r, g, b, vmax, delta) -> np.ndarray:
+    """HSV hue in degrees (0-360) of pixels with delta = max - min > 0, as skimage's rgb2hsv."""
+    d = np.maximum(delta, 1e-12)
+    hue = np.where(b == vmax, 4.0 + (r - g) / d, np.where(g == vmax, 2.0 + (b - r) / d, (g - b) / d))
+    return (hue * 60.0) % 360.0
+
+
 def pen_ink(img: np.ndarray, *, min_px: int = 1) -> np.ndarray:
     """Pen marks on a float RGB image: black ink, and inks far from every stain's hue.
 
@@ -126,10 +133,14 @@ def pen_ink(img: np.ndarray, *, min_px: int = 1) -> np.ndarray:
     least `min_px` connected pixels count as ink (single dark or blue pixels are stained cells).
     """
     from skimage import morphology
-    from skimage.color import rgb2hsv
 
-    hsv = rgb2hsv(img)
-    hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    val = np.maximum(np.maximum(r, g), b)
+    delta = val - np.minimum(np.minimum(r, g), b)
+    sat = np.where(val > 0, delta / np.maximum(val, 1e-6), 0.0)
+    hue = np.full(val.shape, -1.0, np.float32)  # only coloured enough pixels can be ink: hue there
+    cand = sat > min(PEN_GREEN_SATURATION, PEN_BLUE_SATURATION)
+    hue[cand] = _hue_degrees(r[cand], g[cand], b[cand], val[cand], delta[cand])
     green = (hue >= PEN_GREEN_HUE[0]) & (hue < PEN_GREEN_HUE[1]) & (sat > PEN_GREEN_SATURATION)
     blue = (hue >= PEN_GREEN_HUE[1]) & (hue < PEN_BLUE_HUE_MAX) & (sat > PEN_BLUE_SATURATION)
     pen = green | blue | (val < BLACK_VALUE)
@@ -161,8 +172,8 @@ def tissue_mask_from_rgb(
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
     img = rgb[..., :3].astype(np.float32) / 255.0
-    vmax = img.max(-1)
-    vmin = img.min(-1)
+    vmax = np.maximum(np.maximum(img[..., 0], img[..., 1]), img[..., 2])  # faster than max(-1)
+    vmin = np.minimum(np.minimum(img[..., 0], img[..., 1]), img[..., 2])
     sat = np.where(vmax > 0, (vmax - vmin) / np.maximum(vmax, 1e-6), 0.0)
     od = optical_density_sum(img)
     if OD_SMOOTH > 1:
@@ -205,6 +216,8 @@ def read_overview(slide, target_mpp: float = 8.0, *, strip_px: int = 2048) -> tu
     Reads the closest pyramid level at or above the target resolution in strips and block-averages
     the remaining factor, so memory stays bounded even for single-level slides.
     """
+    from .slide import read_level_region
+
     mpp = float(slide.mpp[0])
     want = max(target_mpp / mpp, 1.0)
     level = slide.best_level_for_downsample(want)
@@ -219,7 +232,7 @@ def read_overview(slide, target_mpp: float = 8.0, *, strip_px: int = 2048) -> tu
         hp = -(-h // k) * k
         region = np.empty((hp, out_w * k, 3), np.uint8)
         region[:] = slide.background
-        region[:h, :lw] = slide.read_region((0, int(round(y * lds))), level, (lw, h))
+        region[:h, :lw] = read_level_region(slide, level, 0, y, lw, h)
         out[y // k : y // k + hp // k] = _reduce_blocks(region, k) if k > 1 else region
     return out, lds * k
 

@@ -72,10 +72,10 @@ def test_iter_tiles_streams_in_order_with_a_bounded_queue(slide):
         def __init__(self, s):
             self.s = s
 
-        def read_region(self, *a):
+        def read_level_region(self, *a):
             with lock:
                 state["read"] += 1
-            return self.s.read_region(*a)
+            return self.s.read_level_region(*a)
 
     consumed = 0
     for k, (i, rgb) in enumerate(iter_tiles(Counting(slide), grid, threads=2, queue_size=4)):
