@@ -541,11 +541,7 @@ class IHCResult:
     @property
     def positivity(self) -> np.ndarray:
         """Observed positivity per tile in [0, 1] for the marker (NaN: no nuclei in the tile)."""
-        if self.marker == "pdl1":
-            return self.membrane_fraction
-        if self.marker == "p53":
-            return self.strong_fraction
-        return self.labelling_index / 100.0
+        return tile_positivity(self.marker, self.counts, self.membrane_positive, self.params)
 
     # -- whole slide -----------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -694,8 +690,13 @@ def quantify_source(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     name: str | None = None,
+    on_tile: Callable[[int, float], None] | None = None,
 ) -> IHCResult:
-    """Quantify an opened slide (or `ArraySource`) tile by tile on `grid` (default: a full grid)."""
+    """Quantify an opened slide (or `ArraySource`) tile by tile on `grid` (default: a full grid).
+
+    `on_tile(index, positivity)` streams each tile's observed positivity as soon as it is measured
+    (the value `IHCResult.positivity` will hold for it), e.g. to paint a map while the rest runs.
+    """
     _check_marker(marker)
     if params.cells not in ("tumour", "all"):
         raise IHCError(f"cells must be 'tumour' or 'all', got {params.cells!r}.")
@@ -742,6 +743,10 @@ def quantify_source(
                            ("elong", q.nuclei_elongation), ("width", q.nuclei_width_um),
                            ("mem", q.membrane_positive), ("tile", np.full(len(xy), i, np.int32))):
             parts[key].append(value)
+        if on_tile is not None:
+            c = q.nuclei_counted
+            counts = np.bincount(q.nuclei_class[c].astype(np.int64), minlength=4)
+            on_tile(int(i), float(tile_positivity(marker, counts, (q.membrane_positive & c).sum(), params)))
         if progress is not None:
             progress(done, len(indices))
 
@@ -767,6 +772,22 @@ def quantify_source(
     if result.n_nuclei.sum() == 0:
         result.messages.append("no nuclei were found; check the pixel size (mpp) and the stain.")
     return result
+
+
+def tile_positivity(marker: str, counts: np.ndarray, membrane: np.ndarray,
+                    params: IHCParams = IHCParams()) -> np.ndarray:
+    """Observed positivity in [0, 1] from per-tile counted nuclei per class (..., 4) and membrane
+    positives (...): Ki-67 positive, p53 strong or PD-L1 membrane fraction; NaN without nuclei."""
+    counts = np.asarray(counts, np.float64)
+    if marker == "pdl1":
+        num = np.asarray(membrane, np.float64)
+    elif marker == "p53":
+        num = counts[..., params.p53_strong_class :].sum(-1)
+    else:
+        num = counts[..., 1:].sum(-1)
+    n = counts.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, num / n, np.nan)
 
 
 class IHCCancelled(HistostainError):
@@ -828,6 +849,7 @@ def quantify_slide(
     threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    on_tile: Callable[[int, float], None] | None = None,
 ) -> IHCResult:
     """Quantify an IHC slide (a path or an open `Slide`) over its tissue tiles, or over `region`.
 
@@ -852,7 +874,7 @@ def quantify_slide(
                                  & (c[:, 1] + t > ry) & (c[:, 1] < ry + rh))[0]
         return quantify_source(s, marker, grid=grid, indices=indices, params=params,
                                stains=stains, threads=threads, progress=progress, cancel=cancel,
-                               name=str(s.path))
+                               name=str(s.path), on_tile=on_tile)
     finally:
         if owned:
             s.close()

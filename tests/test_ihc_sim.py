@@ -8,8 +8,10 @@ from napari_histostain import ihc
 
 simulate = pytest.importorskip("napari_histostain.simulate")
 
-#: seeds whose simulated Ki-67 index spans 0-80 % (about 1, 19, 50 and 77 %)
-KI67_SEEDS = (109, 176, 66, 0)
+#: the first ten seeds, as they come (true indices 4.5-76.7 %), and seed 109, the lowest true index
+#: (about 1 %) of seeds 0-199; scripts/ki67_accuracy.py sweeps any range (30/30 of seeds 0-29 are
+#: within 3 points, the largest error 2.7)
+KI67_SEEDS = (*range(10), 109)
 #: seeds with each simulated p53 pattern
 P53_SEEDS = {"overexpression": 1, "null": 6, "wild-type": 3}
 SIZE_UM = 768

@@ -161,3 +161,27 @@ def test_observed_grid_follows_the_prediction(qtbot, gui, tmp_path):
     assert obs.data.shape == pred.data.shape
     assert panel.result.source_path.endswith("_ki67.tiff")
     assert "Predicted (H&E)" in panel.rows
+
+
+def test_observed_map_streams_while_measuring(qtbot, gui):
+    """The observed map appears at the first measured tile and fills in before the run ends."""
+    viewer, widget, panel = gui
+    panel.nuclei_box.setChecked(False)
+    panel_stream = panel._stream_map
+    seen = []
+
+    def recording(state, marker, scope):
+        panel_stream(state, marker, scope)
+        layer = viewer.layers["Ki-67 observed positivity"]
+        seen.append((panel.busy, int(np.isfinite(layer.data).sum()), layer.metadata))
+
+    panel._stream_map = recording
+    _measure(qtbot, panel)
+    assert len(seen) == panel.result.grid.coords.shape[0]  # one call per measured tile
+    assert all(busy for busy, _, _ in seen)
+    counts = [n for _, n, _ in seen]
+    assert counts == sorted(counts) and counts[0] <= 1 < counts[-1]
+    assert "measuring" in seen[0][2]["histostain_observed"]["scope"]
+    final = viewer.layers["Ki-67 observed positivity"]
+    assert np.isfinite(final.data).sum() >= counts[-1]
+    assert final.metadata["histostain_observed"]["summary"] == panel.result.summary()

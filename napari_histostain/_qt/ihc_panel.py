@@ -10,6 +10,7 @@ nuclei as a points layer coloured by class. The measured values appear in the pa
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ LABEL_NAMES = {"ki67": ("low", "high"), "p53": ("wild-type", "aberrant"),
                "pdl1": ("negative", "positive")}
 #: Key of our entry in the metadata of the layers this panel makes.
 OBSERVED_KEY = "histostain_observed"
+#: Seconds between redraws of the observed map while tiles stream in.
+STREAM_REDRAW_S = 0.25
 NOT_COUNTED_COLOUR = "#9a9a9a"
 #: Beyond this many nuclei the points layer is not drawn (it would slow the viewer down).
 MAX_POINTS = 400_000
@@ -77,7 +80,8 @@ def observe_slide(slide_path: str, marker: str, *, tile_mpp: float, tile_size: i
                   region: tuple[int, int, int, int] | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None,
-                  on_grid: Callable[[int], None] | None = None):
+                  on_grid: Callable[[Any, int], None] | None = None,
+                  on_tile: Callable[[int, float], None] | None = None):
     """`quantify_slide` on the whole-slide grid of the IHC slide (only tiles meeting `region`).
 
     The grid is the IHC slide's own tissue grid at `tile_mpp`/`tile_size`, so results of the
@@ -93,16 +97,17 @@ def observe_slide(slide_path: str, marker: str, *, tile_mpp: float, tile_size: i
             where = "in the view; pan to tissue or zoom out" if region else "on this slide"
             raise IHCError(f"no tissue tiles {where}.")
         if on_grid is not None:
-            on_grid(n)
+            on_grid(grid, n)
         return quantify_slide(slide, marker, grid=grid, region=region, progress=progress,
-                              cancel=cancel)
+                              cancel=cancel, on_tile=on_tile)
 
 
 def _measure(kwargs: dict, cancel: Callable[[], bool]):
-    """Worker: `observe_slide` in a helper thread; yield ("total"|"done", n), return the result."""
+    """Worker: `observe_slide` in a helper thread; yield ("grid", (grid, n tiles)), then
+    ("tile", (index, positivity)) per measured tile; return the result."""
     def job(put):
-        return observe_slide(**kwargs, cancel=cancel, on_grid=lambda n: put(("total", n)),
-                             progress=lambda done, total: put(("done", done)))
+        return observe_slide(**kwargs, cancel=cancel, on_grid=lambda g, n: put(("grid", (g, n))),
+                             on_tile=lambda i, v: put(("tile", (i, v))))
 
     return (yield from stream_from_thread(job, "histostain-observed-ihc"))
 
@@ -308,6 +313,8 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         from napari.qt.threading import create_worker
         from napari.utils import cancelable_progress
 
+        from ..overlays import PredictionMaps
+
         if self.busy:
             return
         layer = self.ihc_layer
@@ -334,19 +341,26 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             return event.is_set() or pbar.is_canceled
 
         worker = create_worker(_measure, kwargs, cancelled, _ignore_errors=True)
-        state = {"total": 0}
+        state: dict[str, Any] = {"total": 0, "done": 0, "maps": None, "layer": None, "drawn": 0.0}
 
         def on_yield(item) -> None:
-            kind, n = item
+            kind, value = item
             if worker is not self._worker:
                 return
-            if kind == "total":
-                state["total"] = n
+            if kind == "grid":
+                grid, state["total"] = value
+                state["maps"] = PredictionMaps.from_grid(grid, [marker], kwargs["slide_path"])
                 if self._progress is not None:
-                    self._progress.total = n
-                self._message(f"Measuring {MARKERS[marker]} ({scope}): 0 of {n} tiles...")
+                    self._progress.total = state["total"]
+                self._message(f"Measuring {MARKERS[marker]} ({scope}): 0 of {state['total']} tiles...")
                 return
-            self._message(f"Measuring {MARKERS[marker]} ({scope}): {n} of {state['total']} tiles...")
+            index, positivity = value
+            state["done"] += 1
+            if np.isfinite(positivity):
+                state["maps"].update(marker, [index], [positivity])
+            self._stream_map(state, marker, f"{scope}, measuring")
+            self._message(f"Measuring {MARKERS[marker]} ({scope}): {state['done']} of "
+                          f"{state['total']} tiles...")
             if self._progress is not None:  # last: napari's update may process events
                 self._progress.update(1)
 
@@ -362,6 +376,10 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             if worker is not self._worker:
                 return
             self._finish()
+            if state["layer"] is not None:  # drop the partial map; put the previous one back
+                self._remove_ours(observed_name(marker))
+                if self.result is not None and self.result.marker == marker:
+                    self.show_result(self.result, self.scope)
             if isinstance(exc, IHCCancelled):
                 kept = "the previous observed map is kept" if self.result is not None else \
                     "nothing was added"
@@ -397,6 +415,24 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self.cancel_button.setEnabled(running)
 
     # -- results -------------------------------------------------------------------------------
+    def _stream_map(self, state: dict, marker: str, scope: str) -> None:
+        """Paint the tiles measured so far (layer made at the first tile, redrawn at most 4x/s)."""
+        from ..overlays import overlay_layer_kwargs
+
+        now = time.perf_counter()
+        maps = state["maps"]
+        if state["layer"] is None:
+            kw = overlay_layer_kwargs(maps, marker, "positivity")
+            kw["name"] = observed_name(marker)
+            kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": None}
+            state["layer"] = self._put_layer(
+                kw["name"], lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw))
+        elif now - state["drawn"] >= STREAM_REDRAW_S:
+            state["layer"].data = maps.heatmap(marker, "positivity")
+        else:
+            return
+        state["drawn"] = now
+
     def show_result(self, result, scope: str = "whole slide") -> None:
         """Overlay an `IHCResult` (observed heatmap, nuclei) and show its values in the panel."""
         from ..overlays import PredictionMaps, overlay_layer_kwargs
