@@ -1,6 +1,6 @@
 """Make docs/images/gui_ihc_observed.png: predicted and observed Ki-67 one above the other (Xvfb).
 
-    xvfb-run -a python -m napari_histostain._qt._screenshots_ihc docs/images
+    xvfb-run -a python -m napari_histostain._qt._screenshots_ihc docs/images [--streaming]
 
 The simulated Ki-67 sample case: the H&E with the positivity predicted by the bundled model (top)
 and the consecutive IHC section with the observed positivity measured by the widget's "Observed
@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 
-def main(out_dir: str = "docs/images") -> Path:
+def main(out_dir: str = "docs/images", streaming: bool = False) -> Path:
+    """Write the screenshot (and, with `streaming`, gui_ihc_streaming.png of a run half done)."""
     import napari
+    import numpy as np
 
     from .._sample_data import simulated_ki67_case
     from ._screenshots import _shot, _wait
@@ -39,6 +41,21 @@ def main(out_dir: str = "docs/images") -> Path:
     panel.set_ihc_layer(ihc.name)
     panel.set_mode("whole")
     panel.run()
+    if streaming:  # the observed map while tiles are still being measured
+        name = "Ki-67 observed positivity"
+
+        def part_done() -> bool:
+            if name not in viewer.layers:
+                return False
+            finite = np.isfinite(viewer.layers[name].data)
+            return finite.sum() >= 0.4 * np.isfinite(viewer.layers["Ki-67 positivity"].data).sum()
+
+        _wait(part_done, settle=False)
+        viewer.layers["Ki-67 positivity"].visible = he.visible = False
+        ihc.visible = True
+        viewer.layers.selection.active = viewer.layers[name]
+        _shot(viewer, out / "gui_ihc_streaming.png")
+        viewer.layers["Ki-67 positivity"].visible = he.visible = True
     _wait(lambda: not panel.busy)
     # top viewbox: H&E + predicted (+ hidden attention); bottom: IHC + observed + nuclei
     order = [he.name, "Ki-67 positivity", "Ki-67 attention", ihc.name,
@@ -65,4 +82,4 @@ def main(out_dir: str = "docs/images") -> Path:
 
 
 if __name__ == "__main__":
-    print(main(*sys.argv[1:2]))
+    print(main(*sys.argv[1:2], streaming="--streaming" in sys.argv))
