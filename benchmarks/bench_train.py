@@ -4,9 +4,9 @@ Figure: one HistoStainAlign epoch (InfoNCE + masked MSE + CE: three bags per cas
 Baseline (same run, same data): one CE-only epoch (one bag per case). Also extrapolates the time
 to train the three bundled models (5 folds x 80 epochs, contrastive + CE-only, 272 cases each).
 
-    python benchmarks/bench_train.py [--cache runs/cohort400/cache --manifest ...] [--epochs 3]
+    python benchmarks/bench_train.py [--cache runs/cohort367/cache --manifest ...] [--epochs 3]
 
-Uses the real cache of the bundled models when given (or found at runs/cohort400), else
+Uses the real cache of the bundled models when given (or found at runs/cohort367), else
 synthetic 1280-d bags of 12-24 tiles (the same shape).
 """
 
@@ -50,8 +50,8 @@ def main() -> None:
     p.add_argument("--cases", type=int, default=200)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--n-tokens", type=int, default=32)
-    p.add_argument("--manifest", type=Path, default=root / "runs/cohort400/cohort/manifest.csv")
-    p.add_argument("--cache", type=Path, default=root / "runs/cohort400/cache")
+    p.add_argument("--manifest", type=Path, default=root / "runs/cohort367/cohort/manifest.csv")
+    p.add_argument("--cache", type=Path, default=root / "runs/cohort367/cache")
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     cases, source = load(a.cases, a.manifest, a.cache)

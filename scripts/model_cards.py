@@ -71,7 +71,7 @@ selection. The {t['n_train_cases']} training cases ({t['class_counts_train']['0'
 case (stratified); each fold model kept its epoch of lowest validation loss; the bundled file is
 the fold model with the lowest validation loss (fold {sel}, epoch {fold['best_epoch']}).
 80 epochs, AdamW (lr 1e-3, weight decay 0.01), 3 warm-up epochs then cosine decay, batch 32
-cases, 32 tokens per slide (drawn with replacement: these small slides have <= 28 tiles; the
+cases, 32 tokens per slide (drawn with replacement: these small slides have <= {tiles.max()} H&E tiles; the
 paper's 4096 is for whole slides).
 
 ## Held-out results (n = {r['n_test']}: {r['test_class_counts'][0]} {neg}, {r['test_class_counts'][1]} {pos}; 95 % CIs from 1000 case bootstraps)
