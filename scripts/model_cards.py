@@ -40,8 +40,14 @@ for m, (disp, neg, pos, rule) in NAMES.items():
     cnt = cohort["label_counts"][m]
     cmd_t = t["command"].replace(" --quiet", "")
     cmd_b = b["command"].replace(" --quiet", "")
-    sel = t["selected_fold"]
-    fold = t["folds"][sel]
+    if t.get("refit"):
+        selection = (f"the bundled file is a refit (`--refit`) on all {t['refit']['n_cases']} "
+                     f"training cases with the same schedule, stopped after epoch {t['refit']['epochs']} "
+                     "(the folds' median best epoch); the CE-only baseline is made the same way.")
+    else:
+        fold = t["folds"][t["selected_fold"]]
+        selection = (f"the bundled file is the fold model with the lowest validation loss "
+                     f"(fold {t['selected_fold']}, epoch {fold['best_epoch'] + 1}).")
     text = f"""# Model card: HistoStainAlign {disp} (bundled default)
 
 **Demonstration model, not for clinical use; train on your own cohort.** It was trained only on
@@ -68,9 +74,9 @@ project's 2-core CPU machine ({build['simulate_seconds'] / 60:.0f} min simulatio
 Split: {t['n_test_cases']} held-out test cases (fixed hash of the case id, `--test-fraction 0.25`, the
 same cases for all three markers) were never used for training, early stopping or model
 selection. The {t['n_train_cases']} training cases ({t['class_counts_train']['0']} {neg} / {t['class_counts_train']['1']} {pos}) were split into 5 folds by
-case (stratified); each fold model kept its epoch of lowest validation loss; the bundled file is
-the fold model with the lowest validation loss (fold {sel}, epoch {fold['best_epoch']}).
-80 epochs, AdamW (lr 1e-3, weight decay 0.01), 3 warm-up epochs then cosine decay, batch 32
+case (stratified); each fold model kept its epoch of lowest validation loss (epochs
+{', '.join(str(f['best_epoch'] + 1) for f in t['folds'])}); {selection}
+Schedule: 80 epochs, AdamW (lr 1e-3, weight decay 0.01), 3 warm-up epochs then cosine decay, batch 32
 cases, 32 tokens per slide (drawn with replacement: these small slides have <= {tiles.max()} H&E tiles; the
 paper's 4096 is for whole slides).
 

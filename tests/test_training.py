@@ -243,6 +243,34 @@ def test_cli_train_and_evaluate(cached_cohort, tmp_path):
         assert Path(rep["plots"][k]).stat().st_size > 5000
 
 
+def test_cli_train_refit_on_all_training_cases(cached_cohort, tmp_path):
+    """--refit trains the saved model on every training case, stopped at the folds' median best
+    epoch; it is a new model (not a fold's), and still separates the classes."""
+    from napari_histostain.cli import main
+    from napari_histostain.model import load_model_file
+    from napari_histostain.training.workflow import evaluate_marker
+
+    d = cached_cohort
+    common = [str(d / "manifest.csv"), "--cache", str(d / "cache"), "--marker", "ki67",
+              "--epochs", "10", "--folds", "2", "--n-tokens", "32", "--batch-size", "8",
+              "--lr", "1e-3", "--hidden-dim", "32", "--quiet", "--only-class-loss"]
+    assert main(["train", *common, "--out", str(tmp_path / "refit"), "--refit"]) == 0
+    assert main(["train", *common, "--out", str(tmp_path / "fold")]) == 0
+    refit = json.loads((tmp_path / "refit" / "train.json").read_text())
+    fold = json.loads((tmp_path / "fold" / "train.json").read_text())
+    best = sorted(f["best_epoch"] for f in refit["folds"])
+    assert refit["selected_fold"] == "refit" and fold["refit"] is None
+    assert refit["refit"]["epochs"] == int(np.median(best)) + 1
+    assert refit["refit"]["n_cases"] == refit["n_train_cases"]
+    assert refit["folds"] == fold["folds"]  # the same cross-validation before the refit
+    state_a, state_b = (load_model_file(tmp_path / r / "model.pt", marker="ki67")[0].state_dict()
+                        for r in ("refit", "fold"))
+    assert any(not torch.equal(state_a[k], state_b[k]) for k in state_a)
+    rep = evaluate_marker(d / "manifest.csv", d / "cache", tmp_path / "refit" / "model.pt",
+                          tmp_path / "report", n_bootstrap=50)
+    assert rep["HistoStainAlign"]["head"]["auc"] > 0.8
+
+
 def test_cli_errors_are_clear(cached_cohort, tmp_path, capsys):
     from napari_histostain.cli import main
 

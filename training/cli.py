@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     t.add_argument("--hidden-dim", type=int, default=256)
     t.add_argument("--dropout", type=float, default=0.0)
     t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--refit", action="store_true",
+                   help="after cross-validation, train the saved model on all training cases, "
+                        "stopped at the folds' median best epoch (else: the best fold's model)")
     t.add_argument("--test-fraction", type=float, default=0.25,
                    help="fraction of cases held out for testing (ignored with a split column)")
     t.add_argument("--seed", type=int, default=0)
@@ -117,10 +120,12 @@ def run_train(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     s = train_marker(args.manifest, args.cache, args.out, args.marker, cfg, classes=classes,
                      test_fraction=args.test_fraction, model_file=args.model_file,
-                     command=_command(), progress=None if args.quiet else print)
+                     command=_command(), progress=None if args.quiet else print, refit=args.refit)
     cv = s["cv_out_of_fold"]
     msg = f"trained {args.marker} on {s['n_train_cases']} cases ({s['n_test_cases']} held out) " \
-          f"in {s['train_seconds']:.0f} s; fold {s['selected_fold']} selected"
+          f"in {s['train_seconds']:.0f} s; " + (
+              f"refit on all of them for {s['refit']['epochs']} epochs" if s["refit"]
+              else f"fold {s['selected_fold']} selected")
     if cv:
         msg += f"; cross-validated weighted F1 {cv['weighted_f1']:.3f}, AUC {cv['auc']:.3f}"
     print(msg + f"; wrote {args.out}")

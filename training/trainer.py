@@ -193,8 +193,13 @@ def train_one(
     fold: int = 0,
     log_rows: Callable[[dict[str, float]], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
 ) -> FoldResult:
-    """Train one model; keep the epoch with the lowest validation loss (the last one if no val set)."""
+    """Train one model; keep the epoch with the lowest validation loss (the last one if no val set).
+
+    `stop_after=n` ends after n epochs of the `cfg.epochs`-long schedule (a refit that stops where
+    cross-validation found the best epochs).
+    """
     import torch
 
     from .losses import total_loss
@@ -219,7 +224,7 @@ def train_one(
         opt, lambda s: lr_factor(s, steps_per_epoch * cfg.warmup_epochs, total_steps))
     best = (math.inf, -1, None)
     history = []
-    for epoch in range(cfg.epochs):
+    for epoch in range(cfg.epochs if stop_after is None else min(stop_after, cfg.epochs)):
         t0 = time.perf_counter()
         model.train()
         order = rng.permutation(len(train_cases))

@@ -16,7 +16,7 @@ from napari_histostain.errors import HistostainError
 from .cache import EmbeddingCache
 from .dataset import load_cases, split_cases
 from .manifest import load_manifest
-from .trainer import MetricsLog, TrainConfig, cross_validate, slide_embeddings
+from .trainer import MetricsLog, TrainConfig, cross_validate, slide_embeddings, train_one
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,10 @@ def train_marker(
     model_file: str | Path | None = None,
     command: str = "",
     progress: Callable[[str], None] | None = None,
+    refit: bool = False,
 ) -> dict[str, Any]:
-    """k-fold CV on the non-test cases of `marker`; saves the best fold's model (lowest val loss).
+    """k-fold CV on the non-test cases of `marker`; saves the best fold's model (lowest val loss),
+    or with `refit` a model trained on all of them, stopped at the folds' median best epoch.
 
     Writes `metrics.csv`, `train.json` and `model.pt` (engine format) in `out_dir`, and a copy of
     the model at `model_file` when given. Returns the summary written to `train.json`.
@@ -83,6 +85,15 @@ def train_marker(
     cv = classification_report(oof_y, np.concatenate(oof_p), n_bootstrap=200, seed=cfg.seed) \
         if oof_p else None
     best = min(results, key=lambda r: (np.nan_to_num(r.best_val_loss, nan=np.inf), r.fold))
+    final, refit_info = best.model, None
+    if refit:
+        # all training cases, the folds' schedule, stopped after their median best epoch (0-based)
+        stop = int(np.median([r.best_epoch for r in results])) + 1
+        t1 = time.perf_counter()
+        final = train_one(cases, [], n_classes, cfg, fold=cfg.folds, stop_after=stop,
+                          progress=progress).model
+        refit_info = {"epochs": stop, "n_cases": len(cases), "seconds": time.perf_counter() - t1}
+        seconds += refit_info["seconds"]
     summary = {
         "marker": marker, "classes": manifest.classes, "manifest": str(manifest.path),
         "cache": str(cache.folder), "config": cfg.to_dict(), "test_fraction": test_fraction,
@@ -91,18 +102,19 @@ def train_marker(
         "class_counts_train": dict(zip(manifest.classes, counts.tolist())),
         "folds": [{"fold": r.fold, "best_epoch": r.best_epoch, "best_val_loss": r.best_val_loss,
                    "n_val": len(r.val_case_ids)} for r in results],
-        "selected_fold": best.fold, "cv_out_of_fold": cv, "train_seconds": seconds,
+        "selected_fold": "refit" if refit else best.fold, "refit": refit_info,
+        "cv_out_of_fold": cv, "train_seconds": seconds,
         "encoder": {k: cache.settings[k] for k in ("encoder_id", "encoder_version", "tile_mpp",
                                                    "tile_size", "min_tissue")},
         "command": command,
     }
     summary["class_names"] = class_display_names(manifest)
-    config = model_config(summary, best.model)
+    config = model_config(summary, final)
     from .modeling import save_model
 
-    save_model(out / "model.pt", best.model, config)
+    save_model(out / "model.pt", final, config)
     if model_file is not None:
-        save_model(model_file, best.model, config)
+        save_model(model_file, final, config)
     write_json(out / "train.json", summary)
     return summary
 
