@@ -68,6 +68,42 @@ class TileCache:
             self._cache.clear()
 
 
+def tiles_covering(y: range, x: range, tile_h: int, tile_w: int) -> list[tuple[int, int]]:
+    """(row, column) of the native tiles that rows `y` and columns `x` (step 1, non-empty) touch."""
+    return [
+        (ty, tx)
+        for ty in range(y.start // tile_h, (y.stop - 1) // tile_h + 1)
+        for tx in range(x.start // tile_w, (x.stop - 1) // tile_w + 1)
+    ]
+
+
+def paste_tile(
+    out: np.ndarray,
+    y: range,
+    x: range,
+    ty: int,
+    tx: int,
+    tile: np.ndarray,
+    tile_h: int,
+    tile_w: int,
+) -> None:
+    """Copy the part of native tile (ty, tx) inside rows `y` / columns `x` into `out` (their window).
+
+    Fast also for an RGB view of RGBA pixels: numpy copies a 3-byte innermost axis pixel by pixel,
+    about 4x slower than plane by plane.
+    """
+    ty0, tx0 = ty * tile_h, tx * tile_w
+    ya, yb = max(y.start, ty0), min(y.stop, ty0 + tile.shape[0])
+    xa, xb = max(x.start, tx0), min(x.stop, tx0 + tile.shape[1])
+    dst = out[ya - y.start : yb - y.start, xa - x.start : xb - x.start]
+    src = tile[ya - ty0 : yb - ty0, xa - tx0 : xb - tx0]
+    if src.strides[-2] == 3:
+        dst[...] = src
+    else:
+        for c in range(3):
+            dst[..., c] = src[..., c]
+
+
 class _LevelTiles:
     """The tiles of one TIFF page (one pyramid level), decoded straight from the file."""
 
@@ -214,17 +250,13 @@ class TiffTiles:
             out[:] = self._background  # partly outside the level: background there
         if xs >= xe or ys >= ye:
             return out
-        th, tw = level.tile_h, level.tile_w
-        for ty in range(ys // th, (ye - 1) // th + 1):
-            for tx in range(xs // tw, (xe - 1) // tw + 1):
-                tile = self._tile(lv, ty, tx)
-                if tile is None:
-                    return None
-                ya, yb = max(ys, ty * th), min(ye, ty * th + tile.shape[0])
-                xa, xb = max(xs, tx * tw), min(xe, tx * tw + tile.shape[1])
-                out[ya - y0 : yb - y0, xa - x0 : xb - x0] = tile[
-                    ya - ty * th : yb - ty * th, xa - tx * tw : xb - tx * tw
-                ]
+        ry, rx = range(ys, ye), range(xs, xe)
+        inner = out[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        for ty, tx in tiles_covering(ry, rx, level.tile_h, level.tile_w):
+            tile = self._tile(lv, ty, tx)
+            if tile is None:
+                return None
+            paste_tile(inner, ry, rx, ty, tx, tile, level.tile_h, level.tile_w)
         return out
 
     def close(self) -> None:
