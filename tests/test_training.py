@@ -316,6 +316,39 @@ def test_bayes_reference_and_relative_manifest(tmp_path):
     assert m.read_text().splitlines()[1] == "a,ki67,a/he.tif,a/ki.tif,1"
 
 
+def test_bayes_rule_on_the_held_out_cases(tmp_path):
+    from napari_histostain.simulate.bayes import posterior
+    from napari_histostain.simulate.params import drive_noise_sd
+    from napari_histostain.training.evaluate import weighted_f1
+    from napari_histostain.training.manifest import CohortCase
+    from napari_histostain.training.reference import case_posteriors, held_out_reference
+
+    rng = np.random.default_rng(0)
+    drives = rng.uniform(-0.3, 1.0, 40)
+    labels = (drives + 0.1 * rng.standard_normal(40) >= 0.2).astype(int)
+    cases = []
+    for i, d in enumerate(drives):
+        folder = tmp_path / f"c{i}"
+        folder.mkdir()
+        (folder / f"c{i}.json").write_text(json.dumps({
+            "difficulty": 1.0, "cutoffs": {"ki67": 0.2},
+            "latents": {"ki67": {"drive": float(d)}}}))
+        cases.append(CohortCase(f"c{i}", "ki67", folder / "he.tif", folder / "ki.tif",
+                                str(labels[i])))
+    post = case_posteriors(cases, "ki67")
+    np.testing.assert_allclose(post, posterior("ki67", drives, drive_noise_sd("ki67", 1.0), 0.2))
+    assert post[np.argmax(drives)] > 0.9 and post[np.argmin(drives)] < 0.1
+    # the model that follows the Bayes rule has no gap; one that inverts it has a large one
+    rule = np.stack([1 - post, post], 1)
+    same = held_out_reference(labels, rule, post, 0.5, n_bootstrap=50)
+    assert same["gap"] == 0 and same["gap_ci"] == [0, 0]
+    assert same["weighted_f1"] == weighted_f1(labels, (post >= 0.5).astype(int))
+    worse = held_out_reference(labels, rule[:, ::-1], post, 0.5, n_bootstrap=50)
+    assert worse["gap"] > 0.5 and worse["gap_ci"][0] > 0.3
+    (tmp_path / "c3" / "c3.json").unlink()  # not a simulated case: no reference
+    assert case_posteriors(cases, "ki67") is None
+
+
 def test_cli_embed_resumes(tiny_slides, tmp_path, capsys):
     from napari_histostain.cli import main
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def bayes_reference(manifest_path: str | Path, model_path: str | Path | None = None,
                     marker: str | None = None) -> dict[str, Any] | None:
@@ -27,5 +29,52 @@ def bayes_reference(manifest_path: str | Path, model_path: str | Path | None = N
         return None
     return {"weighted_f1": ref.get("best_weighted_f1"), "auc": ref.get("auc"),
             "accuracy": ref.get("accuracy_at_0.5"), "prevalence": ref.get("prevalence"),
-            "difficulty": ref.get("difficulty"), "source": f"{index.name}: simulator Monte-Carlo "
+            "difficulty": ref.get("difficulty"), "threshold": ref.get("posterior_threshold"),
+            "source": f"{index.name}: simulator Monte-Carlo "
             f"({ref.get('n_monte_carlo')} cases), best threshold on the exact posterior"}
+
+
+def case_posteriors(cases, marker: str) -> np.ndarray | None:
+    """P(label = positive | H&E morphology) of each simulated case: the exact posterior of its
+    drive, read from the simulator's `<case_id>.json` beside the case's H&E slide. None when any
+    case lacks it (a cohort that was not simulated)."""
+    from napari_histostain.simulate.bayes import posterior
+    from napari_histostain.simulate.params import DEFAULT_CUTOFFS, drive_noise_sd
+
+    drives, difficulty = [], None
+    for c in cases:
+        try:
+            meta = json.loads((Path(c.he_path).parent / f"{c.case_id}.json").read_text(encoding="utf-8"))
+            drives.append(float(meta["latents"][marker]["drive"]))
+            d = float(meta.get("difficulty", 1.0))
+            cutoff = float(meta.get("cutoffs", {}).get(marker, DEFAULT_CUTOFFS[marker]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if difficulty is not None and d != difficulty:
+            return None
+        difficulty = d
+    if not drives:
+        return None
+    return posterior(marker, np.asarray(drives), drive_noise_sd(marker, difficulty), cutoff)
+
+
+def held_out_reference(y: np.ndarray, model_prob: np.ndarray, bayes_prob: np.ndarray,
+                       threshold: float, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The Bayes-optimal rule (posterior >= the population's best threshold) scored on the same
+    held-out cases as the model, and the paired gap (Bayes F1 - model F1) with a bootstrap CI.
+
+    The population value says what the rule reaches on average; on a sample of ~100 cases the rule
+    itself scores a few points above or below it, and the paired gap removes that shared noise.
+    """
+    from .evaluate import bootstrap_ci, roc_auc, weighted_f1
+
+    y = np.asarray(y)
+    bayes_pred = (np.asarray(bayes_prob) >= threshold).astype(np.int64)
+    model_pred = np.asarray(model_prob).argmax(1)
+    f1 = bootstrap_ci(weighted_f1, y, bayes_pred, n=n_bootstrap, seed=seed)
+    gap = bootstrap_ci(lambda t, b, m: weighted_f1(t, b) - weighted_f1(t, m), y, bayes_pred,
+                       model_pred, n=n_bootstrap, seed=seed)
+    p2 = np.stack([1 - np.asarray(bayes_prob), np.asarray(bayes_prob)], 1)
+    return {"n_cases": int(len(y)), "weighted_f1": f1[0], "weighted_f1_ci": [f1[1], f1[2]],
+            "auc": roc_auc(y, p2), "gap": gap[0], "gap_ci": [gap[1], gap[2]],
+            "threshold": float(threshold)}

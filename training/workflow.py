@@ -16,6 +16,7 @@ from napari_histostain.errors import HistostainError
 from .cache import EmbeddingCache
 from .dataset import load_cases, split_cases
 from .manifest import load_manifest
+from .reference import case_posteriors, held_out_reference
 from .trainer import MetricsLog, TrainConfig, cross_validate, slide_embeddings, train_one
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ def evaluate_marker(
                             "use a larger cohort or --test-fraction.")
     train = load_cases(manifest, train_cc, cache)
     test = load_cases(manifest, test_cc, cache)
+    by_id = {c.case_id: c for c in test_cc}
     classes = config["classes"]
     names = config.get("class_names") or classes
     y = np.array([c.label for c in test])
@@ -253,7 +255,12 @@ def evaluate_marker(
             ev.per_case_log_loss(y, probs["HistoStainAlign"]),
             ev.per_case_log_loss(y, probs["CE-only baseline"]))
     if bayes is not None:
-        report["bayes_optimal"] = bayes
+        report["bayes_optimal"] = dict(bayes)
+        posteriors = case_posteriors([by_id[c.case_id] for c in test], marker)
+        if posteriors is not None and bayes.get("threshold") is not None:
+            report["bayes_optimal"]["held_out"] = held_out_reference(
+                y, probs["HistoStainAlign"], posteriors, bayes["threshold"],
+                n_bootstrap=n_bootstrap, seed=seed)
     plots = {
         "roc": ev.plot_roc(out / f"{plot_prefix}roc.png", y,
                            {k: v for k, v in probs.items() if "probe" not in k}, names,
@@ -299,6 +306,11 @@ def annotate_model(model_path: str | Path, report: dict[str, Any],
     if report.get("bayes_optimal"):
         held["bayes_optimal_weighted_f1"] = report["bayes_optimal"].get("weighted_f1")
         held["bayes_optimal_auc"] = report["bayes_optimal"].get("auc")
+        same = report["bayes_optimal"].get("held_out")
+        if same:
+            held["bayes_rule_weighted_f1_same_cases"] = same["weighted_f1"]
+            held["gap_to_bayes_rule_same_cases"] = same["gap"]
+            held["gap_to_bayes_rule_same_cases_ci95"] = same["gap_ci"]
     cfg.metrics = {**cfg.metrics, "held_out": held}
     cfg.description = cfg.description or DISCLAIMER
     return save_model_file(out_path or model_path, net, cfg)
@@ -317,6 +329,10 @@ def summary_line(report: dict[str, Any]) -> str:
         s += f"; Wilcoxon p={report['wilcoxon_per_case_log_loss']['p_value']:.3g}"
     if "bayes_optimal" in report:
         s += f"; Bayes-optimal F1 {report['bayes_optimal'].get('weighted_f1', float('nan')):.3f}"
+        same = report["bayes_optimal"].get("held_out")
+        if same:
+            s += (f" (on these cases {same['weighted_f1']:.3f}; gap {same['gap']:.3f} "
+                  f"[{same['gap_ci'][0]:.3f}, {same['gap_ci'][1]:.3f}])")
     return s
 
 
