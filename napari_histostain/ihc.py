@@ -56,6 +56,8 @@ class IHCParams:
     cells: str = "tumour"  # "tumour": leave lymphocyte/fibroblast-like nuclei out of indices; "all"
     lymphocyte_area_um2: float = 38.0  # nuclei smaller than this and ...
     lymphocyte_od: float = 0.28  # ... denser (mean hematoxylin + DAB OD) than this: lymphocytes
+    lymphocyte_fibroblast_ratio: float = 1.1  # ... and than this x the slide's fibroblast density
+    calibration_fibroblasts: int = 20  # fibroblast-like nuclei needed for that calibration
     max_elongation: float = 2.0  # nuclei longer than this x their width and ...
     fibroblast_width_um: float = 5.0  # ... thinner than this are fibroblasts, unless
     mitosis_class: int = 3  # ... of this class or above: mitotic figures (4: no such exception)
@@ -341,16 +343,31 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
     """Which nuclei enter the indices: all, or (`cells="tumour"`) not lymphocyte- or fibroblast-like.
 
     Lymphocytes: small and dense. Fibroblasts: long and thin, unless strongly DAB-stained (>= 2+):
-    those are mitotic figures (Ki-67 positive by definition), which count.
+    those are mitotic figures (Ki-67 positive by definition), which count. The counterstain's
+    strength varies from slide to slide, so "dense" is also relative: denser than
+    `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts among the nuclei
+    given (the slide's own stroma calibrates it), when there are enough of them.
     """
     if params.cells == "all":
         return np.ones(len(area_um2), bool)
     density = hema + dab
-    mitosis = np.digitize(dab, params.thresholds) >= params.mitosis_class
+    cls = np.digitize(dab, params.thresholds)
     fibroblast = (elongation > params.max_elongation) & (width_um < params.fibroblast_width_um)
-    fibroblast &= ~mitosis
-    lymphocyte = (area_um2 < params.lymphocyte_area_um2) & (density > params.lymphocyte_od)
+    fibroblast &= cls < params.mitosis_class
+    lymphocyte = (area_um2 < params.lymphocyte_area_um2) & (
+        density > lymphocyte_density(density, fibroblast & (cls == 0), params))
     return ~(fibroblast | lymphocyte)
+
+
+def lymphocyte_density(density: np.ndarray, negative_fibroblasts: np.ndarray,
+                       params: IHCParams = IHCParams()) -> float:
+    """The density above which a small nucleus is a lymphocyte: `lymphocyte_od`, raised to
+    `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts when there are
+    at least `calibration_fibroblasts` of them (a strongly counterstained slide)."""
+    if int(negative_fibroblasts.sum()) < params.calibration_fibroblasts:
+        return params.lymphocyte_od
+    reference = float(np.median(density[negative_fibroblasts]))
+    return max(params.lymphocyte_od, params.lymphocyte_fibroblast_ratio * reference)
 
 
 def _disk(r: int) -> np.ndarray:
@@ -694,8 +711,10 @@ def quantify_source(
 ) -> IHCResult:
     """Quantify an opened slide (or `ArraySource`) tile by tile on `grid` (default: a full grid).
 
-    `on_tile(index, positivity)` streams each tile's observed positivity as soon as it is measured
-    (the value `IHCResult.positivity` will hold for it), e.g. to paint a map while the rest runs.
+    `on_tile(index, positivity)` streams each tile's observed positivity as soon as it is measured,
+    e.g. to paint a map while the rest runs. The result recomputes which nuclei count with the
+    whole slide's fibroblasts as the density reference (`lymphocyte_density`), so a streamed value
+    can differ slightly from the tile's final `IHCResult.positivity`.
     """
     _check_marker(marker)
     if params.cells not in ("tumour", "all"):

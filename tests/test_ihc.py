@@ -231,6 +231,27 @@ def test_lymphocyte_and_fibroblast_like_nuclei_are_not_counted():
     assert (~tumour.nuclei_counted).sum() >= 12
 
 
+def test_lymphocyte_density_is_calibrated_by_the_slides_fibroblasts():
+    """On a strongly counterstained slide a small tumour nucleus is not taken for a lymphocyte."""
+    p = ihc.IHCParams()
+    n_fib = p.calibration_fibroblasts
+    # n_fib thin negative fibroblasts of density 0.4, one small nucleus of 0.35, one of 0.6
+    area = np.r_[np.full(n_fib, 20.0), 30.0, 30.0]
+    elong = np.r_[np.full(n_fib, 4.0), 1.1, 1.1]
+    width = np.r_[np.full(n_fib, 2.5), 6.0, 6.0]
+    hema = np.r_[np.full(n_fib, 0.4), 0.35, 0.6]
+    dab = np.zeros_like(hema)
+    counted = ihc.counted_cells(area, elong, width, hema, dab, p)
+    assert not counted[:n_fib].any()  # fibroblasts
+    assert counted[n_fib] and not counted[n_fib + 1]  # 0.35 < 1.1 x 0.4 < 0.6
+    assert ihc.lymphocyte_density(hema, np.r_[np.ones(n_fib, bool), False, False], p) == \
+        pytest.approx(p.lymphocyte_fibroblast_ratio * 0.4)
+    # too few fibroblasts to calibrate: the fixed density applies, both small nuclei are left out
+    few = slice(n_fib - 5, None)
+    counted = ihc.counted_cells(area[few], elong[few], width[few], hema[few], dab[few], p)
+    assert not counted[-2:].any()
+
+
 def test_cli_plain_image_needs_mpp(tmp_path, capsys):
     from skimage.io import imsave
 

@@ -246,9 +246,10 @@ def test_cli_train_and_evaluate(cached_cohort, tmp_path):
 def test_cli_train_refit_on_all_training_cases(cached_cohort, tmp_path):
     """--refit trains the saved model on every training case, stopped at the folds' median best
     epoch; it is a new model (not a fold's), and still separates the classes."""
+    from napari_histostain.training.workflow import evaluate_marker
+
     from napari_histostain.cli import main
     from napari_histostain.model import load_model_file
-    from napari_histostain.training.workflow import evaluate_marker
 
     d = cached_cohort
     common = [str(d / "manifest.csv"), "--cache", str(d / "cache"), "--marker", "ki67",
@@ -317,11 +318,12 @@ def test_bayes_reference_and_relative_manifest(tmp_path):
 
 
 def test_bayes_rule_on_the_held_out_cases(tmp_path):
-    from napari_histostain.simulate.bayes import posterior
-    from napari_histostain.simulate.params import drive_noise_sd
     from napari_histostain.training.evaluate import weighted_f1
     from napari_histostain.training.manifest import CohortCase
     from napari_histostain.training.reference import case_posteriors, held_out_reference
+
+    from napari_histostain.simulate.bayes import posterior
+    from napari_histostain.simulate.params import drive_noise_sd
 
     rng = np.random.default_rng(0)
     drives = rng.uniform(-0.3, 1.0, 40)
