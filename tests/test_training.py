@@ -241,6 +241,19 @@ def test_cli_train_and_evaluate(cached_cohort, tmp_path):
     assert "not for clinical use" in annotated.description
     for k in ("roc", "confusion", "embedding"):
         assert Path(rep["plots"][k]).stat().st_size > 5000
+    # an external test cohort: every case is a test case (here the training cases as well, which
+    # the model fits at least about as well as the held-out ones), no probe, own key in the file
+    ext = tmp_path / "external"
+    assert main(["evaluate", str(d / "manifest.csv"), "--cache", str(d / "cache"), "--model",
+                 str(tmp_path / "a.pt"), "--out", str(ext), "--bootstrap", "50",
+                 "--external", "--annotate", str(tmp_path / "a.pt")]) == 0
+    erep = json.loads((ext / "report.json").read_text())
+    assert erep["external"] and erep["n_test"] == 64 and erep["n_train"] == 0
+    assert "linear_probe" not in erep["HistoStainAlign"]
+    assert erep["HistoStainAlign"]["head"]["auc"] > head["auc"] - 0.05
+    _, annotated = load_model_file(tmp_path / "a.pt", marker="ki67")
+    assert annotated.metrics["external_test"]["n_test"] == 64
+    assert annotated.metrics["held_out"]["weighted_f1"] == pytest.approx(head["weighted_f1"])
 
 
 def test_cli_train_refit_on_all_training_cases(cached_cohort, tmp_path):

@@ -97,7 +97,7 @@ MARKER_ORDER = ("ki67", "p53", "pdl1")
 
 
 def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int,
-             deadline: float | None = None) -> Path:
+             deadline: float | None = None, id_prefix: str = "case") -> Path:
     """`simulate_cohort` (same cases, seeds and files), in a process pool; with `deadline`
     (seconds), cases not started by then are dropped and the manifest lists the finished ones."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -109,7 +109,7 @@ def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int
 
     t0 = time.perf_counter()
     width = max(4, len(str(n_cases - 1)))
-    jobs = [dict(out_dir=out, markers=MARKER_ORDER, case_id=f"case{i:0{width}d}", size_um=size_um,
+    jobs = [dict(out_dir=out, markers=MARKER_ORDER, case_id=f"{id_prefix}{i:0{width}d}", size_um=size_um,
                  mpp=0.5, seed=case_seed(seed, i), difficulty=1.0, cutoffs=dict(DEFAULT_CUTOFFS))
             for i in range(n_cases)]
     done: dict[int, object] = {}
@@ -146,7 +146,7 @@ def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int
 
 def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, workers: int,
           embed_workers: int, device: str = "auto", threads: int = 2,
-          deadline: float | None = None) -> dict:
+          deadline: float | None = None, id_prefix: str = "case") -> dict:
     from .cache import EmbeddingCache, encoder_version
     from .manifest import load_manifest
 
@@ -154,7 +154,8 @@ def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, wo
     manifest = out / "manifest.csv"
     if not manifest.exists():
         manifest = simulate(out, n_cases, size_um=size_um, seed=seed, workers=workers,
-                            deadline=None if deadline is None else deadline * 0.55)
+                            deadline=None if deadline is None else deadline * 0.55,
+                            id_prefix=id_prefix)
     relative_manifest(manifest)
     t_sim = time.perf_counter() - t0
     m = load_manifest(manifest)
@@ -199,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="tile reader threads per embed worker")
     p.add_argument("--device", default="auto")
     p.add_argument("--deadline", type=float, help="seconds: stop simulating / embedding in time")
+    p.add_argument("--id-prefix", default="case",
+                   help="case ids are PREFIX0000, ...; give an external test cohort its own")
     a = p.parse_args(argv)
     info = build(a.out, a.cache, a.cases, size_um=a.size_um, seed=a.seed, workers=a.workers,
                  embed_workers=a.embed_workers, device=a.device, threads=a.threads,
-                 deadline=a.deadline)
+                 deadline=a.deadline, id_prefix=a.id_prefix)
     print(json.dumps(info, indent=2))
     return 0
 

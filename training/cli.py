@@ -77,6 +77,9 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-bayes", action="store_true",
                    help="skip the simulator's Bayes-optimal reference")
+    e.add_argument("--external", action="store_true",
+                   help="every case of the manifest is a test case: an external cohort the model "
+                   "never saw (no linear probe)")
     e.add_argument("--annotate", metavar="MODEL_FILE",
                    help="write the model with its held-out metrics in its config to this file "
                    "(may be the --model file itself)")
@@ -142,7 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         bayes = bayes_reference(args.manifest, args.model)
     report = evaluate_marker(args.manifest, args.cache, args.model, args.out,
                              baseline_path=args.baseline, n_bootstrap=args.bootstrap, seed=args.seed,
-                             bayes=bayes)
+                             bayes=bayes, external=args.external)
     print(summary_line(report))
     if args.annotate:
         from .workflow import annotate_model

@@ -190,11 +190,14 @@ def evaluate_marker(
     seed: int = 0,
     bayes: dict[str, Any] | None = None,
     plot_prefix: str = "",
+    external: bool = False,
 ) -> dict[str, Any]:
     """Held-out evaluation of a trained model (and the CE-only baseline): metrics, probe, plots.
 
     Test cases are those held out when the model was trained (same `test_fraction` and seed, or
-    the manifest's split column). Writes `report.json`, `predictions.csv` and PNG plots.
+    the manifest's split column); with `external`, every case of the manifest (a cohort the model
+    never saw; no linear probe then, it needs training cases). Writes `report.json`,
+    `predictions.csv` and PNG plots.
     """
     import torch
 
@@ -213,8 +216,11 @@ def evaluate_marker(
     if cache.settings["encoder_id"] != config["encoder"]:
         raise TrainingError(f"model {model_path} uses encoder {config['encoder']!r} but cache "
                             f"{cache_dir} holds {cache.settings['encoder_id']!r} embeddings.")
-    train_cc, test_cc = split_cases(manifest, training.get("test_fraction", 0.25),
-                                    tcfg.get("seed", 0))
+    if external:
+        train_cc, test_cc = [], list(manifest.cases)
+    else:
+        train_cc, test_cc = split_cases(manifest, training.get("test_fraction", 0.25),
+                                        tcfg.get("seed", 0))
     if len(test_cc) < 4:
         raise TrainingError(f"only {len(test_cc)} held-out test case(s) for {marker}; "
                             "use a larger cohort or --test-fraction.")
@@ -229,7 +235,7 @@ def evaluate_marker(
     if baseline_path is not None:
         models["CE-only baseline"] = _load(baseline_path)
     report: dict[str, Any] = {"marker": marker, "classes": classes, "class_names": names,
-                              "n_test": len(test),
+                              "n_test": len(test), "external": external,
                               "n_train": len(train), "model": str(model_path),
                               "baseline": str(baseline_path) if baseline_path else None,
                               "test_class_counts": np.bincount(y, minlength=len(classes)).tolist()}
@@ -237,19 +243,21 @@ def evaluate_marker(
     for name, (m, _) in models.items():
         he, logits = slide_embeddings(m, [c.he for c in test], cpu)
         ihc, _ = slide_embeddings(m, [c.ihc for c in test], cpu)
-        tr_he, _ = slide_embeddings(m, [c.he for c in train], cpu)
         p = torch.softmax(logits, 1).numpy()
         probs[name] = p
         embs[name] = (he.numpy(), ihc.numpy())
-        probe = ev.linear_probe(tr_he.numpy(), [c.label for c in train], he.numpy(),
-                                n_classes=len(classes), seed=seed)
-        probs[f"{name} linear probe"] = probe
         report[name] = {
             "head": ev.classification_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
-            "linear_probe": ev.classification_report(y, probe, n_bootstrap=n_bootstrap, seed=seed),
             "alignment": ev.alignment_report(he.numpy(), ihc.numpy(), n_bootstrap=n_bootstrap,
                                              seed=seed),
         }
+        if train:
+            tr_he, _ = slide_embeddings(m, [c.he for c in train], cpu)
+            probe = ev.linear_probe(tr_he.numpy(), [c.label for c in train], he.numpy(),
+                                    n_classes=len(classes), seed=seed)
+            probs[f"{name} linear probe"] = probe
+            report[name]["linear_probe"] = ev.classification_report(
+                y, probe, n_bootstrap=n_bootstrap, seed=seed)
     if "CE-only baseline" in models:
         report["wilcoxon_per_case_log_loss"] = ev.wilcoxon_paired(
             ev.per_case_log_loss(y, probs["HistoStainAlign"]),
@@ -289,8 +297,9 @@ DISCLAIMER = ("Demonstration model, not for clinical use; train on your own coho
 
 def annotate_model(model_path: str | Path, report: dict[str, Any],
                    out_path: str | Path | None = None) -> Path:
-    """Write the held-out evaluation (and the disclaimer) into a model file's config; the weights
-    are unchanged. Writes `out_path` (default: the model file itself), atomically."""
+    """Write the held-out evaluation (and the disclaimer) into a model file's config, under
+    `metrics.held_out` (or `metrics.external_test` for an `external` report); the weights are
+    unchanged. Writes `out_path` (default: the model file itself), atomically."""
     from napari_histostain.model import load_model_file, save_model_file
 
     net, cfg = load_model_file(model_path)
@@ -311,7 +320,7 @@ def annotate_model(model_path: str | Path, report: dict[str, Any],
             held["bayes_rule_weighted_f1_same_cases"] = same["weighted_f1"]
             held["gap_to_bayes_rule_same_cases"] = same["gap"]
             held["gap_to_bayes_rule_same_cases_ci95"] = same["gap_ci"]
-    cfg.metrics = {**cfg.metrics, "held_out": held}
+    cfg.metrics = {**cfg.metrics, ("external_test" if report.get("external") else "held_out"): held}
     cfg.description = cfg.description or DISCLAIMER
     return save_model_file(out_path or model_path, net, cfg)
 
@@ -319,7 +328,7 @@ def annotate_model(model_path: str | Path, report: dict[str, Any],
 def summary_line(report: dict[str, Any]) -> str:
     """One-line human summary of an evaluation report."""
     h = report["HistoStainAlign"]["head"]
-    s = (f"{report['marker']}: weighted F1 {h['weighted_f1']:.3f} "
+    s = (f"{report['marker']}{' (external test cohort)' if report.get('external') else ''}: weighted F1 {h['weighted_f1']:.3f} "
          f"[{h['weighted_f1_ci'][0]:.3f}, {h['weighted_f1_ci'][1]:.3f}], AUC {h['auc']:.3f}, "
          f"balanced acc {h['balanced_accuracy']:.3f} (n={report['n_test']})")
     if "CE-only baseline" in report:
