@@ -72,7 +72,8 @@ wide as the held-out set's.
   ({'within' if xs['gap'] <= 0.05 else 'NOT within'} the 0.05 target); to the population value:
   {x['bayes_optimal']['weighted_f1'] - xh['weighted_f1']:.3f}.
 - Wilcoxon signed-rank test, per-case log-loss, HistoStainAlign vs CE-only: p = {xw['p_value']:.3g}
-  (median difference {xw['median_difference']:+.4f}).
+  (median difference {xw['median_difference']:+.4f}; negative = HistoStainAlign lower loss).
+  {'No significant difference.' if xw['p_value'] >= 0.05 else ('The CE-only baseline has significantly lower log-loss (it is better calibrated), whatever the F1.' if xw['median_difference'] > 0 else 'HistoStainAlign has significantly lower log-loss.')}
 """
     text = f"""# Model card: HistoStainAlign {disp} (bundled default)
 
