@@ -254,6 +254,14 @@ def test_cli_train_and_evaluate(cached_cohort, tmp_path):
     _, annotated = load_model_file(tmp_path / "a.pt", marker="ki67")
     assert annotated.metrics["external_test"]["n_test"] == 64
     assert annotated.metrics["held_out"]["weighted_f1"] == pytest.approx(head["weighted_f1"])
+    # a second external cohort goes under its own key and leaves the first one as it was
+    assert main(["evaluate", str(d / "manifest.csv"), "--cache", str(d / "cache"), "--model",
+                 str(tmp_path / "a.pt"), "--out", str(tmp_path / "ext2"), "--bootstrap", "20",
+                 "--external", "--annotate", str(tmp_path / "a.pt"),
+                 "--metrics-key", "external_test_2"]) == 0
+    _, again = load_model_file(tmp_path / "a.pt", marker="ki67")
+    assert again.metrics["external_test_2"]["n_test"] == 64
+    assert again.metrics["external_test"] == annotated.metrics["external_test"]
 
 
 def test_cli_train_refit_on_all_training_cases(cached_cohort, tmp_path):

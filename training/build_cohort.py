@@ -75,7 +75,7 @@ def relative_manifest(manifest: Path) -> Path:
 
 
 def _embed_shard(args: tuple) -> tuple[int, int, float]:
-    manifest_path, cache_dir, shard, n_shards, device, threads, stop_at = args
+    manifest_path, cache_dir, shard, n_shards, device, threads, stop_at, encoder = args
     import torch
 
     torch.set_num_threads(1)
@@ -83,7 +83,7 @@ def _embed_shard(args: tuple) -> tuple[int, int, float]:
     from .manifest import load_manifest
 
     m = load_manifest(manifest_path)
-    enc = DeviceEncoder(device=device)
+    enc = DeviceEncoder(encoder, device=device)
     cache = EmbeddingCache(cache_dir, encoder_id=enc.id, encoder_version=encoder_version(enc.enc),
                            root=m.path.parent)
     slides = m.slide_paths()[shard::n_shards]
@@ -146,7 +146,8 @@ def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int
 
 def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, workers: int,
           embed_workers: int, device: str = "auto", threads: int = 2,
-          deadline: float | None = None, id_prefix: str = "case") -> dict:
+          deadline: float | None = None, id_prefix: str = "case",
+          encoder: str = "efficientnet-lite0") -> dict:
     from .cache import EmbeddingCache, encoder_version
     from .manifest import load_manifest
 
@@ -159,13 +160,13 @@ def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, wo
     relative_manifest(manifest)
     t_sim = time.perf_counter() - t0
     m = load_manifest(manifest)
-    enc0 = DeviceEncoder(device="cpu")
+    enc0 = DeviceEncoder(encoder, device="cpu")
     EmbeddingCache(cache, encoder_id=enc0.id, encoder_version=encoder_version(enc0.enc),
                    root=m.path.parent).check_or_create()
     del enc0
     t1 = time.perf_counter()
     stop_at = None if deadline is None else time.time() + max(10.0, deadline - (t1 - t0))
-    jobs = [(str(manifest), str(cache), k, embed_workers, device, threads, stop_at)
+    jobs = [(str(manifest), str(cache), k, embed_workers, device, threads, stop_at, encoder)
             for k in range(embed_workers)]
     if embed_workers == 1:
         results = [_embed_shard(jobs[0])]
@@ -177,7 +178,8 @@ def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, wo
             results = list(pool.map(_embed_shard, jobs))
     t_emb = time.perf_counter() - t1
     tiles = sum(r[1] for r in results)
-    info = {"cases": n_cases, "size_um": size_um, "seed": seed, "slides": len(m.slide_paths()),
+    info = {"cases": n_cases, "size_um": size_um, "seed": seed, "encoder": encoder,
+            "slides": len(m.slide_paths()),
             "slides_embedded": sum(r[0] for r in results), "tiles": tiles,
             "simulate_seconds": round(t_sim, 1), "embed_seconds": round(t_emb, 1),
             "tiles_per_second": round(tiles / t_emb, 1) if t_emb else None,
@@ -202,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, help="seconds: stop simulating / embedding in time")
     p.add_argument("--id-prefix", default="case",
                    help="case ids are PREFIX0000, ...; give an external test cohort its own")
+    p.add_argument("--encoder", default="efficientnet-lite0",
+                   help="tile encoder (the bundled models use efficientnet-lite0-multiscale)")
     a = p.parse_args(argv)
     info = build(a.out, a.cache, a.cases, size_um=a.size_um, seed=a.seed, workers=a.workers,
                  embed_workers=a.embed_workers, device=a.device, threads=a.threads,
-                 deadline=a.deadline, id_prefix=a.id_prefix)
+                 deadline=a.deadline, id_prefix=a.id_prefix, encoder=a.encoder)
     print(json.dumps(info, indent=2))
     return 0
 

@@ -83,6 +83,9 @@ def register(subparsers) -> None:
     e.add_argument("--annotate", metavar="MODEL_FILE",
                    help="write the model with its held-out metrics in its config to this file "
                    "(may be the --model file itself)")
+    e.add_argument("--metrics-key", metavar="KEY",
+                   help="where --annotate puts the metrics in the model file's `metrics` (default "
+                   "held_out, or external_test with --external; e.g. a second external cohort's)")
     e.set_defaults(func=run_evaluate)
 
 
@@ -150,6 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.annotate:
         from .workflow import annotate_model
 
-        print(f"annotated model: {annotate_model(args.model, report, args.annotate)}")
+        out = annotate_model(args.model, report, args.annotate, key=args.metrics_key)
+        print(f"annotated model: {out}")
     print(f"report: {args.out}/report.json")
     return 0

@@ -296,10 +296,10 @@ DISCLAIMER = ("Demonstration model, not for clinical use; train on your own coho
 
 
 def annotate_model(model_path: str | Path, report: dict[str, Any],
-                   out_path: str | Path | None = None) -> Path:
+                   out_path: str | Path | None = None, key: str | None = None) -> Path:
     """Write the held-out evaluation (and the disclaimer) into a model file's config, under
-    `metrics.held_out` (or `metrics.external_test` for an `external` report); the weights are
-    unchanged. Writes `out_path` (default: the model file itself), atomically."""
+    `metrics.<key>` (default `held_out`, or `external_test` for an `external` report); the
+    weights are unchanged. Writes `out_path` (default: the model file itself), atomically."""
     from napari_histostain.model import load_model_file, save_model_file
 
     net, cfg = load_model_file(model_path)
@@ -320,7 +320,8 @@ def annotate_model(model_path: str | Path, report: dict[str, Any],
             held["bayes_rule_weighted_f1_same_cases"] = same["weighted_f1"]
             held["gap_to_bayes_rule_same_cases"] = same["gap"]
             held["gap_to_bayes_rule_same_cases_ci95"] = same["gap_ci"]
-    cfg.metrics = {**cfg.metrics, ("external_test" if report.get("external") else "held_out"): held}
+    key = key or ("external_test" if report.get("external") else "held_out")
+    cfg.metrics = {**cfg.metrics, key: held}
     cfg.description = cfg.description or DISCLAIMER
     return save_model_file(out_path or model_path, net, cfg)
 
