@@ -18,7 +18,7 @@ adds its CPU time. The plugin decodes the TIFF tiles itself (`native_tiles`, ~0.
 JPEG tile against OpenSlide's ~1 ms; HISTOSTAIN_DIRECT_TILES=0 turns that off), and its reader
 threads run at a lower priority so they do not stall torch's threads.
 
-    python benchmarks/bench_infer.py [--tiles 2000] [--naive-tiles 160] [--slide PATH]
+    python benchmarks/bench_infer.py [--tiles 2000] [--naive-tiles 160] [--slide PATH] [--encoder NAME]
 """
 
 from __future__ import annotations
@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6, help="bands of the slide for (a)/(b)")
     ap.add_argument("--slide", type=Path, help="reuse/write the benchmark slide here")
     ap.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--encoder", default="efficientnet-lite0-multiscale",
+                    help="tile encoder (default: the bundled models' efficientnet-lite0-multiscale)")
     args = ap.parse_args()
 
     import torch
@@ -138,8 +140,9 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         print(f"  written in {time.perf_counter() - t:.0f} s")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
-    encoder = get_encoder("efficientnet-lite0")
-    models = {m: seeded_model(m, seed=i) for i, m in enumerate(("p53", "pdl1", "ki67"))}
+    encoder = get_encoder(args.encoder)
+    models = {m: seeded_model(m, seed=i, in_dim=encoder.dim, encoder_id=encoder.id)
+              for i, m in enumerate(("p53", "pdl1", "ki67"))}
 
     with open_slide(path) as slide:
         # (a) and (b) alternate band by band, so that load from other processes hits both alike

@@ -4,10 +4,10 @@ Figure: one HistoStainAlign epoch (InfoNCE + masked MSE + CE: three bags per cas
 Baseline (same run, same data): one CE-only epoch (one bag per case). Also extrapolates the time
 to train the three bundled models (5 folds x 80 epochs, contrastive + CE-only, 272 cases each).
 
-    python benchmarks/bench_train.py [--cache runs/cohort367/cache --manifest ...] [--epochs 3]
+    python benchmarks/bench_train.py [--cache runs/cohort367/cache_multiscale --manifest ...] [--epochs 3]
 
 Uses the real cache of the bundled models when given (or found at runs/cohort367), else
-synthetic 1280-d bags of 12-24 tiles (the same shape).
+synthetic 1744-d bags of 12-24 tiles (the same shape).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def load(n_cases: int, manifest: Path | None, cache: Path | None):
         return load_cases(m, m.cases[:n_cases], c), f"real cache {cache} (ki67)"
     from napari_histostain.training.synthetic_bags import synthetic_cases
 
-    return synthetic_cases(n_cases, dim=1280, tiles=(12, 24), seed=0), "synthetic 1280-d bags"
+    return synthetic_cases(n_cases, dim=1744, tiles=(12, 24), seed=0), "synthetic 1744-d bags"
 
 
 def epoch_seconds(cases, cfg, epochs: int) -> float:
@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--n-tokens", type=int, default=32)
     p.add_argument("--manifest", type=Path, default=root / "runs/cohort367/cohort/manifest.csv")
-    p.add_argument("--cache", type=Path, default=root / "runs/cohort367/cache")
+    p.add_argument("--cache", type=Path, default=root / "runs/cohort367/cache_multiscale")
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     cases, source = load(a.cases, a.manifest, a.cache)

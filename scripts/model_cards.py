@@ -19,8 +19,16 @@ NAMES = {"p53": ("P53", "wild-type", "aberrant", "P53 instability score g >= 0.5
          "pdl1": ("PD-L1", "negative", "positive", "PD-L1 tumour proportion score >= 0.50"),
          "ki67": ("Ki-67", "low", "high", "Ki-67 proliferation index >= 0.20")}
 cohort = json.loads((runs / "cohort367/cohort/cohort.json").read_text())
-build = json.loads((runs / "cohort367/cache/build.json").read_text())
-tiles = np.array([len(np.load(f)["coords"]) for f in sorted((runs / "cohort367/cache").glob("*HE.tiff.npz"))])
+CACHE = "cache_multiscale"
+build = json.loads((runs / f"cohort367/{CACHE}/build.json").read_text())
+tiles = np.array([len(np.load(f)["coords"]) for f in sorted((runs / f"cohort367/{CACHE}").glob("*HE.tiff.npz"))])
+
+
+#: (report folder, heading, provenance) of the external test cohorts
+EXTERNAL_SETS = [
+    ("external", "External test cohort 1", "A simulated cohort made after training with another seed (2027, case ids `ext…`); no case of it was used for training or model selection. It was, however, used to compare tile encoders (efficientnet-lite0 vs efficientnet-lite0-multiscale) before the bundled encoder was chosen, so it is not untouched for that choice."),
+    ("fresh", "External test cohort 2 (untouched)", "A third simulated cohort (seed 2028, case ids `new…`), simulated after every choice (the tile encoder's included) had been made, and evaluated once."),
+]
 
 
 def ci(d, k):
@@ -29,6 +37,8 @@ def ci(d, k):
 
 for m, (disp, neg, pos, rule) in NAMES.items():
     r = json.loads((runs / f"bundled/{m}/report/report.json").read_text())
+    mcfg = json.loads((root / f"napari_histostain/models/histostainalign-{m}.json").read_text())
+    arch = mcfg["architecture"]
     t = json.loads((runs / f"bundled/{m}/run/train.json").read_text())
     b = json.loads((runs / f"bundled/{m}/baseline/train.json").read_text())
     h, bh = r["HistoStainAlign"]["head"], r["CE-only baseline"]["head"]
@@ -39,6 +49,9 @@ for m, (disp, neg, pos, rule) in NAMES.items():
     gap = bay["weighted_f1"] - h["weighted_f1"]
     same = bay["held_out"]
     cnt = cohort["label_counts"][m]
+    timing = f"{build['embed_seconds'] / 60:.0f} min embedding with `{build.get('encoder', CACHE)}`"
+    if build["simulate_seconds"] > 60:  # else the slides were simulated by an earlier build
+        timing = f"{build['simulate_seconds'] / 60:.0f} min simulation, " + timing
     cmd_t = t["command"].replace(" --quiet", "")
     cmd_b = b["command"].replace(" --quiet", "")
     if t.get("refit"):
@@ -49,17 +62,17 @@ for m, (disp, neg, pos, rule) in NAMES.items():
         fold = t["folds"][t["selected_fold"]]
         selection = (f"the bundled file is the fold model with the lowest validation loss "
                      f"(fold {t['selected_fold']}, epoch {fold['best_epoch'] + 1}).")
-    ext_path = runs / f"bundled/{m}/external/report.json"
     external = ""
-    if ext_path.is_file():
+    for folder, title, about in EXTERNAL_SETS:
+        ext_path = runs / f"bundled/{m}/{folder}/report.json"
+        if not ext_path.is_file():
+            continue
         x = json.loads(ext_path.read_text())
         xh, xb, xw = x["HistoStainAlign"]["head"], x["CE-only baseline"]["head"], x["wilcoxon_per_case_log_loss"]
         xs = x["bayes_optimal"]["held_out"]
-        external = f"""
-## External test cohort (n = {x['n_test']}: {x['test_class_counts'][0]} {neg}, {x['test_class_counts'][1]} {pos})
-A second simulated cohort, made after training with another seed (2027, case ids `ext…`), none of
-whose cases the model or its model selection saw. With {x['n_test']} cases its CIs are about half as
-wide as the held-out set's.
+        external += f"""
+## {title} (n = {x['n_test']}: {x['test_class_counts'][0]} {neg}, {x['test_class_counts'][1]} {pos})
+{about} With {x['n_test']} cases its CIs are about half as wide as the held-out set's.
 
 | model | weighted F1 | ROC AUC | balanced accuracy |
 |---|---|---|---|
@@ -84,8 +97,8 @@ it would do on real tissue.
 | | |
 |---|---|
 | file | `napari_histostain/models/histostainalign-{m}.pt` (+ `.json` config copy), {(root / f"napari_histostain/models/histostainalign-{m}.pt").stat().st_size / 1e6:.2f} MB |
-| architecture | engine `SlideEncoder` (1280 -> 256 projection MLP, gated attention 128, linear head; dropout 0.1) |
-| tile encoder | `efficientnet-lite0` (ImageNet), 224 px tiles at 1.0 um/px; H&E tissue by the engine's `detect_tissue` |
+| architecture | engine `SlideEncoder` ({arch['in_dim']} -> {arch['hidden_dim']} projection MLP, gated attention {arch['attn_dim']}, linear head; dropout {arch['dropout']}) |
+| tile encoder | `{mcfg['encoder_id']}` (ImageNet EfficientNet-Lite0: its 1280-d final features and the mean / sd of three mid-level blocks, 464-d), 224 px tiles at {mcfg['tile_mpp']} um/px; H&E tissue by the engine's `detect_tissue` |
 | classes | 0 = {neg}, 1 = {pos} (positive class 1, threshold 0.5) |
 | label | {rule}, from the simulator's latent biology |
 | training loss | symmetric InfoNCE (T = 0.01) H&E <-> {disp} IHC + MSE(H&E, 50 %-masked H&E) + cross-entropy, weights 1 : 1 : 1 |
@@ -96,7 +109,7 @@ one H&E section and one IHC section per marker (the H&E is shared by the P53, PD
 models), 1344 x 1344 um at 0.5 um/px, sections independently rotated / shifted / deformed and
 stained (no registration is used or needed). Labels for {disp}: {cnt['0']} {neg}, {cnt['1']} {pos}.
 H&E tiles per slide: {tiles.min()}-{tiles.max()} (median {np.median(tiles):.0f}); {build['tiles']} tiles embedded in total, on this
-project's 2-core CPU machine ({build['simulate_seconds'] / 60:.0f} min simulation, {build['embed_seconds'] / 60:.0f} min embedding).
+project's 2-core CPU machine ({timing}).
 
 Split: {t['n_test_cases']} held-out test cases (fixed hash of the case id, `--test-fraction 0.25`, the
 same cases for all three markers) were never used for training, early stopping or model
@@ -147,14 +160,16 @@ H&E / IHC cohort with the commands below.
 
 ## Reproduce
 ```
-python -m napari_histostain.training.build_cohort --out runs/cohort367/cohort --cache runs/cohort367/cache --cases 367 --size-um 1344 --seed 2026
+python -m napari_histostain.training.build_cohort --out runs/cohort367/cohort --cache runs/cohort367/cache_multiscale --cases 367 --size-um 1344 --seed 2026 --encoder efficientnet-lite0-multiscale
 {cmd_t}
 {cmd_b}
-histostain evaluate runs/cohort367/cohort/manifest.csv --cache runs/cohort367/cache --model runs/bundled/{m}/run/model.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/report --bootstrap 1000 --annotate napari_histostain/models/histostainalign-{m}.pt
-python -m napari_histostain.training.build_cohort --out runs/external300/cohort --cache runs/external300/cache --cases 300 --size-um 1344 --seed 2027 --id-prefix ext
-histostain evaluate runs/external300/cohort/manifest.csv --cache runs/external300/cache --model napari_histostain/models/histostainalign-{m}.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/external --bootstrap 1000 --external --annotate napari_histostain/models/histostainalign-{m}.pt
+histostain evaluate runs/cohort367/cohort/manifest.csv --cache runs/cohort367/cache_multiscale --model runs/bundled/{m}/run/model.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/report --bootstrap 1000 --annotate napari_histostain/models/histostainalign-{m}.pt
+python -m napari_histostain.training.build_cohort --out runs/external300/cohort --cache runs/external300/cache_multiscale --cases 300 --size-um 1344 --seed 2027 --id-prefix ext --encoder efficientnet-lite0-multiscale
+histostain evaluate runs/external300/cohort/manifest.csv --cache runs/external300/cache_multiscale --model napari_histostain/models/histostainalign-{m}.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/external --bootstrap 1000 --external --annotate napari_histostain/models/histostainalign-{m}.pt
+python -m napari_histostain.training.build_cohort --out runs/fresh300/cohort --cache runs/fresh300/cache_multiscale --cases 300 --size-um 1344 --seed 2028 --id-prefix new --encoder efficientnet-lite0-multiscale
+histostain evaluate runs/fresh300/cohort/manifest.csv --cache runs/fresh300/cache_multiscale --model napari_histostain/models/histostainalign-{m}.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/fresh --bootstrap 1000 --external --annotate napari_histostain/models/histostainalign-{m}.pt --metrics-key external_test_2
 ```
-`bash scripts/train_bundled.sh` runs these commands for the three markers (about 50 min on 2 CPU
+`bash scripts/train_bundled.sh` runs these commands for the three markers (about 75 min on 2 CPU
 cores), and `python scripts/model_cards.py` writes this card from its reports. Training took
 {t['train_seconds']:.0f} s (HistoStainAlign) + {b['train_seconds']:.0f} s (CE-only) on 2 CPU cores; the same commands give the same
 cases, labels and weights on the same software (CPU; a GPU gives slightly different floating
