@@ -57,6 +57,8 @@ class IHCParams:
     lymphocyte_area_um2: float = 38.0  # nuclei smaller than this and ...
     lymphocyte_od: float = 0.28  # ... denser (mean hematoxylin + DAB OD) than this: lymphocytes
     lymphocyte_fibroblast_ratio: float = 1.1  # ... and than this x the slide's fibroblast density
+    merged_lymphocyte_inscribed_um: float = 3.4  # larger negative nuclei thinner than this ...
+    merged_lymphocyte_density_ratio: float = 1.8  # ... and this x denser: merged lymphocytes
     calibration_fibroblasts: int = 20  # fibroblast-like nuclei needed for that calibration
     max_elongation: float = 2.0  # nuclei longer than this x their width and ...
     fibroblast_width_um: float = 5.0  # ... thinner than this are fibroblasts, unless
@@ -197,6 +199,7 @@ class TileQuantification:
     nuclei_area_um2: np.ndarray  # (K,)
     nuclei_elongation: np.ndarray  # (K,) major / minor axis
     nuclei_width_um: np.ndarray  # (K,) minor axis
+    nuclei_inscribed_um: np.ndarray  # (K,) largest inscribed circle's radius (NaN: not needed)
     nuclei_counted: np.ndarray  # (K,) bool
     membrane_positive: np.ndarray  # (K,) bool: DAB ring around the nucleus
     tissue_px: int
@@ -291,9 +294,15 @@ def quantify_tile(
         half_tr, det = (vx + vy) / 2, np.sqrt(((vx - vy) / 2) ** 2 + cxy**2)
         elong = np.sqrt(np.maximum(half_tr + det, 1e-6) / np.maximum(half_tr - det, 1e-2))
         width = 4.0 * np.sqrt(np.maximum(half_tr - det, 0.0)) * mpp  # minor axis of the ellipse
+        # largest inscribed circle, where the merged-lymphocyte rule may need it
+        could_be_merged = (
+            (area_px * mpp * mpp >= params.lymphocyte_area_um2) & (mean_dab < params.thresholds[0])
+            & (mean_hema + mean_dab > params.merged_lymphocyte_density_ratio * params.lymphocyte_od)
+        )
+        inscribed = inscribed_radii(labels, np.nonzero(could_be_merged)[0] + 1) * mpp
         centroid = np.nan_to_num(np.stack([my, mx], axis=1), nan=-1.0)
     else:
-        area_px = elong = width = mean_dab = mean_hema = np.zeros(0)
+        area_px = elong = width = inscribed = mean_dab = mean_hema = np.zeros(0)
         centroid = np.zeros((0, 2))
     min_area = params.min_nucleus_area_um2 / (mpp * mpp)
     keep = (area_px > 0) & (area_px >= min(min_area, math.pi * radius_px**2 * 0.3))
@@ -323,6 +332,7 @@ def quantify_tile(
     mean_hema = np.asarray(mean_hema, np.float32)[keep]
     area_um2, elong = area_um2[keep].astype(np.float32), np.asarray(elong, np.float32)[keep]
     width = np.asarray(width, np.float32)[keep]
+    inscribed = np.asarray(inscribed, np.float32)[keep]
     return TileQuantification(
         nuclei_yx=centroid[keep].astype(np.float32),
         nuclei_class=np.digitize(mean_dab, params.thresholds).astype(np.int8),
@@ -331,22 +341,55 @@ def quantify_tile(
         nuclei_area_um2=area_um2,
         nuclei_elongation=elong,
         nuclei_width_um=width,
-        nuclei_counted=counted_cells(area_um2, elong, width, mean_hema, mean_dab, params),
+        nuclei_inscribed_um=inscribed,
+        nuclei_counted=counted_cells(area_um2, elong, width, mean_hema, mean_dab, params,
+                                     inscribed_um=inscribed),
         membrane_positive=membrane[keep],
         tissue_px=int(tissue_core.sum()),
         positive_px=int((tissue_core & (dab_core >= params.thresholds[0])).sum()),
     )
 
 
+def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Radius in pixels of the largest circle inside each labelled region in `which` (label
+    values), touching regions kept apart; NaN for the other labels 1..max."""
+    from scipy import ndimage as ndi
+
+    n = int(labels.max()) if labels.size else 0
+    out = np.full(n, np.nan)
+    if len(which) == 0:
+        return out
+    edge = np.zeros(labels.shape, bool)  # pixels with a 4-neighbour of another label
+    for axis in (0, 1):
+        a, b = [slice(None)] * 2, [slice(None)] * 2
+        a[axis], b[axis] = slice(None, -1), slice(1, None)
+        differ = labels[tuple(a)] != labels[tuple(b)]
+        edge[tuple(a)] |= differ
+        edge[tuple(b)] |= differ
+    boxes = ndi.find_objects(labels)
+    for k in which:
+        box = boxes[k - 1]
+        if box is None:
+            continue
+        # one pixel of context around the box (none past the image edge, as a whole-image EDT)
+        box = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in box)
+        out[k - 1] = ndi.distance_transform_edt((labels[box] == k) & ~edge[box]).max()
+    return out
+
+
 def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
-                  hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams()) -> np.ndarray:
+                  hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
+                  inscribed_um: np.ndarray | None = None) -> np.ndarray:
     """Which nuclei enter the indices: all, or (`cells="tumour"`) not lymphocyte- or fibroblast-like.
 
     Lymphocytes: small and dense. Fibroblasts: long and thin, unless strongly DAB-stained (>= 2+):
     those are mitotic figures (Ki-67 positive by definition), which count. The counterstain's
     strength varies from slide to slide, so "dense" is also relative: denser than
     `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts among the nuclei
-    given (the slide's own stroma calibrates it), when there are enough of them.
+    given (the slide's own stroma calibrates it), when there are enough of them. Overlapping
+    lymphocytes merge into one larger blob: a negative nucleus above the lymphocyte area whose
+    largest inscribed circle is thinner than `merged_lymphocyte_inscribed_um` and whose density is
+    `merged_lymphocyte_density_ratio` x the lymphocyte density is taken for one (with `inscribed_um`).
     """
     if params.cells == "all":
         return np.ones(len(area_um2), bool)
@@ -354,8 +397,12 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
     cls = np.digitize(dab, params.thresholds)
     fibroblast = (elongation > params.max_elongation) & (width_um < params.fibroblast_width_um)
     fibroblast &= cls < params.mitosis_class
-    lymphocyte = (area_um2 < params.lymphocyte_area_um2) & (
-        density > lymphocyte_density(density, fibroblast & (cls == 0), params))
+    small = area_um2 < params.lymphocyte_area_um2
+    dense = lymphocyte_density(density, fibroblast & (cls == 0), params)
+    lymphocyte = small & (density > dense)
+    if inscribed_um is not None:
+        lymphocyte |= (~small & (cls == 0) & (inscribed_um < params.merged_lymphocyte_inscribed_um)
+                       & (density > params.merged_lymphocyte_density_ratio * dense))
     return ~(fibroblast | lymphocyte)
 
 
@@ -744,7 +791,7 @@ def quantify_source(
     tissue_px = np.zeros(n_tiles, np.int64)
     positive_px = np.zeros(n_tiles, np.int64)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "xy", "cls", "dab", "hema", "area", "elong", "width", "mem", "tile")}
+        "xy", "cls", "dab", "hema", "area", "elong", "width", "inscribed", "mem", "tile")}
     margin0 = 2.0 * params.nucleus_radius_um / mpp[0]
     for done, (i, rgb, core, ds) in enumerate(
         _read_tiles(source, grid, indices, level, margin0, threads), start=1
@@ -760,7 +807,7 @@ def quantify_source(
         for key, value in (("xy", xy), ("cls", q.nuclei_class), ("dab", q.nuclei_dab),
                            ("hema", q.nuclei_hema), ("area", q.nuclei_area_um2),
                            ("elong", q.nuclei_elongation), ("width", q.nuclei_width_um),
-                           ("mem", q.membrane_positive), ("tile", np.full(len(xy), i, np.int32))):
+                           ("inscribed", q.nuclei_inscribed_um), ("mem", q.membrane_positive), ("tile", np.full(len(xy), i, np.int32))):
             parts[key].append(value)
         if on_tile is not None:
             c = q.nuclei_counted
@@ -774,10 +821,11 @@ def quantify_source(
 
     nuc = {k: cat(k, (0, 2) if k == "xy" else (0,), dt) for k, dt in (
         ("xy", np.float32), ("cls", np.int8), ("dab", np.float32), ("hema", np.float32),
-        ("area", np.float32), ("elong", np.float32), ("width", np.float32), ("mem", bool),
+        ("area", np.float32), ("elong", np.float32), ("width", np.float32),
+        ("inscribed", np.float32), ("mem", bool),
         ("tile", np.int32))}
     counted = counted_cells(nuc["area"], nuc["elong"], nuc["width"], nuc["hema"], nuc["dab"],
-                            params)
+                            params, inscribed_um=nuc["inscribed"])
     counts = np.bincount(nuc["tile"][counted] * 4 + nuc["cls"][counted],
                          minlength=n_tiles * 4).reshape(n_tiles, 4).astype(np.int64)
     membrane = np.bincount(nuc["tile"][counted & nuc["mem"]], minlength=n_tiles).astype(np.int64)

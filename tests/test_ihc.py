@@ -252,6 +252,41 @@ def test_lymphocyte_density_is_calibrated_by_the_slides_fibroblasts():
     assert not counted[-2:].any()
 
 
+def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
+    """Each nucleus' largest inscribed circle is measured; a larger, thin, very dense negative
+    blob (overlapping lymphocytes merged) is left out, a round or a positive one is counted."""
+    from skimage.color import rgb_from_hdx
+    from skimage.draw import disk, ellipse
+
+    h = rgb_from_hdx[0] / np.linalg.norm(rgb_from_hdx[0])
+    od = np.zeros((120, 160, 3)) + 0.06 * h  # faint counterstained tissue
+    rr, cc = disk((40, 30), 8.0, shape=od.shape[:2])  # round, r = 4 um at 0.5 um/px
+    od[rr, cc] += 0.9 * h
+    rr, cc = ellipse(40, 110, 5.0, 14.0, shape=od.shape[:2])  # 7 x 2.5 um semi-axes
+    od[rr, cc] += 0.9 * h
+    rr, cc = disk((90, 80), 8.0, shape=od.shape[:2])  # round but pale: the rule cannot apply
+    od[rr, cc] += 0.3 * h
+    rgb = np.clip(255 * 10 ** (-od), 0, 255).astype(np.uint8)
+    q = ihc.quantify_tile(rgb, 0.5, marker="ki67")
+    order = np.lexsort((q.nuclei_yx[:, 1], q.nuclei_yx[:, 0] > 60))
+    assert len(order) == 3
+    np.testing.assert_allclose(q.nuclei_inscribed_um[order[:2]], [4.0, 2.5], atol=0.6)
+    assert np.isnan(q.nuclei_inscribed_um[order[2]])  # not measured where it is not needed
+
+    p = ihc.IHCParams()
+    dense = p.merged_lymphocyte_density_ratio * p.lymphocyte_od + 0.1
+    # 0: thin dense negative blob of 50 um2 -> merged lymphocytes; 1: round (inscribed 4 um);
+    # 2: thin but positive (DAB 2+); 3: thin but only as dense as a lymphocyte
+    area = np.full(4, 50.0)
+    elong, width = np.full(4, 1.4), np.full(4, 6.5)
+    hema = np.array([dense, dense, dense, p.lymphocyte_od + 0.05])
+    dab = np.array([0.0, 0.0, 0.5, 0.0])
+    inscribed = np.array([2.8, 4.0, 2.8, 2.8])
+    counted = ihc.counted_cells(area, elong, width, hema, dab, p, inscribed_um=inscribed)
+    assert counted.tolist() == [False, True, True, True]
+    assert ihc.counted_cells(area, elong, width, hema, dab, p).all()  # no inscribed radii given
+
+
 def test_cli_plain_image_needs_mpp(tmp_path, capsys):
     from skimage.io import imsave
 
