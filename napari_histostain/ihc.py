@@ -294,11 +294,10 @@ def quantify_tile(
         half_tr, det = (vx + vy) / 2, np.sqrt(((vx - vy) / 2) ** 2 + cxy**2)
         elong = np.sqrt(np.maximum(half_tr + det, 1e-6) / np.maximum(half_tr - det, 1e-2))
         width = 4.0 * np.sqrt(np.maximum(half_tr - det, 0.0)) * mpp  # minor axis of the ellipse
-        # largest inscribed circle, where the merged-lymphocyte rule may need it
-        could_be_merged = (
-            (area_px * mpp * mpp >= params.lymphocyte_area_um2) & (mean_dab < params.thresholds[0])
-            & (mean_hema + mean_dab > params.merged_lymphocyte_density_ratio * params.lymphocyte_od)
-        )
+        # largest inscribed circle, where the merged-lymphocyte rule may need it (the slide's
+        # lymphocyte density is not known yet; it is at least `lymphocyte_od`)
+        could_be_merged = merged_lymphocyte_like(area_px * mpp * mpp, mean_hema, mean_dab,
+                                                 params.lymphocyte_od, params)
         inscribed = inscribed_radii(labels, np.nonzero(could_be_merged)[0] + 1) * mpp
         centroid = np.nan_to_num(np.stack([my, mx], axis=1), nan=-1.0)
     else:
@@ -354,18 +353,13 @@ def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:
     """Radius in pixels of the largest circle inside each labelled region in `which` (label
     values), touching regions kept apart; NaN for the other labels 1..max."""
     from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
 
     n = int(labels.max()) if labels.size else 0
     out = np.full(n, np.nan)
     if len(which) == 0:
         return out
-    edge = np.zeros(labels.shape, bool)  # pixels with a 4-neighbour of another label
-    for axis in (0, 1):
-        a, b = [slice(None)] * 2, [slice(None)] * 2
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        differ = labels[tuple(a)] != labels[tuple(b)]
-        edge[tuple(a)] |= differ
-        edge[tuple(b)] |= differ
+    edge = find_boundaries(labels, mode="inner")  # pixels with a 4-neighbour of another label
     boxes = ndi.find_objects(labels)
     for k in which:
         box = boxes[k - 1]
@@ -375,6 +369,15 @@ def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:
         box = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in box)
         out[k - 1] = ndi.distance_transform_edt((labels[box] == k) & ~edge[box]).max()
     return out
+
+
+def merged_lymphocyte_like(area_um2: np.ndarray, hema: np.ndarray, dab: np.ndarray,
+                           lymphocyte_od: float, params: IHCParams = IHCParams()) -> np.ndarray:
+    """Nuclei that look like overlapping lymphocytes merged into one blob, but for thinness:
+    negative, at least the lymphocyte area, `merged_lymphocyte_density_ratio` x denser than a
+    lymphocyte (`lymphocyte_od`: see `lymphocyte_density`)."""
+    return ((area_um2 >= params.lymphocyte_area_um2) & (dab < params.thresholds[0])
+            & (hema + dab > params.merged_lymphocyte_density_ratio * lymphocyte_od))
 
 
 def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
@@ -401,8 +404,8 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
     dense = lymphocyte_density(density, fibroblast & (cls == 0), params)
     lymphocyte = small & (density > dense)
     if inscribed_um is not None:
-        lymphocyte |= (~small & (cls == 0) & (inscribed_um < params.merged_lymphocyte_inscribed_um)
-                       & (density > params.merged_lymphocyte_density_ratio * dense))
+        lymphocyte |= (merged_lymphocyte_like(area_um2, hema, dab, dense, params)
+                       & (inscribed_um < params.merged_lymphocyte_inscribed_um))
     return ~(fibroblast | lymphocyte)
 
 
@@ -807,7 +810,8 @@ def quantify_source(
         for key, value in (("xy", xy), ("cls", q.nuclei_class), ("dab", q.nuclei_dab),
                            ("hema", q.nuclei_hema), ("area", q.nuclei_area_um2),
                            ("elong", q.nuclei_elongation), ("width", q.nuclei_width_um),
-                           ("inscribed", q.nuclei_inscribed_um), ("mem", q.membrane_positive), ("tile", np.full(len(xy), i, np.int32))):
+                           ("inscribed", q.nuclei_inscribed_um), ("mem", q.membrane_positive),
+                           ("tile", np.full(len(xy), i, np.int32))):
             parts[key].append(value)
         if on_tile is not None:
             c = q.nuclei_counted
