@@ -53,12 +53,16 @@ class IHCParams:
     nucleus_od: float = 0.08  # hematoxylin(+DAB) OD a nucleus pixel exceeds at least
     nucleus_contrast: float = 0.05  # ... and by this much its local background (white top-hat)
     nucleus_od_dense: float = 0.5  # OD above which a pixel is nucleus whatever its surroundings
-    cells: str = "tumour"  # "tumour": leave lymphocyte/fibroblast-like nuclei out of indices; "all"
+    cells: str = "tumour"  # "tumour": leave lymphocyte/fibroblast-like and stromal nuclei out; "all"
     lymphocyte_area_um2: float = 38.0  # nuclei smaller than this and ...
     lymphocyte_od: float = 0.28  # ... denser (mean hematoxylin + DAB OD) than this: lymphocytes
     lymphocyte_fibroblast_ratio: float = 1.1  # ... and than this x the slide's fibroblast density
     merged_lymphocyte_inscribed_um: float = 3.4  # larger negative nuclei thinner than this ...
     merged_lymphocyte_density_ratio: float = 1.8  # ... and this x denser: merged lymphocytes
+    stroma_context_ratio: float = 0.85  # nuclei in a background this x paler than usual: stroma
+    stroma_keep_area_ratio: float = 1.5  # ... unless this x larger than the usual tumour nucleus
+    context_min_nuclei: int = 20  # ... judged when at least this many nuclei are counted (0: off)
+    nucleus_core_fraction: float = 0.6  # DAB also measured where depth >= this x the deepest
     calibration_fibroblasts: int = 20  # fibroblast-like nuclei needed for that calibration
     max_elongation: float = 2.0  # nuclei longer than this x their width and ...
     fibroblast_width_um: float = 5.0  # ... thinner than this are fibroblasts, unless
@@ -189,7 +193,8 @@ class TileQuantification:
     """Nuclei and pixel counts of one tile (positions in tile pixels).
 
     `nuclei_counted` marks the nuclei that enter the indices: with `IHCParams.cells == "tumour"`
-    small dense round nuclei (lymphocytes) and elongated ones (fibroblasts) are left out.
+    small dense round nuclei (lymphocytes), elongated ones (fibroblasts) and those in pale
+    surroundings (stroma, `stromal`) are left out.
     """
 
     nuclei_yx: np.ndarray  # (K, 2) float centroid (row, col), tile px
@@ -200,6 +205,7 @@ class TileQuantification:
     nuclei_elongation: np.ndarray  # (K,) major / minor axis
     nuclei_width_um: np.ndarray  # (K,) minor axis
     nuclei_inscribed_um: np.ndarray  # (K,) largest inscribed circle's radius (NaN: not needed)
+    nuclei_context: np.ndarray  # (K,) local background OD under the nucleus (cytoplasm / stroma)
     nuclei_counted: np.ndarray  # (K,) bool
     membrane_positive: np.ndarray  # (K,) bool: DAB ring around the nucleus
     tissue_px: int
@@ -251,6 +257,9 @@ def quantify_tile(
     # nuclei stand out from their local background (cytoplasm, stroma): white top-hat
     size = max(3, int(round(radius_px * 3)) | 1)
     background = ndi.grey_opening(sharp, size=(size, size))
+    # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too)
+    surround = background if marker != "pdl1" else ndi.grey_opening(
+        gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
     fg = ((sharp - background > params.nucleus_contrast) & (sharp > params.nucleus_od)) | (
         sharp > params.nucleus_od_dense
     )
@@ -278,19 +287,21 @@ def quantify_tile(
     n = len(seeds)
     index = np.arange(1, n + 1)
     if n:
-        ones = np.ones(labels.shape, np.float64)
         yy, xx = np.indices(labels.shape, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):  # seeds whose region is empty
-            area_px = ndi.sum_labels(ones, labels, index)
-            my, mx = ndi.mean(yy, labels, index), ndi.mean(xx, labels, index)
-            vy = ndi.mean(yy * yy, labels, index) - my * my
-            vx = ndi.mean(xx * xx, labels, index) - mx * mx
-            cxy = ndi.mean(xx * yy, labels, index) - mx * my
+            area_px, (my, mx, myy, mxx, mxy, context) = label_means(
+                labels, n, yy, xx, yy * yy, xx * xx, xx * yy, surround)
+            vy, vx, cxy = myy - my * my, mxx - mx * mx, mxy - mx * my
             # stain is measured on each nucleus' body, not on its blurred rim
             peak = np.concatenate([[np.inf], ndi.maximum(sharp, labels, index)])
             body = np.where(sharp >= BODY_FRACTION * peak[labels], labels, 0)
-            mean_dab = ndi.mean(dab, body, index)
-            mean_hema = ndi.mean(hema, body, index)
+            _, (mean_hema, body_dab) = label_means(body, n, hema, dab)
+            # ... and DAB also on its core (around the seed it grew from, its deepest point): a
+            # region that took in part of a stained neighbour has a stained body but an unstained
+            # core; the lower counts
+            depth = np.concatenate([[np.inf], dist[tuple(seeds.T)]])
+            core_px = np.where(dist >= params.nucleus_core_fraction * depth[labels], labels, 0)
+            mean_dab = np.fmin(body_dab, label_means(core_px, n, dab)[1][0])
         half_tr, det = (vx + vy) / 2, np.sqrt(((vx - vy) / 2) ** 2 + cxy**2)
         elong = np.sqrt(np.maximum(half_tr + det, 1e-6) / np.maximum(half_tr - det, 1e-2))
         width = 4.0 * np.sqrt(np.maximum(half_tr - det, 0.0)) * mpp  # minor axis of the ellipse
@@ -301,7 +312,7 @@ def quantify_tile(
         inscribed = inscribed_radii(labels, np.nonzero(could_be_merged)[0] + 1) * mpp
         centroid = np.nan_to_num(np.stack([my, mx], axis=1), nan=-1.0)
     else:
-        area_px = elong = width = inscribed = mean_dab = mean_hema = np.zeros(0)
+        area_px = elong = width = inscribed = mean_dab = mean_hema = context = np.zeros(0)
         centroid = np.zeros((0, 2))
     min_area = params.min_nucleus_area_um2 / (mpp * mpp)
     keep = (area_px > 0) & (area_px >= min(min_area, math.pi * radius_px**2 * 0.3))
@@ -311,7 +322,7 @@ def quantify_tile(
         ring = np.where(labels == 0, grown, 0)
         stained = (dab >= params.membrane_od).astype(np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ring_frac = np.nan_to_num(ndi.mean(stained, ring, index))
+            ring_frac = np.nan_to_num(label_means(ring, n, stained)[1][0])
         membrane = ring_frac >= params.membrane_coverage
     else:
         membrane = np.zeros(n, bool)
@@ -332,6 +343,7 @@ def quantify_tile(
     area_um2, elong = area_um2[keep].astype(np.float32), np.asarray(elong, np.float32)[keep]
     width = np.asarray(width, np.float32)[keep]
     inscribed = np.asarray(inscribed, np.float32)[keep]
+    context = np.asarray(context, np.float32)[keep]
     return TileQuantification(
         nuclei_yx=centroid[keep].astype(np.float32),
         nuclei_class=np.digitize(mean_dab, params.thresholds).astype(np.int8),
@@ -341,12 +353,23 @@ def quantify_tile(
         nuclei_elongation=elong,
         nuclei_width_um=width,
         nuclei_inscribed_um=inscribed,
+        nuclei_context=context,
         nuclei_counted=counted_cells(area_um2, elong, width, mean_hema, mean_dab, params,
-                                     inscribed_um=inscribed),
+                                     inscribed_um=inscribed, context=context),
         membrane_positive=membrane[keep],
         tissue_px=int(tissue_core.sum()),
         positive_px=int((tissue_core & (dab_core >= params.thresholds[0])).sum()),
     )
+
+
+def label_means(labels: np.ndarray, n: int, *values: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Pixel counts of labels 1..n and the mean of each of `values` over them (NaN where a label
+    has no pixels); one pass of `np.bincount` per array."""
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n + 1)[1 : n + 1].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return counts, [np.bincount(flat, v.ravel(), minlength=n + 1)[1 : n + 1] / counts
+                        for v in values]
 
 
 def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -382,7 +405,8 @@ def merged_lymphocyte_like(area_um2: np.ndarray, hema: np.ndarray, dab: np.ndarr
 
 def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
                   hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
-                  inscribed_um: np.ndarray | None = None) -> np.ndarray:
+                  inscribed_um: np.ndarray | None = None,
+                  context: np.ndarray | None = None) -> np.ndarray:
     """Which nuclei enter the indices: all, or (`cells="tumour"`) not lymphocyte- or fibroblast-like.
 
     Lymphocytes: small and dense. Fibroblasts: long and thin, unless strongly DAB-stained (>= 2+):
@@ -393,6 +417,9 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
     lymphocytes merge into one larger blob: a negative nucleus above the lymphocyte area whose
     largest inscribed circle is thinner than `merged_lymphocyte_inscribed_um` and whose density is
     `merged_lymphocyte_density_ratio` x the lymphocyte density is taken for one (with `inscribed_um`).
+    Indices are scored in the tumour, not in the stroma: with `context` (each nucleus' local
+    background OD, `stromal_context`), nuclei in a background paler than `stroma_context_ratio` x
+    that of the median counted nucleus are left out.
     """
     if params.cells == "all":
         return np.ones(len(area_um2), bool)
@@ -406,7 +433,28 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
     if inscribed_um is not None:
         lymphocyte |= (merged_lymphocyte_like(area_um2, hema, dab, dense, params)
                        & (inscribed_um < params.merged_lymphocyte_inscribed_um))
-    return ~(fibroblast | lymphocyte)
+    counted = ~(fibroblast | lymphocyte)
+    if context is not None:
+        counted &= ~stromal(context, area_um2, counted, params)
+    return counted
+
+
+def stromal(context: np.ndarray, area_um2: np.ndarray, counted: np.ndarray,
+            params: IHCParams = IHCParams()) -> np.ndarray:
+    """Nuclei in the stroma: their surroundings (`context`, the local background OD under the
+    nucleus: cytoplasm or stroma) are paler than `stroma_context_ratio` x the median of the
+    `counted` ones (tumour cytoplasm carries stain, stroma less), and they are smaller than
+    `stroma_keep_area_ratio` x the median counted nucleus in the tumour (a large nucleus is a
+    tumour nucleus wherever it lies). Judged only when at least `context_min_nuclei` are counted
+    (0 turns it off)."""
+    none = np.zeros(len(context), bool)
+    if params.context_min_nuclei <= 0 or int(counted.sum()) < params.context_min_nuclei:
+        return none
+    pale = context < params.stroma_context_ratio * float(np.median(context[counted]))
+    tumour = counted & ~pale
+    if not tumour.any():
+        return none
+    return pale & (area_um2 < params.stroma_keep_area_ratio * float(np.median(area_um2[tumour])))
 
 
 def lymphocyte_density(density: np.ndarray, negative_fibroblasts: np.ndarray,
@@ -763,8 +811,9 @@ def quantify_source(
 
     `on_tile(index, positivity)` streams each tile's observed positivity as soon as it is measured,
     e.g. to paint a map while the rest runs. The result recomputes which nuclei count with the
-    whole slide's fibroblasts as the density reference (`lymphocyte_density`), so a streamed value
-    can differ slightly from the tile's final `IHCResult.positivity`.
+    whole slide's fibroblasts as the density reference (`lymphocyte_density`) and the whole
+    slide's nuclei as the reference of the surroundings (`stromal`), so a streamed value can differ
+    slightly from the tile's final `IHCResult.positivity`.
     """
     _check_marker(marker)
     if params.cells not in ("tumour", "all"):
@@ -794,7 +843,8 @@ def quantify_source(
     tissue_px = np.zeros(n_tiles, np.int64)
     positive_px = np.zeros(n_tiles, np.int64)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "xy", "cls", "dab", "hema", "area", "elong", "width", "inscribed", "mem", "tile")}
+        "xy", "cls", "dab", "hema", "area", "elong", "width", "inscribed", "context", "mem",
+        "tile")}
     margin0 = 2.0 * params.nucleus_radius_um / mpp[0]
     for done, (i, rgb, core, ds) in enumerate(
         _read_tiles(source, grid, indices, level, margin0, threads), start=1
@@ -810,7 +860,8 @@ def quantify_source(
         for key, value in (("xy", xy), ("cls", q.nuclei_class), ("dab", q.nuclei_dab),
                            ("hema", q.nuclei_hema), ("area", q.nuclei_area_um2),
                            ("elong", q.nuclei_elongation), ("width", q.nuclei_width_um),
-                           ("inscribed", q.nuclei_inscribed_um), ("mem", q.membrane_positive),
+                           ("inscribed", q.nuclei_inscribed_um), ("context", q.nuclei_context),
+                           ("mem", q.membrane_positive),
                            ("tile", np.full(len(xy), i, np.int32))):
             parts[key].append(value)
         if on_tile is not None:
@@ -826,10 +877,10 @@ def quantify_source(
     nuc = {k: cat(k, (0, 2) if k == "xy" else (0,), dt) for k, dt in (
         ("xy", np.float32), ("cls", np.int8), ("dab", np.float32), ("hema", np.float32),
         ("area", np.float32), ("elong", np.float32), ("width", np.float32),
-        ("inscribed", np.float32), ("mem", bool),
+        ("inscribed", np.float32), ("context", np.float32), ("mem", bool),
         ("tile", np.int32))}
     counted = counted_cells(nuc["area"], nuc["elong"], nuc["width"], nuc["hema"], nuc["dab"],
-                            params, inscribed_um=nuc["inscribed"])
+                            params, inscribed_um=nuc["inscribed"], context=nuc["context"])
     counts = np.bincount(nuc["tile"][counted] * 4 + nuc["cls"][counted],
                          minlength=n_tiles * 4).reshape(n_tiles, 4).astype(np.int64)
     membrane = np.bincount(nuc["tile"][counted & nuc["mem"]], minlength=n_tiles).astype(np.int64)
@@ -996,7 +1047,7 @@ def save_overlay_figure(
     else:
         groups = [(counted & (result.nuclei_class == c), CLASS_COLOURS[c], CLASS_NAMES[c])
                   for c in range(4)]
-    groups.append((~counted, "#9a9a9a", "not counted (lymphocyte / fibroblast-like)"))
+    groups.append((~counted, "#9a9a9a", "not counted (stroma, lymphocyte- / fibroblast-like)"))
     for k, (mask, colour, name) in enumerate(groups):
         sel = inside & mask
         style = {"marker": "x", "c": colour} if k == len(groups) - 1 else {

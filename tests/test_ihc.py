@@ -148,12 +148,17 @@ def test_real_he_slide_is_refused():
 
 # -- real IHC images -------------------------------------------------------------------------------
 def test_real_skimage_ihc_membranous_image():
+    from dataclasses import replace
+
     from skimage.io import imread
 
     rgb = imread(_data("images/ihc/skimage-ihc.png"))[..., :3]
     s = ihc.quantify_image(rgb, 0.5, "pdl1").summary()
     assert s["n_nuclei"] > 100
-    assert 40 <= s["pdl1_tps"] <= 85  # epithelium (membranes stained) vs unstained stroma
+    # TPS counts tumour cells: the epithelium's (membranes stained), not the pale stroma's
+    assert s["pdl1_tps"] >= 90
+    everyone = replace(ihc.IHCParams(), context_min_nuclei=0)  # stroma counted too
+    assert 40 <= ihc.quantify_image(rgb, 0.5, "pdl1", params=everyone).summary()["pdl1_tps"] <= 85
 
 
 def test_real_os2_ki67_slide():
@@ -285,6 +290,46 @@ def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
     counted = ihc.counted_cells(area, elong, width, hema, dab, p, inscribed_um=inscribed)
     assert counted.tolist() == [False, True, True, True]
     assert ihc.counted_cells(area, elong, width, hema, dab, p).all()  # no inscribed radii given
+
+
+def _hdab_rgb(od_h: np.ndarray, od_d: np.ndarray) -> np.ndarray:
+    """RGB uint8 from hematoxylin and DAB optical densities (Beer-Lambert, standard vectors)."""
+    from skimage.color import rgb_from_hdx
+
+    h = rgb_from_hdx[0] / np.linalg.norm(rgb_from_hdx[0])
+    d = rgb_from_hdx[1] / np.linalg.norm(rgb_from_hdx[1])
+    od = od_h[..., None] * h + od_d[..., None] * d
+    return np.clip(255 * 10 ** (-od), 0, 255).astype(np.uint8)
+
+
+def test_nuclei_in_pale_stroma_are_not_counted_unless_large():
+    """Indices are scored in the tumour: identical nuclei lying in pale stroma are left out, a
+    large one there is counted; with the rule off (`context_min_nuclei=0`) all are counted."""
+    from dataclasses import replace
+
+    from skimage.draw import disk
+
+    od_h, od_d = np.zeros((256, 512)), np.zeros((256, 512))
+    od_h[:, :352] = 0.14  # tumour: counterstained cytoplasm
+    od_h[:, 352:] = 0.04  # stroma, a third of the tile
+    centres = [(y, x) for y in range(24, 256, 32) for x in range(24, 512, 32) if abs(x - 352) > 20]
+    for k, (y, x) in enumerate(centres):
+        rr, cc = disk((y, x), 7.5, shape=od_h.shape)  # r = 3.75 um
+        od_h[rr, cc] += 0.45
+        od_d[rr, cc] += 0.8 if k % 3 == 0 else 0.0  # a third positive, on both sides
+    rr, cc = disk((136, 440), 13.0, shape=od_h.shape)  # a large nucleus in the stroma
+    od_h[rr, cc] = 0.5
+    od_d[rr, cc] = 0.0
+    q = ihc.quantify_tile(_hdab_rgb(od_h, od_d), 0.5, marker="ki67")
+    x = q.nuclei_yx[:, 1]
+    large = q.nuclei_area_um2 > 100
+    assert large.sum() == 1 and q.nuclei_counted[large].all()
+    assert q.nuclei_counted[x < 352].all()
+    assert not q.nuclei_counted[(x > 352) & ~large].any()
+    assert (q.nuclei_context[x < 352].min() > q.nuclei_context[(x > 352) & ~large].max())
+    off = ihc.quantify_tile(_hdab_rgb(od_h, od_d), 0.5, marker="ki67",
+                            params=replace(ihc.IHCParams(), context_min_nuclei=0))
+    assert off.nuclei_counted.all()
 
 
 def test_cli_plain_image_needs_mpp(tmp_path, capsys):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_histostain import ihc
 
 simulate = pytest.importorskip("napari_histostain.simulate")
 
-#: the first ten seeds, as they come (true indices 4.5-76.7 %), and seed 109 (about 1 %). Not every
-#: simulated case is within 3 points: scripts/ki67_accuracy.py finds 93 of seeds 0-99 and 91 of
-#: seeds 100-199 within; docs/ihc.md lists the misses and why.
-KI67_SEEDS = (*range(10), 109)
+#: the first ten seeds, as they come (true indices 4.5-76.7 %), seed 109 (about 1 %), and the two
+#: worst cases of the stop before (84: pleomorphic, +8.3 points then; 135: lymphocyte-rich, -6.5).
+#: Not every simulated case is within 3 points: scripts/ki67_accuracy.py finds 97 of seeds 0-99,
+#: 96 of 100-199 and 98 of 200-299 within; docs/ihc.md lists the misses and why.
+KI67_SEEDS = (*range(10), 109, 84, 135)
 #: seeds with each simulated p53 pattern
 P53_SEEDS = {"overexpression": 1, "null": 6, "wild-type": 3}
 SIZE_UM = 768
@@ -54,3 +56,24 @@ def test_sim_cohort_weak_labels(tmp_path):
     assert set(src[0]) <= set(out[0]) and out[0]["label_source"] == "ihc"
     for s, o in zip(src, out):
         assert abs(float(o["ki67_index"]) - float(s["true_index"]) * 100) <= 10
+
+
+def test_sim_negative_tumour_nuclei_are_scored_negative(sim_dir):
+    """In a pleomorphic case (seed 84: large stained nuclei overlapping small unstained ones), a
+    region that takes in part of a stained neighbour is still scored by its own core: nuclei at
+    the simulator's negative tumour cells are >= 98 % negative, at positive ones >= 98 % positive."""
+    from scipy.spatial import cKDTree
+
+    from napari_histostain.simulate.cells import TUMOUR_CELL
+
+    case = simulate.simulate_case(sim_dir, ["ki67"], case_id="k84", size_um=SIZE_UM, seed=84)
+    result = ihc.quantify_slide(case.ihc_paths["ki67"], "ki67")
+    with np.load(case.truth_paths["ki67"]) as z:
+        mpp, kind, positive = float(z["mpp"]), z["ihc_cells_kind"], z["ihc_cells_positive"]
+        cells = np.c_[z["ihc_cells_x"], z["ihc_cells_y"]]
+    dist, nearest = cKDTree(cells).query(result.nuclei_xy)
+    tumour = (dist * mpp < 4.0) & (kind[nearest] == TUMOUR_CELL)
+    negative, stained = tumour & ~positive[nearest], result.nuclei_class >= 1
+    assert negative.sum() > 200
+    assert stained[negative].mean() <= 0.02  # 6 % when scored on the body alone
+    assert stained[tumour & positive[nearest]].mean() >= 0.98
