@@ -57,6 +57,8 @@ class IHCParams:
     lymphocyte_area_um2: float = 38.0  # nuclei smaller than this and ...
     lymphocyte_od: float = 0.28  # ... denser (mean hematoxylin + DAB OD) than this: lymphocytes
     lymphocyte_fibroblast_ratio: float = 1.1  # ... and than this x the slide's fibroblast density
+    lymphocyte_max_elongation: float = 1.3  # ... and rounder than this (major / minor axis),
+    fragment_area_um2: float = 19.0  # ... or, whatever the shape, smaller than this: debris
     merged_lymphocyte_inscribed_um: float = 3.4  # larger negative nuclei thinner than this ...
     merged_lymphocyte_density_ratio: float = 1.8  # ... and this x denser: merged lymphocytes
     stroma_context_ratio: float = 0.85  # nuclei in a background this x paler than usual: stroma
@@ -70,7 +72,7 @@ class IHCParams:
     tissue_od: float = 0.15  # summed RGB OD above which a pixel is tissue (not glass)
     membrane_ring_um: float = 2.5  # width of the ring around a nucleus scored for PD-L1
     membrane_od: float = 0.2  # DAB OD of a stained membrane pixel
-    membrane_coverage: float = 0.3  # fraction of ring pixels stained for a membrane-positive cell
+    membrane_coverage: float = 0.2  # fraction of ring pixels stained for a membrane-positive cell
     p53_strong_class: int = 2  # nuclei of this class or above count as "strongly positive"
     p53_overexpression: float = 0.8  # strongly positive fraction for "overexpression"
     p53_null: float = 0.025  # positive fraction below which p53 is "null" (stray controls)
@@ -409,17 +411,20 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
                   context: np.ndarray | None = None) -> np.ndarray:
     """Which nuclei enter the indices: all, or (`cells="tumour"`) not lymphocyte- or fibroblast-like.
 
-    Lymphocytes: small and dense. Fibroblasts: long and thin, unless strongly DAB-stained (>= 2+):
-    those are mitotic figures (Ki-67 positive by definition), which count. The counterstain's
-    strength varies from slide to slide, so "dense" is also relative: denser than
+    Lymphocytes: small, dense and round (`lymphocyte_max_elongation`: a small elongated nucleus is
+    a tumour nucleus, whatever its stain); dense fragments smaller than `fragment_area_um2`
+    (karyorrhectic debris of necrosis, apoptotic bodies) go with them whatever their shape.
+    Fibroblasts: long and thin, unless strongly DAB-stained
+    (>= 2+): those are mitotic figures (Ki-67 positive by definition), which count. The
+    counterstain's strength varies from slide to slide, so "dense" is also relative: denser than
     `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts among the nuclei
     given (the slide's own stroma calibrates it), when there are enough of them. Overlapping
     lymphocytes merge into one larger blob: a negative nucleus above the lymphocyte area whose
     largest inscribed circle is thinner than `merged_lymphocyte_inscribed_um` and whose density is
     `merged_lymphocyte_density_ratio` x the lymphocyte density is taken for one (with `inscribed_um`).
     Indices are scored in the tumour, not in the stroma: with `context` (each nucleus' local
-    background OD, `stromal_context`), nuclei in a background paler than `stroma_context_ratio` x
-    that of the median counted nucleus are left out.
+    background OD), nuclei in surroundings paler than `stroma_context_ratio` x those of the median
+    counted nucleus are left out unless large (`stromal`).
     """
     if params.cells == "all":
         return np.ones(len(area_um2), bool)
@@ -429,7 +434,9 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
     fibroblast &= cls < params.mitosis_class
     small = area_um2 < params.lymphocyte_area_um2
     dense = lymphocyte_density(density, fibroblast & (cls == 0), params)
-    lymphocyte = small & (density > dense)
+    round_or_fragment = ((elongation < params.lymphocyte_max_elongation)
+                         | (area_um2 < params.fragment_area_um2))
+    lymphocyte = small & (density > dense) & round_or_fragment
     if inscribed_um is not None:
         lymphocyte |= (merged_lymphocyte_like(area_um2, hema, dab, dense, params)
                        & (inscribed_um < params.merged_lymphocyte_inscribed_um))

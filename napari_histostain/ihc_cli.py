@@ -31,7 +31,13 @@ def register(subparsers) -> None:
                    help="OD by which nuclei must stand out from their surroundings (default 0.05)")
     p.add_argument("--all-cells", action="store_true",
                    help="count every nucleus (default: leave lymphocyte- and fibroblast-like "
-                   "nuclei out of the indices, as they are scored on tumour cells)")
+                   "nuclei and those in the stroma out of the indices, as they are scored on "
+                   "tumour cells)")
+    p.add_argument("--ki67-cutoff", type=float, default=None, metavar="PCT",
+                   help="Ki-67 index (%%) at and above which the weak label is 1 (default 20)")
+    p.add_argument("--pdl1-cutoff", type=float, default=None, metavar="PCT",
+                   help="PD-L1 TPS (%%) at and above which the weak label is 1 (default 1; 50 for "
+                   "the high-expression cutoff)")
     p.add_argument("--figure", action="store_true", help="also write an overlay PNG of the nuclei")
     p.set_defaults(func=run)
 
@@ -46,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         params = replace(params, nucleus_contrast=args.nucleus_contrast)
     if args.all_cells:
         params = replace(params, cells="all")
+    for name in ("ki67_cutoff", "pdl1_cutoff"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if not 0 <= value <= 100:
+                raise IHCError(f"--{name.replace('_', '-')} is a percentage (0-100), got {value}.")
+            params = replace(params, **{name: value})
     if args.cohort:
         if args.slide:
             raise IHCError("give either a SLIDE or --cohort MANIFEST, not both.")

@@ -257,6 +257,26 @@ def test_lymphocyte_density_is_calibrated_by_the_slides_fibroblasts():
     assert not counted[-2:].any()
 
 
+def test_a_lymphocyte_is_small_dense_and_round():
+    """A small dense round nucleus is a lymphocyte; as small and dense but elongated (a tumour
+    nucleus cut obliquely), it counts, stained or not: the call must not depend on the stain.
+    Dense fragments (necrotic debris) are left out whatever their shape."""
+    p = ihc.IHCParams()
+    area, width = np.full(4, 28.0), np.full(4, 5.5)
+    elong = np.array([1.05, 1.05, 1.5, 1.5])
+    hema = np.array([0.5, 0.2, 0.5, 0.2])
+    dab = np.array([0.0, 0.6, 0.0, 0.6])  # negative, 3+, negative, 3+
+    counted = ihc.counted_cells(area, elong, width, hema, dab, p)
+    assert counted.tolist() == [False, False, True, True]
+    assert (elong[2:] >= p.lymphocyte_max_elongation).all()
+    # a dense fragment below half a lymphocyte's area (necrotic debris) is left out, whatever its
+    # shape; a pale one (a small tumour nucleus) counts
+    fragment = ihc.counted_cells(np.full(2, 12.0), np.full(2, 1.6), np.full(2, 3.0),
+                                 np.array([0.5, 0.2]), np.zeros(2), p)
+    assert fragment.tolist() == [False, True]
+    assert 12.0 < p.fragment_area_um2
+
+
 def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
     """Each nucleus' largest inscribed circle is measured; a larger, thin, very dense negative
     blob (overlapping lymphocytes merged) is left out, a round or a positive one is counted."""
@@ -346,3 +366,6 @@ def test_cli_plain_image_needs_mpp(tmp_path, capsys):
                  str(tmp_path / "o")]) == 0
     doc = json.loads((tmp_path / "o" / "ihc.ki67.ihc.json").read_text())
     assert doc["params"]["cells"] == "tumour" and doc["summary"]["n_nuclei"] > 20
+    assert main(["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--ki67-cutoff", "150",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "percentage" in capsys.readouterr().err
