@@ -29,6 +29,8 @@ OD_SCALE = math.log(1e6) / math.log(10)
 #: Nucleus classes by mean DAB optical density.
 CLASS_NAMES = ("negative", "1+", "2+", "3+")
 P53_PATTERNS = ("wild-type", "overexpression", "null")
+#: why a nucleus is left out of the indices (`exclusion_codes`; code 0: it is counted)
+EXCLUSION_NAMES = ("", "fibroblast", "lymphocyte", "debris", "merged lymphocytes", "stroma")
 BODY_FRACTION = 0.3  # a nucleus' stain is measured where its signal is >= this x its peak
 
 
@@ -409,14 +411,24 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
                   hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
                   inscribed_um: np.ndarray | None = None,
                   context: np.ndarray | None = None) -> np.ndarray:
-    """Which nuclei enter the indices: all, or (`cells="tumour"`) not lymphocyte- or fibroblast-like.
+    """Which nuclei enter the indices (`exclusion_codes` == 0)."""
+    return exclusion_codes(area_um2, elongation, width_um, hema, dab, params, inscribed_um,
+                           context) == 0
+
+
+def exclusion_codes(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
+                    hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
+                    inscribed_um: np.ndarray | None = None,
+                    context: np.ndarray | None = None) -> np.ndarray:
+    """Why each nucleus is left out of the indices (int8 index into `EXCLUSION_NAMES`; 0: counted).
+    All count with `cells="all"`; with `cells="tumour"` lymphocyte-, fibroblast-like and stromal
+    nuclei and debris do not.
 
     Lymphocytes: small, dense and round (`lymphocyte_max_elongation`: a small elongated nucleus is
     a tumour nucleus, whatever its stain); dense fragments smaller than `fragment_area_um2`
     (karyorrhectic debris of necrosis, apoptotic bodies) go with them whatever their shape.
-    Fibroblasts: long and thin, unless strongly DAB-stained
-    (>= 2+): those are mitotic figures (Ki-67 positive by definition), which count. The
-    counterstain's strength varies from slide to slide, so "dense" is also relative: denser than
+    Fibroblasts: long and thin, unless strongly DAB-stained (>= 2+): those are mitotic figures
+    (Ki-67 positive by definition), which count. The counterstain's strength varies from slide to slide, so "dense" is also relative: denser than
     `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts among the nuclei
     given (the slide's own stroma calibrates it), when there are enough of them. Overlapping
     lymphocytes merge into one larger blob: a negative nucleus above the lymphocyte area whose
@@ -426,24 +438,29 @@ def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.nda
     background OD), nuclei in surroundings paler than `stroma_context_ratio` x those of the median
     counted nucleus are left out unless large (`stromal`).
     """
+    codes = np.zeros(len(area_um2), np.int8)
     if params.cells == "all":
-        return np.ones(len(area_um2), bool)
+        return codes
     density = hema + dab
     cls = np.digitize(dab, params.thresholds)
     fibroblast = (elongation > params.max_elongation) & (width_um < params.fibroblast_width_um)
     fibroblast &= cls < params.mitosis_class
     small = area_um2 < params.lymphocyte_area_um2
     dense = lymphocyte_density(density, fibroblast & (cls == 0), params)
-    round_or_fragment = ((elongation < params.lymphocyte_max_elongation)
-                         | (area_um2 < params.fragment_area_um2))
-    lymphocyte = small & (density > dense) & round_or_fragment
+    small_dense = small & (density > dense)
+    fragment = small_dense & (area_um2 < params.fragment_area_um2)
+    lymphocyte = small_dense & (elongation < params.lymphocyte_max_elongation) & ~fragment
+    merged = np.zeros(len(area_um2), bool)
     if inscribed_um is not None:
-        lymphocyte |= (merged_lymphocyte_like(area_um2, hema, dab, dense, params)
-                       & (inscribed_um < params.merged_lymphocyte_inscribed_um))
-    counted = ~(fibroblast | lymphocyte)
-    if context is not None:
-        counted &= ~stromal(context, area_um2, counted, params)
-    return counted
+        merged = (merged_lymphocyte_like(area_um2, hema, dab, dense, params)
+                  & (inscribed_um < params.merged_lymphocyte_inscribed_um))
+    others = fibroblast | lymphocyte | fragment | merged
+    # stroma is judged among the nuclei that no other rule leaves out
+    stroma = stromal(context, area_um2, ~others, params) if context is not None else merged & False
+    # one reason per nucleus: the first in EXCLUSION_NAMES that applies
+    for code, mask in ((5, stroma), (4, merged), (3, fragment), (2, lymphocyte), (1, fibroblast)):
+        codes[mask] = code
+    return codes
 
 
 def stromal(context: np.ndarray, area_um2: np.ndarray, counted: np.ndarray,
@@ -626,7 +643,15 @@ class IHCResult:
     nuclei_tile: np.ndarray  # (M,) tile index
     nuclei_counted: np.ndarray  # (M,) bool: enters the indices (see `IHCParams.cells`)
     nuclei_area_um2: np.ndarray  # (M,)
+    nuclei_excluded: np.ndarray | None = None  # (M,) int8: why not counted (EXCLUSION_NAMES)
     messages: list[str] = field(default_factory=list)
+
+    @property
+    def exclusion_reasons(self) -> np.ndarray:
+        """(M,) str: why each nucleus is not counted ("" when it is; `EXCLUSION_NAMES`)."""
+        if self.nuclei_excluded is None:
+            return np.where(self.nuclei_counted, "", "not counted")
+        return np.asarray(EXCLUSION_NAMES)[self.nuclei_excluded.astype(int)]
 
     # -- per tile --------------------------------------------------------------------------------
     @property
@@ -685,6 +710,8 @@ class IHCResult:
             "thresholds": list(self.params.thresholds),
             "params": asdict(self.params),
             "summary": _json_safe(self.summary()),
+            "not_counted": {name: int(n) for name, n in zip(*np.unique(
+                self.exclusion_reasons[~self.nuclei_counted], return_counts=True))},
             "messages": list(self.messages),
         }
 
@@ -717,14 +744,14 @@ class IHCResult:
         nuclei = [
             {"x": round(float(x), 1), "y": round(float(y), 1), "class": CLASS_NAMES[c],
              "dab_od": round(float(d), 4), "membrane": int(m), "tile": int(t), "counted": int(k),
-             "area_um2": round(float(a), 1)}
-            for (x, y), c, d, m, t, k, a in zip(
+             "excluded_as": reason, "area_um2": round(float(a), 1)}
+            for (x, y), c, d, m, t, k, reason, a in zip(
                 self.nuclei_xy, self.nuclei_class, self.nuclei_dab, self.nuclei_membrane,
-                self.nuclei_tile, self.nuclei_counted, self.nuclei_area_um2)
+                self.nuclei_tile, self.nuclei_counted, self.exclusion_reasons, self.nuclei_area_um2)
         ]
         paths.append(_write_csv(out / f"{stem}.ihc_nuclei.csv", nuclei, atomic_open,
                                 ["x", "y", "class", "dab_od", "membrane", "tile", "counted",
-                                 "area_um2"]))
+                                 "excluded_as", "area_um2"]))
         return paths
 
 
@@ -886,8 +913,9 @@ def quantify_source(
         ("area", np.float32), ("elong", np.float32), ("width", np.float32),
         ("inscribed", np.float32), ("context", np.float32), ("mem", bool),
         ("tile", np.int32))}
-    counted = counted_cells(nuc["area"], nuc["elong"], nuc["width"], nuc["hema"], nuc["dab"],
-                            params, inscribed_um=nuc["inscribed"], context=nuc["context"])
+    excluded = exclusion_codes(nuc["area"], nuc["elong"], nuc["width"], nuc["hema"], nuc["dab"],
+                               params, inscribed_um=nuc["inscribed"], context=nuc["context"])
+    counted = excluded == 0
     counts = np.bincount(nuc["tile"][counted] * 4 + nuc["cls"][counted],
                          minlength=n_tiles * 4).reshape(n_tiles, 4).astype(np.int64)
     membrane = np.bincount(nuc["tile"][counted & nuc["mem"]], minlength=n_tiles).astype(np.int64)
@@ -896,7 +924,8 @@ def quantify_source(
         params=params, counts=counts, membrane_positive=membrane, tissue_px=tissue_px,
         positive_px=positive_px, nuclei_xy=nuc["xy"], nuclei_class=nuc["cls"],
         nuclei_dab=nuc["dab"], nuclei_membrane=nuc["mem"], nuclei_tile=nuc["tile"],
-        nuclei_counted=counted, nuclei_area_um2=nuc["area"], messages=messages,
+        nuclei_counted=counted, nuclei_area_um2=nuc["area"], nuclei_excluded=excluded,
+        messages=messages,
     )
     if result.n_nuclei.sum() == 0:
         result.messages.append("no nuclei were found; check the pixel size (mpp) and the stain.")

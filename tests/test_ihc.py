@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,9 @@ def test_slide_result_is_on_the_prediction_grid(dab_slide, tmp_path):
     doc = json.loads(paths[0].read_text())
     assert doc["summary"]["n_nuclei"] == s["n_nuclei"] and doc["n_tiles"] == len(grid.coords)
     rows = list(csv.DictReader(paths[2].open()))
-    assert len(rows) == s["n_nuclei"]
+    assert len(rows) == len(result.nuclei_xy) >= s["n_nuclei"]
+    assert all((r["counted"] == "1") == (r["excluded_as"] == "") for r in rows)
+    assert {r["excluded_as"] for r in rows} <= set(ihc.EXCLUSION_NAMES)
 
 
 def test_region_quantifies_only_intersecting_tiles(dab_slide):
@@ -148,8 +151,6 @@ def test_real_he_slide_is_refused():
 
 # -- real IHC images -------------------------------------------------------------------------------
 def test_real_skimage_ihc_membranous_image():
-    from dataclasses import replace
-
     from skimage.io import imread
 
     rgb = imread(_data("images/ihc/skimage-ihc.png"))[..., :3]
@@ -213,8 +214,6 @@ def test_cli_cohort_writes_weak_labels(dab_slide, tmp_path):
 
 def test_lymphocyte_and_fibroblast_like_nuclei_are_not_counted():
     """Small dense round nuclei and long thin ones stay out of the index (cells="tumour")."""
-    from dataclasses import replace
-
     rgb, _ = render_dab(448, 448, 0.5, positive_fraction=0.0, seed=6, tissue_box=(0, 40, 448, 368))
     # add a row of small dark Ki-67+ "lymphocytes" (r = 2.2 um) and thin "fibroblasts"
     from skimage.color import rgb_from_hdx
@@ -277,6 +276,28 @@ def test_a_lymphocyte_is_small_dense_and_round():
     assert 12.0 < p.fragment_area_um2
 
 
+def test_exclusion_codes_name_each_rule():
+    """Each nucleus left out of the indices says why (the nuclei CSV's `excluded_as`)."""
+    p = ihc.IHCParams()
+    merged_od = p.merged_lymphocyte_density_ratio * p.lymphocyte_od + 0.1
+    # fibroblast, lymphocyte, debris, merged lymphocytes, 25 tumour nuclei, one in pale stroma
+    area = np.r_[20.0, 28.0, 12.0, 50.0, np.full(25, 50.0), 50.0]
+    elong = np.r_[4.0, 1.05, 1.6, 1.4, np.full(25, 1.2), 1.2]
+    width = np.r_[2.5, 5.5, 3.0, 6.5, np.full(25, 7.0), 7.0]
+    hema = np.r_[0.4, 0.5, 0.5, merged_od, np.full(25, 0.3), 0.3]
+    dab = np.zeros_like(hema)
+    inscribed = np.r_[np.nan, np.nan, np.nan, 2.8, np.full(25, 4.0), 4.0]
+    context = np.r_[np.full(29, 0.1), 0.05]
+    codes = ihc.exclusion_codes(area, elong, width, hema, dab, p, inscribed, context)
+    names = [ihc.EXCLUSION_NAMES[c] for c in codes]
+    assert names[:4] == ["fibroblast", "lymphocyte", "debris", "merged lymphocytes"]
+    assert set(names[4:29]) == {""} and names[29] == "stroma"
+    counted = ihc.counted_cells(area, elong, width, hema, dab, p, inscribed, context)
+    np.testing.assert_array_equal(counted, codes == 0)
+    assert (ihc.exclusion_codes(area, elong, width, hema, dab, replace(p, cells="all"),
+                                inscribed, context) == 0).all()
+
+
 def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
     """Each nucleus' largest inscribed circle is measured; a larger, thin, very dense negative
     blob (overlapping lymphocytes merged) is left out, a round or a positive one is counted."""
@@ -325,8 +346,6 @@ def _hdab_rgb(od_h: np.ndarray, od_d: np.ndarray) -> np.ndarray:
 def test_nuclei_in_pale_stroma_are_not_counted_unless_large():
     """Indices are scored in the tumour: identical nuclei lying in pale stroma are left out, a
     large one there is counted; with the rule off (`context_min_nuclei=0`) all are counted."""
-    from dataclasses import replace
-
     from skimage.draw import disk
 
     od_h, od_d = np.zeros((256, 512)), np.zeros((256, 512))

@@ -88,6 +88,8 @@ def test_whole_slide_observed_map_aligned_and_equal_to_headless(qtbot, gui, case
     np.testing.assert_allclose(pts.border_color[k, :3], [0xD6 / 255, 0x27 / 255, 0x28 / 255], atol=0.01)
     names = np.asarray(["negative", "1+", "2+", "3+"])[headless.nuclei_class]
     assert list(pts.features["class"]) == list(names)
+    assert list(pts.features["excluded_as"]) == list(headless.exclusion_reasons)
+    assert set(headless.exclusion_reasons[~headless.nuclei_counted]) - {""}  # reasons given
 
 
 def test_visible_region_measures_only_the_view(qtbot, gui, case):

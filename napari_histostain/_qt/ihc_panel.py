@@ -499,6 +499,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             "border_width": 0.18,
             "border_width_is_relative": True,
             "features": {"class": classes, "counted": counted,
+                         "excluded_as": result.exclusion_reasons,
                          "dab_od": np.asarray(result.nuclei_dab, float)},
             "units": ("um", "um"),
             "metadata": {OBSERVED_KEY: {"marker": marker}},
