@@ -33,6 +33,9 @@ def register(subparsers) -> None:
                    help="count every nucleus (default: leave lymphocyte- and fibroblast-like "
                    "nuclei and those in the stroma out of the indices, as they are scored on "
                    "tumour cells)")
+    p.add_argument("--count-stroma", action="store_true",
+                   help="also count nuclei in pale surroundings (turns the stroma rule off; the "
+                   "shape rules stay)")
     p.add_argument("--ki67-cutoff", type=float, default=None, metavar="PCT",
                    help="Ki-67 index (%%) at and above which the weak label is 1 (default 20)")
     p.add_argument("--pdl1-cutoff", type=float, default=None, metavar="PCT",
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         params = replace(params, nucleus_contrast=args.nucleus_contrast)
     if args.all_cells:
         params = replace(params, cells="all")
+    if getattr(args, "count_stroma", False):
+        params = replace(params, context_min_nuclei=0)
     for name in ("ki67_cutoff", "pdl1_cutoff"):
         value = getattr(args, name, None)
         if value is not None:

@@ -388,3 +388,7 @@ def test_cli_plain_image_needs_mpp(tmp_path, capsys):
     assert main(["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--ki67-cutoff", "150",
                  "--out", str(tmp_path / "o")]) == 2
     assert "percentage" in capsys.readouterr().err
+    assert main(["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--count-stroma",
+                 "--out", str(tmp_path / "s")]) == 0
+    doc = json.loads((tmp_path / "s" / "ihc.ki67.ihc.json").read_text())
+    assert doc["params"]["context_min_nuclei"] == 0 and "stroma" not in doc["not_counted"]
