@@ -428,7 +428,8 @@ def exclusion_codes(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.n
     a tumour nucleus, whatever its stain); dense fragments smaller than `fragment_area_um2`
     (karyorrhectic debris of necrosis, apoptotic bodies) go with them whatever their shape.
     Fibroblasts: long and thin, unless strongly DAB-stained (>= 2+): those are mitotic figures
-    (Ki-67 positive by definition), which count. The counterstain's strength varies from slide to slide, so "dense" is also relative: denser than
+    (Ki-67 positive by definition), which count. The counterstain's strength varies from slide
+    to slide, so "dense" is also relative: denser than
     `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts among the nuclei
     given (the slide's own stroma calibrates it), when there are enough of them. Overlapping
     lymphocytes merge into one larger blob: a negative nucleus above the lymphocyte area whose
@@ -456,7 +457,8 @@ def exclusion_codes(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.n
                   & (inscribed_um < params.merged_lymphocyte_inscribed_um))
     others = fibroblast | lymphocyte | fragment | merged
     # stroma is judged among the nuclei that no other rule leaves out
-    stroma = stromal(context, area_um2, ~others, params) if context is not None else merged & False
+    stroma = (stromal(context, area_um2, ~others, params) if context is not None
+              else np.zeros(len(area_um2), bool))
     # one reason per nucleus: the first in EXCLUSION_NAMES that applies
     for code, mask in ((5, stroma), (4, merged), (3, fragment), (2, lymphocyte), (1, fibroblast)):
         codes[mask] = code
