@@ -92,6 +92,21 @@ def test_whole_slide_observed_map_aligned_and_equal_to_headless(qtbot, gui, case
     assert set(headless.exclusion_reasons[~headless.nuclei_counted]) - {""}  # reasons given
 
 
+def test_count_stroma_box_turns_the_stroma_rule_off(qtbot, gui, case):
+    """Ticked, the panel's result equals the headless one with the stroma rule off."""
+    from napari_histostain.ihc import IHCParams, quantify_slide
+
+    viewer, widget, panel = gui
+    assert not panel.stroma_box.isChecked()
+    panel.stroma_box.setChecked(True)
+    _measure(qtbot, panel)
+    off = quantify_slide(case[1], "ki67", params=IHCParams(context_min_nuclei=0))
+    assert panel.result.summary() == off.summary()
+    assert "stroma" not in set(panel.result.exclusion_reasons)
+    assert "stroma" in set(case[2].exclusion_reasons)  # the default run left some out
+    assert off.summary()["n_nuclei"] > case[2].summary()["n_nuclei"]
+
+
 def test_visible_region_measures_only_the_view(qtbot, gui, case):
     viewer, widget, panel = gui
     camera = (viewer.scene if hasattr(viewer, "scene") else viewer).camera

@@ -54,6 +54,7 @@ def main(out_dir: str = "docs/images", streaming: bool = False) -> Path:
         viewer.layers["Ki-67 positivity"].visible = he.visible = False
         ihc.visible = True
         viewer.layers.selection.active = viewer.layers[name]
+        _scroll_to_bottom(widget)  # the panel's progress line
         _shot(viewer, out / "gui_ihc_streaming.png")
         viewer.layers["Ki-67 positivity"].visible = he.visible = True
     _wait(lambda: not panel.busy)
@@ -70,15 +71,21 @@ def main(out_dir: str = "docs/images", streaming: bool = False) -> Path:
     viewer.reset_view()
     (viewer.scene if hasattr(viewer, "scene") else viewer).camera.zoom *= 1.1
     _wait(lambda: True)
-    from qtpy.QtWidgets import QScrollArea
-
-    bar = widget.findChild(QScrollArea).verticalScrollBar()
-    bar.setValue(bar.maximum())
-    _wait(lambda: True)
+    _scroll_to_bottom(widget)
     path = _shot(viewer, out / "gui_ihc_observed.png")
     widget.close_session()
     viewer.close()
     return path
+
+
+def _scroll_to_bottom(widget) -> None:
+    from qtpy.QtWidgets import QScrollArea
+
+    from ._screenshots import _wait
+
+    bar = widget.findChild(QScrollArea).verticalScrollBar()
+    bar.setValue(bar.maximum())
+    _wait(lambda: True)
 
 
 if __name__ == "__main__":

@@ -81,13 +81,15 @@ def observe_slide(slide_path: str, marker: str, *, tile_mpp: float, tile_size: i
                   progress: Callable[[int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None,
                   on_grid: Callable[[Any, int], None] | None = None,
-                  on_tile: Callable[[int, float], None] | None = None):
+                  on_tile: Callable[[int, float], None] | None = None,
+                  count_stroma: bool = False):
     """`quantify_slide` on the whole-slide grid of the IHC slide (only tiles meeting `region`).
 
     The grid is the IHC slide's own tissue grid at `tile_mpp`/`tile_size`, so results of the
-    visible region and of the whole slide sit on one lattice.
+    visible region and of the whole slide sit on one lattice. `count_stroma` turns the stroma rule
+    off (`IHCParams.context_min_nuclei = 0`, as `histostain quantify --count-stroma`).
     """
-    from ..ihc import IHCError, quantify_slide, slide_grid
+    from ..ihc import IHCError, IHCParams, quantify_slide, slide_grid
     from ..slide import open_slide
 
     with open_slide(slide_path) as slide:
@@ -98,8 +100,9 @@ def observe_slide(slide_path: str, marker: str, *, tile_mpp: float, tile_size: i
             raise IHCError(f"no tissue tiles {where}.")
         if on_grid is not None:
             on_grid(grid, n)
+        params = IHCParams(context_min_nuclei=0) if count_stroma else IHCParams()
         return quantify_slide(slide, marker, grid=grid, region=region, progress=progress,
-                              cancel=cancel, on_tile=on_tile)
+                              cancel=cancel, on_tile=on_tile, params=params)
 
 
 def _measure(kwargs: dict, cancel: Callable[[], bool]):
@@ -194,6 +197,11 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self.nuclei_box = QCheckBox("Nuclei as points (by class)")
         self.nuclei_box.setChecked(True)
         form.addRow("", self.nuclei_box)
+        self.stroma_box = QCheckBox("Count nuclei in pale stroma too")
+        self.stroma_box.setToolTip(
+            "Indices are scored on tumour cells: nuclei in surroundings paler than the tumour's\n"
+            "are left out as stroma. Tick to count them (e.g. where tumour cytoplasm is pale).")
+        form.addRow("", self.stroma_box)
         self.grid_label = QLabel()
         self.grid_label.setWordWrap(True)
         self.grid_label.setStyleSheet("color: gray")
@@ -331,7 +339,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self.update_grid_label()
         marker, scope = self.marker, "whole slide" if region is None else "visible region"
         kwargs = {"slide_path": layer.metadata["slide_path"], "marker": marker, "tile_mpp": mpp,
-                  "tile_size": size, "region": region}
+                  "tile_size": size, "region": region, "count_stroma": self.stroma_box.isChecked()}
         self._cancel.clear()
         pbar = cancelable_progress(total=0, desc=f"HistoStain observed {MARKERS[marker]}",
                                    cancel_callback=self._cancel.set)
