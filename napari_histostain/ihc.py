@@ -325,8 +325,7 @@ def quantify_tile(
         grown = expand_labels(labels, distance=params.membrane_ring_um / mpp)
         ring = np.where(labels == 0, grown, 0)
         stained = (dab >= params.membrane_od).astype(np.float32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ring_frac = np.nan_to_num(label_means(ring, n, stained)[1][0])
+        ring_frac = np.nan_to_num(label_means(ring, n, stained)[1][0])
         membrane = ring_frac >= params.membrane_coverage
     else:
         membrane = np.zeros(n, bool)
@@ -460,8 +459,9 @@ def exclusion_codes(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.n
     stroma = (stromal(context, area_um2, ~others, params) if context is not None
               else np.zeros(len(area_um2), bool))
     # one reason per nucleus: the first in EXCLUSION_NAMES that applies
-    for code, mask in ((5, stroma), (4, merged), (3, fragment), (2, lymphocyte), (1, fibroblast)):
-        codes[mask] = code
+    for name, mask in (("stroma", stroma), ("merged lymphocytes", merged), ("debris", fragment),
+                       ("lymphocyte", lymphocyte), ("fibroblast", fibroblast)):
+        codes[mask] = EXCLUSION_NAMES.index(name)
     return codes
 
 
@@ -645,14 +645,12 @@ class IHCResult:
     nuclei_tile: np.ndarray  # (M,) tile index
     nuclei_counted: np.ndarray  # (M,) bool: enters the indices (see `IHCParams.cells`)
     nuclei_area_um2: np.ndarray  # (M,)
-    nuclei_excluded: np.ndarray | None = None  # (M,) int8: why not counted (EXCLUSION_NAMES)
+    nuclei_excluded: np.ndarray  # (M,) int8: why not counted (EXCLUSION_NAMES; 0: counted)
     messages: list[str] = field(default_factory=list)
 
     @property
     def exclusion_reasons(self) -> np.ndarray:
         """(M,) str: why each nucleus is not counted ("" when it is; `EXCLUSION_NAMES`)."""
-        if self.nuclei_excluded is None:
-            return np.where(self.nuclei_counted, "", "not counted")
         return np.asarray(EXCLUSION_NAMES)[self.nuclei_excluded.astype(int)]
 
     # -- per tile --------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         params = replace(params, nucleus_contrast=args.nucleus_contrast)
     if args.all_cells:
         params = replace(params, cells="all")
-    if getattr(args, "count_stroma", False):
+    if args.count_stroma:
         params = replace(params, context_min_nuclei=0)
     for name in ("ki67_cutoff", "pdl1_cutoff"):
         value = getattr(args, name, None)

@@ -298,22 +298,29 @@ def test_exclusion_codes_name_each_rule():
                                 inscribed, context) == 0).all()
 
 
+def _hdab_rgb(od_h: np.ndarray, od_d: np.ndarray) -> np.ndarray:
+    """RGB uint8 from hematoxylin and DAB optical densities (Beer-Lambert, standard vectors)."""
+    from skimage.color import rgb_from_hdx
+
+    h = rgb_from_hdx[0] / np.linalg.norm(rgb_from_hdx[0])
+    d = rgb_from_hdx[1] / np.linalg.norm(rgb_from_hdx[1])
+    od = od_h[..., None] * h + od_d[..., None] * d
+    return np.clip(255 * 10 ** (-od), 0, 255).astype(np.uint8)
+
+
 def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
     """Each nucleus' largest inscribed circle is measured; a larger, thin, very dense negative
     blob (overlapping lymphocytes merged) is left out, a round or a positive one is counted."""
-    from skimage.color import rgb_from_hdx
     from skimage.draw import disk, ellipse
 
-    h = rgb_from_hdx[0] / np.linalg.norm(rgb_from_hdx[0])
-    od = np.zeros((120, 160, 3)) + 0.06 * h  # faint counterstained tissue
-    rr, cc = disk((40, 30), 8.0, shape=od.shape[:2])  # round, r = 4 um at 0.5 um/px
-    od[rr, cc] += 0.9 * h
-    rr, cc = ellipse(40, 110, 5.0, 14.0, shape=od.shape[:2])  # 7 x 2.5 um semi-axes
-    od[rr, cc] += 0.9 * h
-    rr, cc = disk((90, 80), 8.0, shape=od.shape[:2])  # round but pale: the rule cannot apply
-    od[rr, cc] += 0.3 * h
-    rgb = np.clip(255 * 10 ** (-od), 0, 255).astype(np.uint8)
-    q = ihc.quantify_tile(rgb, 0.5, marker="ki67")
+    od = np.full((120, 160), 0.06)  # faint counterstained tissue (hematoxylin OD)
+    rr, cc = disk((40, 30), 8.0, shape=od.shape)  # round, r = 4 um at 0.5 um/px
+    od[rr, cc] += 0.9
+    rr, cc = ellipse(40, 110, 5.0, 14.0, shape=od.shape)  # 7 x 2.5 um semi-axes
+    od[rr, cc] += 0.9
+    rr, cc = disk((90, 80), 8.0, shape=od.shape)  # round but pale: the rule cannot apply
+    od[rr, cc] += 0.3
+    q = ihc.quantify_tile(_hdab_rgb(od, np.zeros_like(od)), 0.5, marker="ki67")
     order = np.lexsort((q.nuclei_yx[:, 1], q.nuclei_yx[:, 0] > 60))
     assert len(order) == 3
     np.testing.assert_allclose(q.nuclei_inscribed_um[order[:2]], [4.0, 2.5], atol=0.6)
@@ -331,16 +338,6 @@ def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
     counted = ihc.counted_cells(area, elong, width, hema, dab, p, inscribed_um=inscribed)
     assert counted.tolist() == [False, True, True, True]
     assert ihc.counted_cells(area, elong, width, hema, dab, p).all()  # no inscribed radii given
-
-
-def _hdab_rgb(od_h: np.ndarray, od_d: np.ndarray) -> np.ndarray:
-    """RGB uint8 from hematoxylin and DAB optical densities (Beer-Lambert, standard vectors)."""
-    from skimage.color import rgb_from_hdx
-
-    h = rgb_from_hdx[0] / np.linalg.norm(rgb_from_hdx[0])
-    d = rgb_from_hdx[1] / np.linalg.norm(rgb_from_hdx[1])
-    od = od_h[..., None] * h + od_d[..., None] * d
-    return np.clip(255 * 10 ** (-od), 0, 255).astype(np.uint8)
 
 
 def test_nuclei_in_pale_stroma_are_not_counted_unless_large():
