@@ -26,7 +26,7 @@ MARKERS = ("p53", "ki67")
 
 def _models(folder: Path) -> dict[str, str] | None:
     """Bundled models when installed, else seeded model files (same cost per tile)."""
-    from napari_histostain.model import bundled_model_path, save_model_file, seeded_model
+    from napari_histostain.engine.model_files import bundled_model_path, save_model_file, seeded_model
 
     if all(bundled_model_path(m).is_file() for m in MARKERS):
         return None
@@ -39,25 +39,28 @@ def sequential(slides, out: Path, models, tiles: list) -> tuple[float, float]:
     t0 = time.perf_counter()
     import torch  # noqa: F401  (import time counts, as it does in the workers)
 
-    from napari_histostain.inference import predict_slide
+    from napari_histostain.engine.predict import PredictOptions, predict_slide
+    from napari_histostain.results.prediction_files import save_prediction
 
     t1 = time.perf_counter()
     for s in slides:
-        pred = predict_slide(s.path, MARKERS, models=models)
-        pred.save(out / s.name)
+        pred = predict_slide(s.path, MARKERS, PredictOptions(models=models))
+        save_prediction(pred, out / s.name)
         tiles.append(len(pred.grid))
     t = time.perf_counter()
     return t - t0, t - t1
 
 
 def distributed(slides, out: Path, models, workers: int, threads: int) -> tuple[float, float]:
-    from napari_histostain.cohort import run_cohort
+    from napari_histostain.cohort.runner import ClusterOptions, run_cohort
+    from napari_histostain.engine.predict import PredictOptions
 
     started = {}
     t0 = time.perf_counter()
     res = run_cohort(
-        slides, out, MARKERS, models=models, workers=workers, threads_per_worker=threads,
-        memory_limit="3GB", on_start=lambda *a: started.setdefault("t", time.perf_counter()),
+        slides, out, MARKERS, predict=PredictOptions(models=models),
+        cluster=ClusterOptions(workers=workers, threads_per_worker=threads, memory_limit="3GB"),
+        on_start=lambda *a: started.setdefault("t", time.perf_counter()),
     )
     t = time.perf_counter()
     assert res.ok and res.counts["done"] == len(slides), res.failed
@@ -72,8 +75,8 @@ def main() -> None:
 
     import os
 
-    from napari_histostain.cohort import cohort_slides
-    from napari_histostain.synthetic import write_synthetic_slide
+    from napari_histostain.cohort.slides import cohort_slides
+    from napari_histostain.io.synthetic import write_synthetic_slide
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

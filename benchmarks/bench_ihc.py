@@ -23,9 +23,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from napari_histostain import ihc
-    from napari_histostain.ihc_synthetic import dab_slide_renderer
-    from napari_histostain.slide import open_slide
-    from napari_histostain.synthetic import write_slide
+    from napari_histostain.ihc import quantify as ihc_quantify
+    from napari_histostain.ihc.synthetic import dab_slide_renderer
+    from napari_histostain.io.slide import open_slide
+    from napari_histostain.io.synthetic import write_slide
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "dab.tiff"
@@ -38,11 +39,12 @@ def main() -> None:
             grid = ihc.slide_grid(slide)
             n = len(grid.coords)
             params = ihc.IHCParams()
-            level = ihc._analysis_level(slide, params)
+            level = ihc_quantify.analysis_level(slide, params)
             margin0 = 2.0 * params.nucleus_radius_um / slide.mpp[0]
 
             t = time.perf_counter()
-            for _ in ihc._read_tiles(slide, grid, np.arange(n), level, margin0, args.threads):
+            for _ in ihc_quantify._read_tiles(slide, grid, np.arange(n), level, margin0,
+                                              args.threads):
                 pass
             read_s = time.perf_counter() - t
 

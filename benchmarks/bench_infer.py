@@ -52,7 +52,7 @@ def _texture(size: int = 1024, seed: int = 0) -> np.ndarray:
 def make_slide(path: Path, n_tiles: int, mpp: float = 0.5) -> Path:
     """A square slide whose disc of tissue (about 1/3 of the area, as on a typical WSI, the rest
     glass) holds about `n_tiles` tiles of 224 um."""
-    from napari_histostain.synthetic import write_slide
+    from napari_histostain.io.synthetic import write_slide
 
     tile_px0 = 224 / mpp
     side = int(np.sqrt(n_tiles / (np.pi * 0.33**2)) * tile_px0)
@@ -123,12 +123,12 @@ def main() -> None:
 
     import torch
 
-    from napari_histostain.encoder import get_encoder
-    from napari_histostain.inference import predict_slide
-    from napari_histostain.model import seeded_model
-    from napari_histostain.slide import open_slide
-    from napari_histostain.tiling import make_grid
-    from napari_histostain.tissue import detect_tissue
+    from napari_histostain.engine.encoders import get_encoder
+    from napari_histostain.engine.predict import PredictOptions, predict_slide
+    from napari_histostain.engine.model_files import seeded_model
+    from napari_histostain.io.slide import open_slide
+    from napari_histostain.engine.tiling import make_grid
+    from napari_histostain.engine.tissue import detect_tissue
 
     path = args.slide or Path(tempfile.gettempdir()) / f"histostain-bench-infer-{args.tiles}.tif"
     if args.write_only:
@@ -163,8 +163,8 @@ def main() -> None:
             t_a += time.perf_counter() - t
             band = (0, int(r0 * grid.tile_px0) + 1, W, int((r1 - r0) * grid.tile_px0) - 2)
             t = time.perf_counter()
-            pred = predict_slide(slide, models=models, batch_size=args.batch_size, region=band,
-                                 tissue=tissue)
+            options = PredictOptions(models=models, batch_size=args.batch_size)
+            pred = predict_slide(slide, options=options, region=band, tissue=tissue)
             t_b += time.perf_counter() - t
             n += len(pred.grid)
             print(f"  rows {r0}-{r1}: {len(pred.grid)} tiles, encoder {n_a / t_a:.1f} tiles/s, "

@@ -39,8 +39,8 @@ def main() -> None:
     import dask
     import openslide
 
-    from napari_histostain._reader import read_slide_layer
-    from napari_histostain.synthetic import write_synthetic_slide
+    from napari_histostain.plugin.reader import read_slide_layer
+    from napari_histostain.io.synthetic import write_synthetic_slide
 
     path = Path(args.cache_dir) / f"bench_{args.size}.tif"
     if not path.exists():

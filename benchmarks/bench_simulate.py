@@ -1,7 +1,7 @@
 """Benchmark: seconds and peak RSS to simulate one paired case (H&E + Ki-67 IHC) at 16k x 16k px.
 
 Baseline from the same run: writing two plain synthetic slides of the same size with
-`napari_histostain.synthetic.write_synthetic_slide` (same writer, trivial renderer). Each
+`napari_histostain.io.synthetic.write_synthetic_slide` (same writer, trivial renderer). Each
 measurement runs in a fresh child process so that its peak RSS is its own.
 
     python benchmarks/bench_simulate.py [--px 16384] [--mpp 0.5]
@@ -28,7 +28,7 @@ def _child(kind: str, px: int, mpp: float, out: str) -> None:
 
         simulate_case(out, ["ki67"], size_um=px * mpp, mpp=mpp, seed=1)
     else:
-        from napari_histostain.synthetic import write_synthetic_slide
+        from napari_histostain.io.synthetic import write_synthetic_slide
 
         for i in range(2):
             write_synthetic_slide(Path(out) / f"plain{i}.tiff", px, px, mpp, seed=i)

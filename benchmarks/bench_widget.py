@@ -84,11 +84,12 @@ def main() -> None:
 
     import napari
 
-    from napari_histostain._qt.widget import PredictionWidget, viewport_world_box
-    from napari_histostain._reader import read_slide_layer
-    from napari_histostain.inference import predict_slide
-    from napari_histostain.model import bundled_model_path, save_model_file, seeded_model
-    from napari_histostain.synthetic import write_synthetic_slide
+    from napari_histostain._qt.viewport import viewport_world_box
+    from napari_histostain._qt.widget import PredictionWidget
+    from napari_histostain.plugin.reader import read_slide_layer
+    from napari_histostain.engine.predict import PredictOptions, predict_slide
+    from napari_histostain.engine.model_files import bundled_model_path, save_model_file, seeded_model
+    from napari_histostain.io.synthetic import write_synthetic_slide
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-widget-"))
     slide_path = write_synthetic_slide(tmp / "bench.tif", args.size, args.size, 0.5, seed=4)
@@ -146,12 +147,13 @@ def main() -> None:
         first = widget.timings.get("first_tile_at", float("nan")) - t_cam
         full = widget.timings.get("viewport_at", float("nan")) - t_cam
         # baseline: the same tiles predicted headless in one call
-        box = pred.maps.geometry.world_box_to_px0(*viewport_world_box(viewer))
+        box = pred.maps.lattice.world_box_to_px0(*viewport_world_box(viewer))
         ref: dict = {}
 
         def headless_region(box=box, ref=ref):
-            ref["p"] = predict_slide(pred.slide, list(models), region=box, models=pred.models,
-                                     tissue=pred.tissue, encoder=pred.encoder)
+            options = PredictOptions(models=pred.models, encoder=pred.encoder)
+            ref["p"] = predict_slide(pred.slide, list(models), options, region=box,
+                                     tissue=pred.tissue)
 
         base = in_thread(headless_region)
         results.append((len(todo), len(ref["p"].grid), first, full, base))
@@ -163,9 +165,8 @@ def main() -> None:
     spin(lambda: False if time.perf_counter() - rec.ticks[0] < 3.0 else True)
     idle_gap = rec.stop()
     def headless_whole(p) -> float:
-        return in_thread(lambda: predict_slide(p.slide, list(models), models=p.models,
-                                               tissue=p.tissue, encoder=p.encoder,
-                                               batch_size=widget.batch_size))
+        options = PredictOptions(models=p.models, encoder=p.encoder, batch_size=widget.batch_size)
+        return in_thread(lambda: predict_slide(p.slide, list(models), options, tissue=p.tissue))
 
     headless_before = headless_whole(pred)
     widget._predictor_key = None  # fresh session: nothing cached

@@ -3,3 +3,7 @@
 
 class HistostainError(Exception):
     """Base class of every user-facing error of napari-histostain."""
+
+
+class Cancelled(HistostainError):
+    """Long work stopped because the user cancelled it; nothing half-written was left."""

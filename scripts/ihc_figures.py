@@ -26,8 +26,8 @@ def describe(name: str, result) -> str:
     s = result.summary()
     counts = ", ".join(f"{k} {v}" for k, v in zip(("neg", "1+", "2+", "3+"), result.counts.sum(axis=0)))
     return (f"{name}: Ki-67 {s['ki67_index']:.1f} %, H-score {s['h_score']:.0f}, PD-L1 TPS "
-            f"{s['pdl1_tps']:.1f} %, counted {int(result.nuclei_counted.sum())} of "
-            f"{len(result.nuclei_counted)} ({counts}), positive pixels "
+            f"{s['pdl1_tps']:.1f} %, counted {int(result.nuclei.counted.sum())} of "
+            f"{len(result.nuclei.counted)} ({counts}), positive pixels "
             f"{100 * s['positive_pixel_fraction']:.1f} %, stains {result.stains.source}")
 
 
@@ -35,7 +35,7 @@ def main(out: Path) -> None:
     from skimage.io import imread
 
     from napari_histostain import ihc, simulate
-    from napari_histostain.slide import open_slide
+    from napari_histostain.io.slide import open_slide
 
     for p in (OS2, SKIMAGE, ANHIR):
         if not p.exists():

@@ -37,7 +37,7 @@ def main() -> None:
             errors.append(measured - true_pct)
             print(f"seed {seed:4d}  true {true_pct:5.1f} %  measured {measured:5.1f} %  "
                   f"error {errors[-1]:+5.1f}  tumour cells {truth['n_tumour_cells']:5d}  "
-                  f"counted nuclei {int(result.nuclei_counted.sum()):5d}", flush=True)
+                  f"counted nuclei {int(result.nuclei.counted.sum()):5d}", flush=True)
             if args.explain:
                 print("    " + explain(result, case.truth_paths["ki67"]), flush=True)
     e = np.abs(errors)
@@ -55,14 +55,14 @@ def explain(result, truth_path) -> str:
         mpp, kind = float(z["mpp"]), z["ihc_cells_kind"]
         cells = np.c_[z["ihc_cells_x"], z["ihc_cells_y"]]
     tree = cKDTree(cells)
-    dist, nearest = tree.query(result.nuclei_xy, k=1)
+    dist, nearest = tree.query(result.nuclei.xy, k=1)
     matched = dist * mpp < 4.0
     k = np.where(matched, kind[nearest], -1)
-    counted, pos = result.nuclei_counted, result.nuclei_class >= 1
+    counted, pos = result.nuclei.counted, result.nuclei.cls >= 1
     # a blob covering two or more simulated lymphocytes: merged lymphocytes
-    radius = (np.sqrt(result.nuclei_area_um2 / np.pi) + 1.0) / mpp
+    radius = (np.sqrt(result.nuclei.area_um2 / np.pi) + 1.0) / mpp
     merged = np.array([(kind[tree.query_ball_point(p, r)] == LYMPHOCYTE).sum() >= 2
-                       for p, r in zip(result.nuclei_xy, radius)], bool)
+                       for p, r in zip(result.nuclei.xy, radius)], bool)
     tumour = k == TUMOUR_CELL
     found = np.zeros(len(kind), bool)
     found[nearest[matched]] = True

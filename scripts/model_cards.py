@@ -160,13 +160,13 @@ H&E / IHC cohort with the commands below.
 
 ## Reproduce
 ```
-python -m napari_histostain.training.build_cohort --out runs/cohort367/cohort --cache runs/cohort367/cache_multiscale --cases 367 --size-um 1344 --seed 2026 --encoder efficientnet-lite0-multiscale
+histostain build-cohort --out runs/cohort367/cohort --cache runs/cohort367/cache_multiscale --cases 367 --size-um 1344 --seed 2026 --encoder efficientnet-lite0-multiscale
 {cmd_t}
 {cmd_b}
 histostain evaluate runs/cohort367/cohort/manifest.csv --cache runs/cohort367/cache_multiscale --model runs/bundled/{m}/run/model.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/report --bootstrap 1000 --annotate napari_histostain/models/histostainalign-{m}.pt
-python -m napari_histostain.training.build_cohort --out runs/external300/cohort --cache runs/external300/cache_multiscale --cases 300 --size-um 1344 --seed 2027 --id-prefix ext --encoder efficientnet-lite0-multiscale
+histostain build-cohort --out runs/external300/cohort --cache runs/external300/cache_multiscale --cases 300 --size-um 1344 --seed 2027 --id-prefix ext --encoder efficientnet-lite0-multiscale
 histostain evaluate runs/external300/cohort/manifest.csv --cache runs/external300/cache_multiscale --model napari_histostain/models/histostainalign-{m}.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/external --bootstrap 1000 --external --annotate napari_histostain/models/histostainalign-{m}.pt
-python -m napari_histostain.training.build_cohort --out runs/fresh300/cohort --cache runs/fresh300/cache_multiscale --cases 300 --size-um 1344 --seed 2028 --id-prefix new --encoder efficientnet-lite0-multiscale
+histostain build-cohort --out runs/fresh300/cohort --cache runs/fresh300/cache_multiscale --cases 300 --size-um 1344 --seed 2028 --id-prefix new --encoder efficientnet-lite0-multiscale
 histostain evaluate runs/fresh300/cohort/manifest.csv --cache runs/fresh300/cache_multiscale --model napari_histostain/models/histostainalign-{m}.pt --baseline runs/bundled/{m}/baseline/model.pt --out runs/bundled/{m}/fresh --bootstrap 1000 --external --annotate napari_histostain/models/histostainalign-{m}.pt --metrics-key external_test_2
 ```
 `bash scripts/train_bundled.sh` runs these commands for the three markers (about 75 min on 2 CPU

@@ -10,7 +10,7 @@ ENCODER=efficientnet-lite0-multiscale  # ImageNet EfficientNet-Lite0: final + mi
 COHORT=$RUNS/cohort367
 cohort() {  # folder, cases, seed, extra args: simulate (once) and embed with $ENCODER
   if [ ! -f "$1/cache_multiscale/build.json" ] || [ ! -f "$1/cohort/manifest.csv" ]; then
-    python -m napari_histostain.training.build_cohort --out "$1/cohort" --cache "$1/cache_multiscale" \
+    histostain build-cohort --out "$1/cohort" --cache "$1/cache_multiscale" \
       --cases "$2" --size-um 1344 --seed "$3" --encoder $ENCODER "${@:4}"
   fi
 }

@@ -1,6 +1,6 @@
 """Simulate a paired cohort and embed it into a cache, in parallel (the bundled models' data).
 
-    python -m napari_histostain.training.build_cohort --out cohort --cache cache --cases 300
+    histostain build-cohort --out cohort --cache cache --cases 300
 
 Simulation runs in `--workers` processes; embedding runs in `--embed-workers` processes, each with
 its own tile encoder (on the GPU when one is present). The manifest is rewritten with paths
@@ -9,12 +9,10 @@ relative to its folder, so cohort + cache can be moved together (or the cache us
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ class DeviceEncoder:
     def __init__(self, name: str = "efficientnet-lite0", device: str = "auto"):
         import torch
 
-        from napari_histostain.encoder import get_encoder
+        from napari_histostain.engine.encoders import get_encoder
 
         self.enc = get_encoder(name)
         if device == "auto":
@@ -50,7 +48,7 @@ class DeviceEncoder:
 
 def relative_manifest(manifest: Path) -> Path:
     """Rewrite a manifest's slide / truth paths relative to its folder (in place, atomically)."""
-    from napari_histostain._io import atomic_open
+    from napari_histostain.io.atomic import atomic_open
 
     base = manifest.parent.resolve()
     with open(manifest, newline="", encoding="utf-8") as fh:
@@ -102,7 +100,7 @@ def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int
     (seconds), cases not started by then are dropped and the manifest lists the finished ones."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from napari_histostain._io import write_json
+    from napari_histostain.io.atomic import write_json
     from napari_histostain.simulate.bayes import bayes_reference
     from napari_histostain.simulate.cohort import _one_case, case_seed, write_manifest
     from napari_histostain.simulate.params import DEFAULT_CUTOFFS
@@ -187,32 +185,3 @@ def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, wo
             "cpu_count": os.cpu_count()}
     (cache / "build.json").write_text(json.dumps(info, indent=2))
     return info
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m napari_histostain.training.build_cohort",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, type=Path, help="cohort folder (slides + manifest)")
-    p.add_argument("--cache", required=True, type=Path, help="embedding cache folder")
-    p.add_argument("--cases", type=int, default=300)
-    p.add_argument("--size-um", type=float, default=1344.0, help="slide side in micrometres")
-    p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--embed-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
-    p.add_argument("--threads", type=int, default=2, help="tile reader threads per embed worker")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--deadline", type=float, help="seconds: stop simulating / embedding in time")
-    p.add_argument("--id-prefix", default="case",
-                   help="case ids are PREFIX0000, ...; give an external test cohort its own")
-    p.add_argument("--encoder", default="efficientnet-lite0",
-                   help="tile encoder (the bundled models use efficientnet-lite0-multiscale)")
-    a = p.parse_args(argv)
-    info = build(a.out, a.cache, a.cases, size_um=a.size_um, seed=a.seed, workers=a.workers,
-                 embed_workers=a.embed_workers, device=a.device, threads=a.threads,
-                 deadline=a.deadline, id_prefix=a.id_prefix, encoder=a.encoder)
-    print(json.dumps(info, indent=2))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

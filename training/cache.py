@@ -85,7 +85,7 @@ class EmbeddingCache:
 
     def check_or_create(self) -> None:
         """Write `cache.json`, or check that the existing one has the same encoder and tiling."""
-        from napari_histostain._io import ensure_dir, write_json
+        from napari_histostain.io.atomic import ensure_dir, write_json
 
         ensure_dir(self.folder)
         index = self.folder / INDEX_NAME
@@ -119,7 +119,7 @@ class EmbeddingCache:
         return self.path_for(slide_path).is_file()
 
     def save(self, slide_path: str | Path, emb: SlideEmbeddings) -> Path:
-        from napari_histostain._io import atomic_path
+        from napari_histostain.io.atomic import atomic_path
 
         target = self.path_for(slide_path)
         meta = {**self.settings, **emb.meta, "slide": Path(slide_path).name}
@@ -152,7 +152,7 @@ class EmbeddingCache:
 def optical_density_tissue(slide, *, target_mpp: float = 8.0):
     """Tissue mask of a (faint) IHC slide: the engine's `detect_tissue`, which thresholds optical
     density as well as saturation, so hematoxylin-only sections are found."""
-    from napari_histostain.tissue import detect_tissue
+    from napari_histostain.engine.tissue import detect_tissue
 
     return detect_tissue(slide, target_mpp=target_mpp)
 
@@ -166,8 +166,9 @@ def embed_slide(slide_path: str | Path, encoder, *, tile_mpp: float = 1.0, tile_
     `tissue`: "saturation" uses the engine's `detect_tissue` (as inference does on H&E);
     "optical-density" uses `optical_density_tissue` (for faint IHC slides).
     """
-    from napari_histostain.slide import open_slide
-    from napari_histostain.tiling import iter_batches, make_grid
+    from napari_histostain.io.slide import open_slide
+    from napari_histostain.engine.tile_stream import iter_batches
+    from napari_histostain.engine.tiling import make_grid
 
     with open_slide(slide_path) as slide:
         mask = optical_density_tissue(slide) if tissue == "optical-density" else None

@@ -159,7 +159,7 @@ def plot_roc(path: str | Path, y_true, curves: dict[str, np.ndarray], classes: S
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from napari_histostain._io import atomic_path
+    from napari_histostain.io.atomic import atomic_path
 
     y_true = np.asarray(y_true)
     fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=110)
@@ -187,7 +187,7 @@ def plot_confusion(path: str | Path, y_true, y_pred, classes: Sequence[str], tit
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
-    from napari_histostain._io import atomic_path
+    from napari_histostain.io.atomic import atomic_path
 
     cm = confusion_matrix(y_true, y_pred, labels=range(len(classes)))
     fig, ax = plt.subplots(figsize=(3.2 + 0.5 * len(classes), 3.0 + 0.5 * len(classes)), dpi=110)
@@ -211,7 +211,7 @@ def plot_embedding(path: str | Path, he: np.ndarray, ihc: np.ndarray, labels, cl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from napari_histostain._io import atomic_path
+    from napari_histostain.io.atomic import atomic_path
 
     a = he / np.linalg.norm(he, axis=1, keepdims=True).clip(1e-12)
     b = ihc / np.linalg.norm(ihc, axis=1, keepdims=True).clip(1e-12)

@@ -8,7 +8,7 @@ from typing import Any
 
 def build_slide_encoder(in_dim: int, n_classes: int, **kwargs: Any):
     """A fresh `napari_histostain.model.SlideEncoder` for `in_dim`-d tiles and `n_classes` classes."""
-    from napari_histostain.model import SlideEncoder
+    from napari_histostain.engine.slide_model import SlideEncoder
 
     return SlideEncoder(in_dim=in_dim, n_classes=n_classes, **kwargs)
 
@@ -31,7 +31,7 @@ def model_init_kwargs(model) -> dict[str, Any]:
 
 def save_model(path: str | Path, model, config: dict[str, Any]) -> Path:
     """Write a model file in the engine's format from the trainer's config dict."""
-    from napari_histostain.model import ModelConfig, save_model_file
+    from napari_histostain.engine.model_files import ModelConfig, save_model_file
 
     classes = list(config["classes"])
     names = list(config.get("class_names") or classes)
@@ -51,7 +51,7 @@ def save_model(path: str | Path, model, config: dict[str, Any]) -> Path:
 
 def load_model(path: str | Path):
     """(SlideEncoder in eval mode, trainer-style config dict) from a model file."""
-    from napari_histostain.model import load_model_file
+    from napari_histostain.engine.model_files import load_model_file
 
     net, cfg = load_model_file(path)
     training = dict(cfg.training)

@@ -21,7 +21,7 @@ def bayes_reference(manifest_path: str | Path, model_path: str | Path | None = N
     except (OSError, ValueError):
         return None
     if marker is None and model_path is not None:
-        from napari_histostain.model import read_model_config
+        from napari_histostain.engine.model_files import read_model_config
 
         marker = read_model_config(model_path).marker
     ref = (meta.get("bayes_optimal") or {}).get(marker)

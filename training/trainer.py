@@ -278,7 +278,7 @@ class MetricsLog:
     """Append-only CSV of per-epoch metrics (header written once, flushed every row)."""
 
     def __init__(self, path: str | Path):
-        from napari_histostain._io import ensure_dir
+        from napari_histostain.io.atomic import ensure_dir
 
         self.path = Path(path)
         ensure_dir(self.path.parent)

@@ -48,7 +48,7 @@ def train_marker(
     """
     import torch
 
-    from napari_histostain._io import ensure_dir, write_json
+    from napari_histostain.io.atomic import ensure_dir, write_json
 
     from .evaluate import classification_report
 
@@ -125,11 +125,9 @@ def default_classes(manifest_path: str | Path, marker: str) -> list[str] | None:
     labels; None otherwise (then the classes are the sorted labels; give --classes to order them)."""
     import csv
 
-    try:
-        from napari_histostain.simulate.params import LABEL_NAMES
-    except ImportError:
-        return None
-    names = LABEL_NAMES.get(marker)
+    from napari_histostain.markers import REGISTRY
+
+    names = REGISTRY[marker].class_names if marker in REGISTRY else None
     try:
         with open(manifest_path, newline="", encoding="utf-8-sig") as fh:
             labels = {r.get("label", "").strip() for r in csv.DictReader(fh)
@@ -201,7 +199,7 @@ def evaluate_marker(
     """
     import torch
 
-    from napari_histostain._io import atomic_open, ensure_dir, write_json
+    from napari_histostain.io.atomic import atomic_open, ensure_dir, write_json
 
     from . import evaluate as ev
 
@@ -300,7 +298,7 @@ def annotate_model(model_path: str | Path, report: dict[str, Any],
     """Write the held-out evaluation (and the disclaimer) into a model file's config, under
     `metrics.<key>` (default `held_out`, or `external_test` for an `external` report); the
     weights are unchanged. Writes `out_path` (default: the model file itself), atomically."""
-    from napari_histostain.model import load_model_file, save_model_file
+    from napari_histostain.engine.model_files import load_model_file, save_model_file
 
     net, cfg = load_model_file(model_path)
     h = report["HistoStainAlign"]["head"]

@@ -2,7 +2,7 @@
 
 Quantifies a hematoxylin-DAB slide layer with `ihc.quantify_slide` in a napari thread worker
 (progress with Cancel in the activity dock), over the whole slide or the visible region, and shows
-an "<marker> observed positivity" heatmap on the same tile grid geometry as the predicted maps
+an "<marker> observed positivity" heatmap on the same tile grid lattice as the predicted maps
 (computed on the IHC slide itself: consecutive sections are not registered) plus, optionally, the
 nuclei as a points layer coloured by class. The measured values appear in the panel.
 """
@@ -30,15 +30,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import MARKERS
+from ..defaults import TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
+from ..markers import MARKERS, get_marker
 from ._common import VISIBLE, WHOLE, ModeAndStatus, stream_from_thread
+from .viewport import viewport_world_box
 
-#: Default tile grid when no prediction exists (`tiling.make_grid` defaults).
-DEFAULT_TILE_MPP, DEFAULT_TILE_SIZE = 1.0, 224
-#: Names of the weak label (0, 1) per marker, as the bundled models name their classes.
-LABEL_NAMES = {"ki67": ("low", "high"), "p53": ("wild-type", "aberrant"),
-               "pdl1": ("negative", "positive")}
 #: Key of our entry in the metadata of the layers this panel makes.
 OBSERVED_KEY = "histostain_observed"
 #: Seconds between redraws of the observed map while tiles stream in.
@@ -67,47 +64,15 @@ def marker_from_name(name: str) -> str | None:
     return None
 
 
-def region_indices(grid: Any, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Indices of grid tiles intersecting a level-0 (x, y, w, h) box (as `quantify_slide` picks)."""
-    rx, ry, rw, rh = box
-    c = np.asarray(grid.coords, float).reshape(-1, 2)
-    t = float(grid.tile_px0)
-    return np.flatnonzero((c[:, 0] + t > rx) & (c[:, 0] < rx + rw)
-                          & (c[:, 1] + t > ry) & (c[:, 1] < ry + rh))
-
-
-def observe_slide(slide_path: str, marker: str, *, tile_mpp: float, tile_size: int,
-                  region: tuple[int, int, int, int] | None = None,
-                  progress: Callable[[int, int], None] | None = None,
-                  cancel: Callable[[], bool] | None = None,
-                  on_grid: Callable[[Any, int], None] | None = None,
-                  on_tile: Callable[[int, float], None] | None = None,
-                  count_stroma: bool = False):
-    """`quantify_slide` on the whole-slide grid of the IHC slide (only tiles meeting `region`).
-
-    The grid is the IHC slide's own tissue grid at `tile_mpp`/`tile_size`, so results of the
-    visible region and of the whole slide sit on one lattice. `count_stroma` turns the stroma rule
-    off (`IHCParams.context_min_nuclei = 0`, as `histostain quantify --count-stroma`).
-    """
-    from ..ihc import IHCError, IHCParams, quantify_slide, slide_grid
-    from ..slide import open_slide
-
-    with open_slide(slide_path) as slide:
-        grid = slide_grid(slide, tile_mpp=tile_mpp, tile_size=tile_size)
-        n = len(grid.coords) if region is None else len(region_indices(grid, region))
-        if n == 0:
-            where = "in the view; pan to tissue or zoom out" if region else "on this slide"
-            raise IHCError(f"no tissue tiles {where}.")
-        if on_grid is not None:
-            on_grid(grid, n)
-        params = IHCParams(context_min_nuclei=0) if count_stroma else IHCParams()
-        return quantify_slide(slide, marker, grid=grid, region=region, progress=progress,
-                              cancel=cancel, on_tile=on_tile, params=params)
-
-
 def _measure(kwargs: dict, cancel: Callable[[], bool]):
     """Worker: `observe_slide` in a helper thread; yield ("grid", (grid, n tiles)), then
     ("tile", (index, positivity)) per measured tile; return the result."""
+    from ..ihc import IHCParams, observe_slide
+
+    kwargs = dict(kwargs)
+    if kwargs.pop("count_stroma", False):
+        kwargs["params"] = IHCParams(context_min_nuclei=0)  # as `histostain quantify --count-stroma`
+
     def job(put):
         return observe_slide(**kwargs, cancel=cancel, on_grid=lambda g, n: put(("grid", (g, n))),
                              on_tile=lambda i, v: put(("tile", (i, v))))
@@ -127,7 +92,7 @@ def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
         "p53": ("p53 pattern", summary["p53_pattern"] if summary["n_nuclei"] else "-"),
     }
     first = rows.pop(marker)
-    label = LABEL_NAMES[marker][int(summary["label"])]
+    label = get_marker(marker).class_names[int(summary["label"])]
     counts = summary["counts"]
     return [
         first,
@@ -144,7 +109,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     `context()` (optional, given by the prediction widget) returns None or a dict with the
     prediction's `tile_mpp`, `tile_size`, `slide_layer` (name of the H&E layer) and `summary`
-    (`PredictionMaps.summary()`), so the observed map uses the prediction's grid geometry.
+    (`PredictionMaps.summary()`), so the observed map uses the prediction's grid lattice.
     """
 
     def __init__(self, napari_viewer, context: Callable[[], dict | None] | None = None,
@@ -261,7 +226,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         ctx = self.context() or {}
         if ctx.get("tile_mpp"):
             return float(ctx["tile_mpp"]), int(ctx["tile_size"]), "as the prediction"
-        return DEFAULT_TILE_MPP, DEFAULT_TILE_SIZE, "default; predict first to use the model's"
+        return TILE_MPP, TILE_SIZE, "default; predict first to use the model's"
 
     def update_grid_label(self) -> None:
         """Say which tile grid a measurement will use (the prediction widget calls it on change)."""
@@ -303,8 +268,6 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
     # -- running -------------------------------------------------------------------------------
     def visible_box(self, layer) -> tuple[int, int, int, int] | None:
         """The canvas view as a level-0 (x, y, w, h) box of `layer`'s slide, or None if empty."""
-        from .widget import viewport_world_box
-
         tl, br = viewport_world_box(self.viewer)
         scale = np.asarray(layer.scale, float)[-2:]
         translate = np.asarray(layer.translate, float)[-2:]
@@ -321,7 +284,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         from napari.qt.threading import create_worker
         from napari.utils import cancelable_progress
 
-        from ..overlays import PredictionMaps
+        from ..results.maps import PredictionMaps
 
         if self.busy:
             return
@@ -425,7 +388,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
     # -- results -------------------------------------------------------------------------------
     def _stream_map(self, state: dict, marker: str, scope: str) -> None:
         """Paint the tiles measured so far (layer made at the first tile, redrawn at most 4x/s)."""
-        from ..overlays import overlay_layer_kwargs
+        from ..plugin.layers import overlay_layer_kwargs
 
         now = time.perf_counter()
         maps = state["maps"]
@@ -443,7 +406,8 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     def show_result(self, result, scope: str = "whole slide") -> None:
         """Overlay an `IHCResult` (observed heatmap, nuclei) and show its values in the panel."""
-        from ..overlays import PredictionMaps, overlay_layer_kwargs
+        from ..plugin.layers import overlay_layer_kwargs
+        from ..results.maps import PredictionMaps
 
         marker = result.marker
         maps = PredictionMaps.from_grid(result.grid, [marker], result.source_path)
@@ -482,21 +446,21 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         from ..ihc import CLASS_COLOURS, CLASS_NAMES
 
         marker = result.marker
-        n = len(result.nuclei_xy)
+        n = len(result.nuclei.xy)
         name = nuclei_name(marker)
         if n > MAX_POINTS:
             self._remove_ours(name)
             self._message(f"{n} nuclei are too many to draw; measure the visible region instead.")
             return
         mx, my = result.mpp
-        world = np.asarray(result.nuclei_xy, float)[:, ::-1] * (my, mx)
-        counted = np.asarray(result.nuclei_counted, bool)
+        world = np.asarray(result.nuclei.xy, float)[:, ::-1] * (my, mx)
+        counted = np.asarray(result.nuclei.counted, bool)
         if marker == "pdl1":  # PD-L1 is scored on membranes, not on nuclear DAB
-            colours = np.where(result.nuclei_membrane, CLASS_COLOURS[3], CLASS_COLOURS[0])
-            classes = np.where(result.nuclei_membrane, "membrane positive", "membrane negative")
+            colours = np.where(result.nuclei.membrane, CLASS_COLOURS[3], CLASS_COLOURS[0])
+            classes = np.where(result.nuclei.membrane, "membrane positive", "membrane negative")
         else:
-            colours = np.asarray(CLASS_COLOURS)[result.nuclei_class.astype(int)]
-            classes = np.asarray(CLASS_NAMES)[result.nuclei_class.astype(int)]
+            colours = np.asarray(CLASS_COLOURS)[result.nuclei.cls.astype(int)]
+            classes = np.asarray(CLASS_NAMES)[result.nuclei.cls.astype(int)]
         colours = np.where(counted, colours, NOT_COUNTED_COLOUR)
         size = 2.0 * result.params.nucleus_radius_um + 1.0
         kw = {
@@ -507,8 +471,8 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             "border_width": 0.18,
             "border_width_is_relative": True,
             "features": {"class": classes, "counted": counted,
-                         "excluded_as": result.exclusion_reasons,
-                         "dab_od": np.asarray(result.nuclei_dab, float)},
+                         "excluded_as": result.nuclei.exclusion_reasons,
+                         "dab_od": np.asarray(result.nuclei.dab, float)},
             "units": ("um", "um"),
             "metadata": {OBSERVED_KEY: {"marker": marker}},
         }

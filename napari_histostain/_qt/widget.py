@@ -37,39 +37,27 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import MARKERS
+from ..engine.region_predictor import BUNDLED, RegionPredictor, WidgetError
 from ..errors import HistostainError
-from ..overlays import (
+from ..markers import MARKERS
+from ..plugin.layers import (
     COLORMAP_CHOICES,
     DEFAULT_COLORMAPS,
-    KINDS,
-    META_KEY,
     contrast_limits,
     overlay_colormap,
     overlay_layer_kwargs,
     overlay_name,
     tissue_mask_layer,
 )
+from ..results.maps import KINDS, META_KEY
 from ._common import VISIBLE, WHOLE, ModeAndStatus, stream_from_thread
 from .ihc_panel import ObservedIHCPanel
-from .region_predictor import BUNDLED, RegionPredictor, WidgetError
+from .viewport import viewport_world_box
 
 ATTENTION_NOTE = (
     "Positivity is per tile. In Visible region mode, attention and the call cover only the tiles "
     "computed so far; Whole slide gives the slide call."
 )
-
-
-def viewport_world_box(viewer) -> tuple[np.ndarray, np.ndarray]:
-    """(top-left, bottom-right) world (row, col) corners of the canvas, um."""
-    centre = np.asarray(viewer.camera.center, float)[-2:]
-    zoom = float(viewer.camera.zoom)
-    try:
-        h, w = viewer.window._qt_viewer.canvas.size
-    except AttributeError:  # no Qt canvas (headless viewer model)
-        h, w = 600, 800
-    half = np.array([h, w], float) / (2.0 * zoom)
-    return centre - half, centre + half
 
 
 def _live_loop(predictor: RegionPredictor, state: _LiveState):
@@ -90,13 +78,15 @@ def _live_loop(predictor: RegionPredictor, state: _LiveState):
 
 def _whole_slide(predictor: RegionPredictor, cancel, batch_size: int):
     """Worker: `predict_slide` in a helper thread; yield its streamed batches, return the result."""
-    from ..inference import predict_slide
+    from ..engine.predict import PredictOptions, predict_slide
+
+    options = PredictOptions(models=predictor.models, encoder=predictor.encoder,
+                             tile_mpp=predictor.tile_mpp, batch_size=batch_size)
 
     def job(put):
         return predict_slide(
-            predictor.slide, predictor.markers, models=predictor.models,
-            tile_mpp=predictor.tile_mpp, tissue=predictor.tissue, encoder=predictor.encoder,
-            cancel=cancel, on_batch=lambda idx, part: put((idx, part)), batch_size=batch_size,
+            predictor.slide, predictor.markers, options, tissue=predictor.tissue, cancel=cancel,
+            on_batch=lambda idx, part: put((idx, part)),
         )
 
     return (yield from stream_from_thread(job, "histostain-whole-slide"))
@@ -349,7 +339,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def set_model_files(self, paths: list[str | Path]) -> None:
         """Use these model files (each for the marker its config names); others stay bundled."""
-        from ..model import read_model_config
+        from ..engine.model_files import read_model_config
 
         for p in paths:
             cfg = read_model_config(p)
@@ -537,7 +527,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         """Grid indices of the tiles intersecting the current view, nearest its centre first."""
         assert self.predictor is not None
         tl, br = viewport_world_box(self.viewer)
-        box = self.predictor.maps.geometry.world_box_to_px0(tl, br)
+        box = self.predictor.maps.lattice.world_box_to_px0(tl, br)
         if box[2] <= 0 or box[3] <= 0:
             return np.zeros(0, np.int64)
         return self.predictor.tiles_in_box(box)
@@ -627,7 +617,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self._message(f"Whole slide done: {n} tiles in {time.perf_counter() - t0:.1f} s. {msgs}")
 
         def on_error(exc: BaseException) -> None:
-            from ..inference import PredictionCancelled
+            from ..engine.predict import PredictionCancelled
 
             if isinstance(exc, PredictionCancelled):
                 self._whole_worker = None
@@ -807,7 +797,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
     # -- export --------------------------------------------------------------------------------
     def export_to(self, out_dir: str | Path) -> list[Path]:
         """Export all predictions so far into `out_dir` (GeoJSON, CSV, OME-TIFFs, report)."""
-        from ..export import export_predictions
+        from ..results.export import export_predictions
 
         if self.predictor is None:
             raise WidgetError("nothing to export yet: run a prediction first.")

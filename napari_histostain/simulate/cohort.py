@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_open, ensure_dir, write_json
+from ..io.atomic import atomic_open, ensure_dir, write_json
 from .params import (
     DEFAULT_CUTOFFS,
     MARKER_STREAM,
@@ -163,7 +163,7 @@ def simulate_case(
     The same (seed, size_um, mpp, difficulty, cutoffs) always gives byte-identical files; a case's
     biology does not depend on which markers are rendered.
     """
-    from ..synthetic import write_slide
+    from ..io.synthetic import write_slide
     from .truth import save_truth
 
     markers = check_markers(markers)

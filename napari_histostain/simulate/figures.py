@@ -19,7 +19,7 @@ def read_tile(path: str | Path, x_frac: float, y_frac: float, mpp: float = 0.5) 
     """A TILE_PX square at `mpp` from a slide, its corner at a fraction of the slide size."""
     from skimage.transform import resize
 
-    from ..slide import open_slide
+    from ..io.slide import open_slide
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -93,7 +93,7 @@ def case_overview(out: Path, workdir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..slide import open_slide
+    from ..io.slide import open_slide
     from .cohort import simulate_case
     from .truth import load_truth
 

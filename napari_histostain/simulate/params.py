@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import HistostainError
+from ..markers import REGISTRY
 
-SIM_MARKERS = ("ki67", "p53", "pdl1")
+SIM_MARKERS = ("ki67", "p53", "pdl1")  # the simulator's own order (it fixes the random streams)
 #: fixed stream ids so that a case is the same whatever markers are asked for
 MARKER_STREAM = {"ki67": 1, "p53": 2, "pdl1": 3}
 
@@ -24,11 +25,7 @@ DIFFICULTY_NAMES = {"easy": 0.5, "default": 1.0, "hard": 1.6}
 #: morphology noise sd per marker at difficulty 1.0 (calibrated: Bayes weighted F1 ~0.82)
 BASE_NOISE_SD = {"ki67": 0.11, "p53": 0.225, "pdl1": 0.29}
 DEFAULT_CUTOFFS = {"ki67": 0.20, "p53": 0.55, "pdl1": 0.50}
-LABEL_NAMES = {
-    "ki67": ("low", "high"),
-    "p53": ("wild-type", "aberrant"),
-    "pdl1": ("negative", "positive"),
-}
+LABEL_NAMES = {m: REGISTRY[m].class_names for m in SIM_MARKERS}
 
 
 class SimulationError(HistostainError):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io.atomic import atomic_path
 from .cells import COARSE, TUMOUR_CELL, Cells, Section
 from .tissue import FAT, GLASS
 

@@ -1,0 +1,162 @@
+"""Options shared by the `histostain` commands, and the checks every value passes up front.
+
+Each `add_*` adds one option the same way to every command that takes it; the `type=` checkers
+turn a bad value into one argparse error line (exit 2) before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from ..defaults import BATCH_SIZE, MIN_TISSUE, READER_THREADS
+from ..errors import HistostainError
+from ..markers import MARKERS
+
+
+# ------------------------------------------------------------------------------------------------
+# Value checks (argparse `type=`)
+# ------------------------------------------------------------------------------------------------
+def _number(text: str, kind: Callable[[str], float | int]) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = float(_number(text, float))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A finite number in [0, 1]."""
+    value = float(_number(text, float))
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
+    return value
+
+
+def percentage(text: str) -> float:
+    """A finite number in [0, 100]."""
+    value = float(_number(text, float))
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"{text} must be a percentage (0-100)")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number >= 0."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared options
+# ------------------------------------------------------------------------------------------------
+def add_markers(p: argparse.ArgumentParser, *, what: str = "predict") -> None:
+    """--marker (repeatable; default all)."""
+    p.add_argument("--marker", "-m", action="append", choices=list(MARKERS), dest="markers",
+                   metavar="MARKER",
+                   help=f"marker to {what} ({', '.join(MARKERS)}); repeat for several; default all")
+
+
+def chosen_markers(args: argparse.Namespace) -> list[str]:
+    """The markers given with --marker (default all), without duplicates."""
+    return list(dict.fromkeys(args.markers or MARKERS))
+
+
+def add_prediction_options(p: argparse.ArgumentParser) -> None:
+    """The options of how slides are predicted (`engine.predict.PredictOptions`)."""
+    p.add_argument("--model", action="append", default=[], metavar="MARKER=PATH",
+                   help="use this model file for a marker instead of the bundled one")
+    p.add_argument("--mpp", type=positive_float,
+                   help="override the slide's pixel size (um/px)")
+    p.add_argument("--tile-mpp", type=positive_float,
+                   help="tile resolution in um/px (default: the model's)")
+    p.add_argument("--encoder", help="tile encoder: registry name or TorchScript file "
+                   "(default: the model's)")
+    p.add_argument("--min-tissue", type=fraction, default=MIN_TISSUE,
+                   help=f"minimum tissue fraction of a tile, 0-1 (default {MIN_TISSUE})")
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
+                   help=f"tiles per batch (default {BATCH_SIZE})")
+    add_reader_threads(p)
+
+
+def add_reader_threads(p: argparse.ArgumentParser, default: int = READER_THREADS) -> None:
+    """--reader-threads (tile reader threads; --threads is an older name)."""
+    p.add_argument("--reader-threads", "--threads", type=positive_int, default=default,
+                   dest="reader_threads",
+                   help=f"tile reader threads per slide (default {default})")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """--quiet (no progress bar; --no-progress is an older name)."""
+    p.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet",
+                   help="no progress bar")
+
+
+def parse_models(items: list[str], markers: list[str], *, must_exist: bool = False) -> dict[str, str]:
+    """--model MARKER=PATH values as {marker: path}, each for a chosen marker."""
+    models = {}
+    for item in items:
+        marker, sep, path = item.partition("=")
+        if not sep or marker not in MARKERS or not path:
+            raise HistostainError(
+                f"--model {item!r}: write MARKER=PATH with MARKER one of {', '.join(MARKERS)}"
+            )
+        if marker not in markers:
+            raise HistostainError(f"--model given for {marker}, which is not a chosen --marker")
+        if must_exist and not Path(path).expanduser().is_file():
+            raise HistostainError(f"--model {item!r}: {path} does not exist.")
+        models[marker] = str(Path(path).expanduser().resolve()) if must_exist else path
+    return models
+
+
+def prediction_options(args: argparse.Namespace, markers: list[str], *, must_exist: bool = False):
+    """The `PredictOptions` of parsed prediction options."""
+    from ..engine.predict import PredictOptions
+
+    return PredictOptions(
+        models=parse_models(args.model, markers, must_exist=must_exist), encoder=args.encoder,
+        tile_mpp=args.tile_mpp, mpp=args.mpp, min_tissue=args.min_tissue,
+        batch_size=args.batch_size, reader_threads=args.reader_threads,
+    )
+
+
+def progress_bar(args: argparse.Namespace, unit: str, desc: str):
+    """A `progress(done, total)` hook drawing a tqdm bar (nothing with --quiet), and its closer."""
+    state: dict = {}
+
+    def progress(done: int, total: int) -> None:
+        if args.quiet:
+            return
+        if "bar" not in state:
+            from tqdm import tqdm
+
+            state["bar"] = tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True)
+        state["bar"].update(done - state["bar"].n)
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+
+    return progress, close

@@ -1,0 +1,97 @@
+"""`histostain predict`: predicted IHC positivity for one H&E slide -> JSON summary + tile CSV."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+from ..errors import HistostainError
+from .options import (
+    add_markers,
+    add_prediction_options,
+    add_quiet,
+    chosen_markers,
+    prediction_options,
+    progress_bar,
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict P53 / PD-L1 / Ki-67 positivity from an H&E slide",
+        description="Predict slide-level IHC status and per-tile positivity / attention for an H&E "
+        "whole-slide image. Writes <slide>.prediction.json and <slide>.tiles.csv into --out.",
+    )
+    p.add_argument("slide", help="whole-slide image (svs, ndpi, tiff, mrxs, DICOM folder, ...)")
+    add_markers(p)
+    p.add_argument("--out", required=True, help="output folder (created if needed)")
+    add_prediction_options(p)
+    p.add_argument("--region", metavar="X,Y,W,H", help="only tiles intersecting this level-0 box")
+    p.add_argument("--export", metavar="KINDS", default="",
+                   help="also write exports, comma-separated: geojson (QuPath), csv, heatmaps "
+                   "(pyramidal OME-TIFF), report (JSON + PNG), or 'all'")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def parse_exports(text: str) -> list[str]:
+    """--export KINDS as a list of export kinds ('all': every kind)."""
+    from ..results.export import EXPORT_KINDS
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if "all" in kinds:
+        return list(EXPORT_KINDS)
+    unknown = [k for k in kinds if k not in EXPORT_KINDS]
+    if unknown:
+        raise HistostainError(f"--export {text!r}: unknown kind(s) {', '.join(unknown)}; "
+                              f"choose from {', '.join(EXPORT_KINDS)} or all")
+    return kinds
+
+
+def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
+    """--region X,Y,W,H as a level-0 box."""
+    if not text:
+        return None
+    try:
+        x, y, w, h = (int(float(v)) for v in text.split(","))
+    except ValueError:
+        raise HistostainError(f"--region {text!r}: write four numbers X,Y,W,H (level-0 pixels)") from None
+    return x, y, w, h
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.predict import predict_slide
+    from ..engine.stain_check import StainWarning
+    from ..io.atomic import ensure_dir
+    from ..results.prediction_files import save_prediction
+
+    markers = chosen_markers(args)
+    options = prediction_options(args, markers)
+    region = parse_region(args.region)
+    exports = parse_exports(args.export)
+    ensure_dir(args.out)  # fail early on an unwritable folder
+    progress, close_bar = progress_bar(args, "tile", "predict")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StainWarning)  # printed below with the other notes
+            pred = predict_slide(args.slide, markers, options, region=region, progress=progress)
+    finally:
+        close_bar()
+    files = save_prediction(pred, args.out)
+    exports = [k for k in exports if k != "csv"]  # the tile table is written with the prediction
+    if exports and not pred.is_empty:
+        from ..io.slide import open_slide
+        from ..results.export import export_prediction
+
+        with open_slide(args.slide) as slide:
+            files += export_prediction(args.out, pred, slide=slide, what=exports)
+    for msg in pred.messages:
+        print(f"note: {msg}")
+    print(f"{len(pred.grid)} tissue tiles at {pred.grid.tile_mpp:g} um/px in {pred.seconds:.1f} s")
+    for m in pred.markers.values():
+        prob = "n/a" if m.label is None else f"{m.probability:.3f}"
+        print(f"  {m.name:6s} probability {prob:>6s}  -> {m.label or 'no call'}")
+    for f in files:
+        print(f"wrote {f}")
+    return 0

@@ -1,0 +1,180 @@
+"""One slide's work in a cohort run (`SlideJob`), done on a worker: predict into a staging folder,
+then move the finished folder into place; and whether finished outputs are still current."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..engine.predict import PredictOptions
+from ..errors import HistostainError
+from ..io.atomic import ensure_dir, write_json
+from ..markers import MARKERS
+from .slides import CohortSlide, slide_fingerprint
+from .summary import base_row, iso_time
+
+log = logging.getLogger(__name__)
+
+#: Written last into each finished slide folder; its content decides whether a re-run may skip.
+DONE_MARKER = ".histostain-done.json"
+#: Work-in-progress slide folders live here until they are complete.
+STAGING_DIR = ".staging"
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """What a worker needs to predict one slide of the cohort (picklable)."""
+
+    slide: CohortSlide
+    out_dir: str  # the slide's final output folder
+    markers: tuple[str, ...]
+    predict: PredictOptions = field(default_factory=PredictOptions)
+    inference_threads: int = 0  # torch threads in the task (0: leave as is)
+    model_version: str = ""
+    attempt: int = 1
+    requeued: int = 0
+    token: str = ""  # names this attempt's staging folder
+
+    @property
+    def staging(self) -> Path:
+        """This attempt's staging folder."""
+        final = Path(self.out_dir)
+        return final.parent / STAGING_DIR / f"{final.name}.{self.token or 'local'}"
+
+    def again(self, **changes: Any) -> SlideJob:
+        """A new attempt of this job (a new token names its staging folder)."""
+        return replace(self, token=uuid.uuid4().hex[:12], **changes)
+
+
+SlideTask = Callable[[SlideJob, Path], dict]
+"""task(job, out_dir) -> summary dict; writes the slide's files into out_dir."""
+
+
+def predict_and_save(job: SlideJob, out_dir: Path) -> dict:
+    """Predict one slide and write its outputs into `out_dir` exactly as `histostain predict` does;
+    return the slide-level summary (probabilities, calls, tile count)."""
+    import torch
+
+    from ..engine.predict import predict_slide
+    from ..io.slide import open_slide
+    from ..results.prediction_files import save_prediction
+
+    if job.inference_threads > 0 and torch.get_num_threads() != job.inference_threads:
+        torch.set_num_threads(job.inference_threads)
+    with open_slide(job.slide.path) as slide:
+        prediction = predict_slide(slide, job.markers, job.predict)
+    save_prediction(prediction, out_dir)
+    return {
+        "probabilities": {m: p.probability for m, p in prediction.markers.items()},
+        "calls": {m: p.label or "" for m, p in prediction.markers.items()},
+        "n_tiles": len(prediction.grid),
+    }
+
+
+def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:
+    """Run `task` for one slide inside a staging folder and move the finished folder into place.
+
+    Never raises for a bad slide: returns a summary row whose `status` is "done" or "failed". The
+    final folder is replaced only once every file and the done-marker are written.
+    """
+    task = task or predict_and_save
+    started = time.time()
+    staging = job.staging
+    row = base_row(job)
+    row.update(worker=f"{socket.gethostname()}:{os.getpid()}", started=iso_time(started))
+    committed = False
+    try:
+        ensure_dir(staging)  # first: its existence tells the client that this attempt started
+        fingerprint = slide_fingerprint(job.slide.path)
+        summary = task(job, staging) or {}
+        files = sorted(str(f.relative_to(staging)) for f in staging.rglob("*") if f.is_file())
+        row.update(summary_fields(summary))
+        row.update(status="done", seconds=round(time.time() - started, 3), finished=iso_time())
+        done = {
+            "slide": job.slide.path,
+            "fingerprint": fingerprint,
+            "model_version": job.model_version,
+            "markers": list(job.markers),
+            "options": job.predict.result_key(),
+            "files": {f: (staging / f).stat().st_size for f in files},
+            "row": row,
+        }
+        write_json(staging / DONE_MARKER, done)
+        _commit(staging, Path(job.out_dir))
+        committed = True
+    except Exception as exc:  # noqa: BLE001 - a bad slide is recorded, the cohort goes on
+        row.update(status="failed", error=error_message(exc),
+                   seconds=round(time.time() - started, 3), finished=iso_time())
+        log.debug("slide %s failed:\n%s", job.slide.path, traceback.format_exc())
+    finally:
+        if not committed:
+            shutil.rmtree(staging, ignore_errors=True)
+    return row
+
+
+def completed_row(job: SlideJob) -> dict | None:
+    """The stored summary row when the slide's outputs are complete and current, else None."""
+    final = Path(job.out_dir)
+    try:
+        done = json.loads((final / DONE_MARKER).read_text(encoding="utf-8"))
+        if (
+            done.get("model_version") != job.model_version
+            or sorted(done.get("markers", [])) != sorted(job.markers)
+            or done.get("options") != job.predict.result_key()
+        ):
+            return None
+        for name, size in done["files"].items():
+            if (final / name).stat().st_size != size:
+                return None
+        if done.get("fingerprint") != slide_fingerprint(job.slide.path):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    row = dict(done.get("row") or {})
+    row.update(status="skipped", name=job.slide.name, slide=job.slide.path, output=str(final))
+    return row
+
+
+def _commit(staging: Path, final: Path) -> None:
+    """Replace `final` by the complete `staging` folder (two renames; old outputs deleted after)."""
+    old = None
+    if final.exists():
+        old = staging.with_name(staging.name + ".old")
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for the summary: our own message, or the exception's kind and text."""
+    if isinstance(exc, HistostainError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def summary_fields(summary: dict) -> dict:
+    """Summary-row fields of a task's summary (tiles, per-marker probability and call)."""
+    out: dict[str, Any] = {"n_tiles": summary.get("n_tiles", "")}
+    probs = summary.get("probabilities") or {}
+    calls = summary.get("calls") or {}
+    for m in MARKERS:
+        if m in probs:
+            p = probs[m]
+            out[f"{m}_probability"] = "" if p is None or math.isnan(p) else round(float(p), 6)
+        if m in calls:
+            out[f"{m}_call"] = calls[m]
+    return out

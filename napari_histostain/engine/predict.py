@@ -1,0 +1,300 @@
+"""Streaming whole-slide inference: tissue tiles -> tile encoder (once) -> one slide model per marker.
+
+Background threads read and decode tiles from the best pyramid level into a bounded queue while
+torch embeds the previous batch, so memory does not grow with the slide. Per tile, each marker's
+slide model gives an attention score and logits that do not depend on the other tiles; attention
+is normalised over all tiles at the end, so results are exact and deterministic (a region's tiles
+get the same positivity as in the whole-slide run, and attention equal up to renormalisation).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..defaults import BATCH_SIZE, MIN_TISSUE, READER_THREADS
+from ..errors import Cancelled, HistostainError
+from ..markers import MARKERS, check_markers
+from ..progress import CancelHook, ProgressHook, cancelled
+from .prediction import MarkerPrediction, SlidePrediction
+from .stain_check import StainCheck, StainWarning
+from .tile_stream import iter_batches
+from .tiling import make_grid
+from .tissue import TissueMask, detect_tissue
+
+log = logging.getLogger(__name__)
+
+
+class PredictionCancelled(Cancelled):
+    """The prediction was cancelled; nothing was written."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Models and encoder
+# ------------------------------------------------------------------------------------------------
+ModelSpec = Any  # None (bundled) | path | (SlideEncoder, ModelConfig)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How slides are predicted: which models and encoder, at which resolution, how fast."""
+
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)  # marker -> model (default bundled)
+    encoder: Any = None  # a TileEncoder or registry name (default: the models' `encoder_id`)
+    tile_mpp: float | None = None  # tile resolution (default: the models')
+    mpp: float | tuple[float, float] | None = None  # override the slide's pixel size
+    min_tissue: float = MIN_TISSUE  # smallest tissue fraction of a predicted tile
+    batch_size: int = BATCH_SIZE  # tiles per encoder batch
+    reader_threads: int = READER_THREADS  # tile reader threads
+
+    #: the options that change results (what makes stored outputs current)
+    RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder")
+
+    def result_key(self) -> dict:
+        """The options that change results, as plain values (cohort resume compares them)."""
+        return {k: getattr(self, k) for k in self.RESULT_OPTIONS if getattr(self, k) is not None}
+
+
+def resolve_models(markers: Iterable[str], models: Mapping[str, ModelSpec] | None = None) -> dict:
+    """{marker: (SlideEncoder, ModelConfig)} from bundled files, paths or loaded pairs."""
+    from .model_files import ModelFileError, load_bundled_model, load_model_file
+
+    markers = check_markers(markers)
+    models = dict(models or {})
+    check_markers([*markers, *models])
+    out = {}
+    for m in markers:
+        spec = models.get(m)
+        if spec is None:
+            out[m] = load_bundled_model(m)
+        elif isinstance(spec, (str, Path)):
+            out[m] = load_model_file(spec, marker=m)
+        else:
+            net, cfg = spec
+            if cfg.marker != m:
+                raise ModelFileError(f"the model given for {MARKERS[m]} is a {cfg.marker_name} model")
+            out[m] = (net.eval(), cfg)
+    return out
+
+
+def _common(configs: dict, attr: str, what: str):
+    values = {getattr(c, attr) for c in configs.values()}
+    if len(values) > 1:
+        detail = ", ".join(f"{m}: {getattr(c, attr)}" for m, c in configs.items())
+        raise HistostainError(
+            f"the chosen models use different {what} ({detail}); one pass over the tiles serves "
+            "all markers, so predict these markers separately."
+        )
+    return values.pop()
+
+
+def check_encoder(encoder, configs: dict) -> list[str]:
+    """Raise when the encoder's embedding size differs from a model's; note other mismatches."""
+    from .encoders import EncoderError
+
+    notes = []
+    for m, cfg in configs.items():
+        if encoder.dim != cfg.embedding_dim:
+            raise EncoderError(
+                f"the {MARKERS[m]} model expects {cfg.embedding_dim}-d tile embeddings "
+                f"({cfg.encoder_id}) but the tile encoder {encoder.id} gives {encoder.dim}-d. Use "
+                "the encoder the model was trained with."
+            )
+        if encoder.id != cfg.encoder_id:
+            notes.append(
+                f"the {MARKERS[m]} model was trained on {cfg.encoder_id} features; using "
+                f"{encoder.id} (same size) may give meaningless results."
+            )
+    return notes
+
+
+# ------------------------------------------------------------------------------------------------
+# Prediction
+# ------------------------------------------------------------------------------------------------
+class _Accumulator:
+    """Per-marker streaming state: scores and logits per tile, online-softmax slide embedding."""
+
+    def __init__(self, n: int, n_classes: int, hidden: int):
+        self.scores = np.empty(n, np.float64)
+        self.logits = np.empty((n, n_classes), np.float64)
+        self.m = -np.inf
+        self.s = 0.0
+        self.e = np.zeros(hidden, np.float64)
+
+    def add(self, idx: np.ndarray, h: np.ndarray, s: np.ndarray, tl: np.ndarray) -> None:
+        self.scores[idx] = s
+        self.logits[idx] = tl
+        new_m = max(self.m, float(s.max()))
+        w = np.exp(s - new_m)
+        decay = math.exp(self.m - new_m) if np.isfinite(self.m) else 0.0
+        self.e = self.e * decay + w @ h
+        self.s = self.s * decay + float(w.sum())
+        self.m = new_m
+
+    def embedding(self) -> np.ndarray:
+        return self.e / self.s if self.s > 0 else self.e
+
+
+def predict_slide(
+    slide,
+    markers: Iterable[str] = tuple(MARKERS),
+    options: PredictOptions | None = None,
+    *,
+    region: tuple[int, int, int, int] | None = None,
+    tissue: TissueMask | None = None,
+    progress: ProgressHook | None = None,
+    cancel: CancelHook | None = None,
+    on_batch: Callable[[np.ndarray, dict], Any] | None = None,
+) -> SlidePrediction:
+    """Predict `markers` for a slide (a `Slide` or a path) in one streaming pass over its tiles.
+
+    - `options`: models, encoder, tile resolution, pixel size, reading (`PredictOptions`).
+    - `region`: level-0 (x, y, w, h); only tiles intersecting it are predicted.
+    - `tissue`: a tissue mask already detected (else detected here).
+    - `progress(done, total)` after each batch; `cancel()` returning True raises
+      `PredictionCancelled` before the next batch; `on_batch(indices, partial)` streams results,
+      `partial = {marker: {"positivity": (B,), "score": (B,), "logits": (B, C)}}` (score: the
+      pre-softmax attention; `slide_model.tile_maps` turns scores + logits seen so far into maps).
+    A slide without tissue gives an empty result with a message; an IHC-looking slide gives a
+    `StainWarning` and a message.
+    """
+    from ..io.slide import open_slide
+
+    opts = options or PredictOptions()
+    t0 = time.perf_counter()
+    if isinstance(slide, (str, Path)):
+        with open_slide(slide) as s:
+            return predict_slide(s, markers, opts, region=region, tissue=tissue,
+                                 progress=progress, cancel=cancel, on_batch=on_batch)
+    import torch
+
+    from .encoders import TileEncoder, get_encoder
+
+    messages: list[str] = []
+    if opts.mpp is not None:
+        slide = slide.with_mpp(opts.mpp)
+    elif slide.info.mpp_source == "assumed":
+        messages.append(
+            f"{slide.path.name} has no pixel size; 1 um/px was assumed, so tiles may be at the wrong "
+            "scale. Give the true mpp (CLI: --mpp)."
+        )
+    loaded = resolve_models(markers, opts.models)
+    configs = {m: cfg for m, (_, cfg) in loaded.items()}
+    tile_size = int(_common(configs, "tile_size", "tile sizes"))
+    model_mpp = float(_common(configs, "tile_mpp", "tile resolutions"))
+    tile_mpp = model_mpp if opts.tile_mpp is None else float(opts.tile_mpp)
+    if not math.isclose(tile_mpp, model_mpp, rel_tol=1e-3):
+        messages.append(f"tiles at {tile_mpp} um/px; the models were trained at {model_mpp} um/px.")
+    encoder = opts.encoder
+    if encoder is None:
+        encoder = get_encoder(_common(configs, "encoder_id", "tile encoders"))
+    elif not isinstance(encoder, TileEncoder):
+        encoder = get_encoder(encoder)
+    messages += check_encoder(encoder, configs)
+
+    if tissue is None:
+        tissue = detect_tissue(slide)
+    grid = make_grid(slide, tile_mpp=tile_mpp, tile_size=tile_size, tissue=tissue,
+                     min_tissue=opts.min_tissue, region=region)
+    n = len(grid)
+    if n == 0:
+        where = "in the region" if region is not None else "on the slide"
+        messages.append(f"no tissue found {where}: nothing to predict.")
+        result = SlidePrediction(str(slide.path), grid, {
+            m: _empty_marker(m, cfg, net) for m, (net, cfg) in loaded.items()
+        }, tissue, messages, encoder.id, {}, time.perf_counter() - t0)
+        return result
+
+    acc = {m: _Accumulator(n, net.n_classes, net.hidden_dim) for m, (net, _) in loaded.items()}
+    stain = StainCheck()
+    done = 0
+    if progress:
+        progress(0, n)
+    batches = iter_batches(slide, grid, batch_size=opts.batch_size, threads=opts.reader_threads)
+    with closing(batches), torch.inference_mode():
+        for idx, tiles in batches:
+            if cancelled(cancel):
+                raise PredictionCancelled(f"prediction cancelled after {done} of {n} tiles.")
+            stain.add(tiles)
+            feats = torch.from_numpy(encoder.embed(tiles))
+            partial = {}
+            for m, (net, cfg) in loaded.items():
+                h, s, tl = net.tile_outputs(feats)
+                s_np, tl_np = s.double().numpy(), tl.double().numpy()
+                acc[m].add(idx, h.double().numpy(), s_np, tl_np)
+                if on_batch is not None:
+                    p = np.exp(tl_np - tl_np.max(1, keepdims=True))
+                    partial[m] = {"positivity": (p / p.sum(1, keepdims=True))[:, cfg.positive_class],
+                                  "score": s_np, "logits": tl_np}
+            done += len(idx)
+            if on_batch is not None:
+                on_batch(idx, partial)
+            if progress:
+                progress(done, n)
+    if cancelled(cancel):
+        raise PredictionCancelled(f"prediction cancelled after {done} of {n} tiles.")
+
+    stain_result = stain.result()
+    if stain_result["looks_like"] == "IHC":
+        msg = (
+            f"{slide.path.name} looks like an IHC (DAB / haematoxylin) slide, not H&E (eosin share "
+            f"{stain_result['eosin_share']:.2f}, DAB pixels {stain_result['dab_fraction']:.1%}); "
+            "the models expect H&E, so these predictions are not meaningful."
+        )
+        messages.append(msg)
+        warnings.warn(msg, StainWarning, stacklevel=2)
+    preds = {}
+    for m, (_net, cfg) in loaded.items():
+        maps = _maps(acc[m], cfg)
+        preds[m] = _marker_prediction(m, cfg, maps, acc[m].embedding(), acc[m].scores)
+    return SlidePrediction(str(slide.path), grid, preds, tissue, messages, encoder.id, stain_result,
+                           time.perf_counter() - t0)
+
+
+def _maps(acc: _Accumulator, cfg) -> dict:
+    from .slide_model import tile_maps
+
+    return tile_maps(acc.scores, acc.logits, cfg.positive_class)
+
+
+def _model_summary(cfg) -> dict:
+    return {
+        "encoder_id": cfg.encoder_id, "tile_size": cfg.tile_size, "tile_mpp": cfg.tile_mpp,
+        "created": cfg.created, "training": cfg.training, "metrics": cfg.metrics,
+        "description": cfg.description,
+    }
+
+
+def _marker_prediction(
+    marker: str, cfg, maps: dict, embedding: np.ndarray, scores: np.ndarray
+) -> MarkerPrediction:
+    return MarkerPrediction(
+        marker=marker,
+        probability=maps["probability"],
+        label=cfg.label_for(maps["probability"]),
+        threshold=float(cfg.threshold),
+        positivity=maps["positivity"],
+        attention=maps["attention"],
+        contribution=maps["contribution"],
+        logit=maps["slide_margin"],
+        scores=np.asarray(scores, np.float64),
+        embedding=embedding.astype(np.float32),
+        class_names=tuple(cfg.class_names),
+        model=_model_summary(cfg),
+    )
+
+
+def _empty_marker(marker: str, cfg, net) -> MarkerPrediction:
+    from .slide_model import tile_maps
+
+    maps = tile_maps(np.zeros(0), np.zeros((0, net.n_classes)), cfg.positive_class)
+    return _marker_prediction(marker, cfg, maps, np.full(net.hidden_dim, np.nan), np.zeros(0))

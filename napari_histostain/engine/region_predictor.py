@@ -1,0 +1,180 @@
+"""Per-tile predictions on demand, cached: the compute behind "Visible region" mode (no Qt).
+
+With the additive-attention MIL model, a tile's positivity depends on that tile alone, so tiles can
+be computed in any order and cached. Attention is a softmax over a bag: here it is normalised over
+the tiles computed so far, and the region probability is the model's slide output over those tiles.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import HistostainError
+from ..results.maps import PredictionMaps
+
+#: The model source meaning "the package's bundled model".
+BUNDLED = "bundled"
+
+
+class WidgetError(HistostainError):
+    """A prediction cannot start with the widget's current settings."""
+
+
+def load_models(markers: Sequence[str], model_files: Mapping[str, Any] | None = None) -> dict:
+    """{marker: (SlideEncoder, ModelConfig)}: a given file (or loaded pair) per marker, else bundled."""
+    from .predict import resolve_models
+
+    files = {m: f for m, f in (model_files or {}).items() if m in markers}
+    return resolve_models(markers, files)
+
+
+def model_tiling(models: Mapping[str, Any]) -> tuple[float, int, str]:
+    """(tile_mpp, tile_size, encoder_id) shared by `models`; a clear error when they disagree."""
+    seen = {(cfg.tile_mpp, cfg.tile_size, cfg.encoder_id) for _, cfg in models.values()}
+    if len(seen) != 1:
+        raise WidgetError(
+            "the chosen models were trained at different tile settings "
+            f"{sorted(seen)}; predict those markers separately."
+        )
+    mpp, size, enc = seen.pop()
+    return float(mpp), int(size), str(enc)
+
+
+class RegionPredictor:
+    """Tile results on the whole-slide grid of one slide, computed on request and cached.
+
+    Thread use: `compute` runs in a worker thread; `store` and the views run in the GUI thread.
+    """
+
+    def __init__(
+        self,
+        slide_path: str | Path,
+        markers: Sequence[str],
+        model_files: Mapping[str, Any] | None = None,
+        *,
+        tile_mpp: float | None = None,
+        min_tissue: float = 0.25,
+        models: Mapping[str, Any] | None = None,
+    ):
+        from ..io.slide import open_slide
+        from .encoders import get_encoder
+        from .tiling import make_grid
+        from .tissue import detect_tissue
+
+        if not markers:
+            raise WidgetError("choose at least one marker (P53, PD-L1, Ki-67).")
+        self.markers = list(markers)
+        self.models = dict(models) if models is not None else load_models(self.markers, model_files)
+        model_mpp, self.tile_size, encoder_id = model_tiling(self.models)
+        self.tile_mpp = float(tile_mpp or model_mpp)
+        self.slide = open_slide(slide_path)
+        self.tissue = detect_tissue(self.slide)
+        self.grid = make_grid(self.slide, tile_mpp=self.tile_mpp, tile_size=self.tile_size,
+                              tissue=self.tissue, min_tissue=min_tissue)
+        self.encoder = get_encoder(encoder_id)
+        self.maps = PredictionMaps.from_grid(self.grid, self.markers, str(slide_path))
+        self.maps.info.update(tile_mpp=self.tile_mpp, tile_size=self.tile_size, encoder=encoder_id)
+        n = len(self.grid)
+        self._scores = {m: np.full(n, np.nan, np.float64) for m in self.markers}
+        self._logits = {
+            m: np.full((n, net.n_classes), np.nan, np.float64) for m, (net, _) in self.models.items()
+        }
+        self._lock = threading.Lock()
+        self.computed_count = 0  # tiles computed by this predictor (never recomputed)
+
+    # -- which tiles ---------------------------------------------------------------------------
+    def tiles_in_box(self, box: tuple[float, float, float, float]) -> np.ndarray:
+        """Indices of grid tiles intersecting a level-0 (x, y, w, h) box, nearest the centre first."""
+        return self.grid.tiles_in_box(box, centre_first=True)
+
+    def pending_of(self, indices: Sequence[int]) -> list[int]:
+        """The tiles among `indices` that are not computed yet (cache)."""
+        done = self.maps.done
+        return [int(i) for i in indices if not done[int(i)]]
+
+    # -- compute (worker thread) ---------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Run the encoder once so the first visible tile is not slowed by lazy initialisation."""
+        self.encoder.embed(np.zeros((1, self.tile_size, self.tile_size, 3), np.uint8))
+
+    def compute(self, indices: Sequence[int]) -> dict:
+        """{marker: (scores (B,), tile_logits (B, C))} of tiles `indices` (read, embed, model)."""
+        import torch
+
+        from .tiling import read_tile
+
+        idx = [int(i) for i in indices]
+        tiles = np.stack([read_tile(self.slide, self.grid, i) for i in idx])
+        feats = torch.from_numpy(self.encoder.embed(tiles))
+        out = {}
+        with torch.inference_mode():
+            for m, (net, _) in self.models.items():
+                _, s, logits = net.tile_outputs(feats)
+                out[m] = (s.double().numpy(), logits.double().numpy())
+        return out
+
+    # -- store (GUI thread) --------------------------------------------------------------------
+    def store(self, indices: Sequence[int], result: Mapping[str, tuple]) -> None:
+        """Cache `compute` results; update positivity per tile and attention over tiles seen."""
+        idx = np.asarray(indices, np.int64)
+        new = int((~self.maps.done[idx]).sum())
+        with self._lock:
+            for m, (scores, logits) in result.items():
+                self._scores[m][idx] = scores
+                self._logits[m][idx] = logits
+                self._refresh_marker(m, idx)
+        self.computed_count += new
+
+    def store_partial(self, indices: Sequence[int], partial: Mapping[str, Mapping]) -> None:
+        """Cache a streamed `predict_slide` batch ({marker: {"positivity", "score"}})."""
+        idx = np.asarray(indices, np.int64)
+        with self._lock:
+            for m, part in partial.items():
+                net, cfg = self.models[m]
+                self._scores[m][idx] = part["score"]
+                if net.n_classes == 2:  # a 2-class margin is the logit of the tile positivity
+                    p = np.clip(np.asarray(part["positivity"], np.float64), 1e-12, 1 - 1e-12)
+                    logits = np.zeros((len(idx), 2))
+                    logits[:, cfg.positive_class] = np.log(p / (1 - p))
+                    self._logits[m][idx] = logits
+                self._refresh_marker(m, idx, positivity=part["positivity"])
+
+    def store_prediction(self, prediction: Any) -> np.ndarray:
+        """Take a finished `SlidePrediction` on this grid (whole-slide call, exact attention)."""
+        idx = self.grid.index_of(prediction.grid.rowcol)
+        if (idx < 0).any():
+            raise WidgetError("the prediction's tiles do not match this slide's tile grid.")
+        with self._lock:
+            for m, mp in prediction.markers.items():
+                self._scores[m][idx] = mp.scores
+                self.maps.update(m, idx, mp.positivity)
+                if len(idx) == len(self.grid):
+                    self.maps.set_attention(m, mp.attention)
+                    self.maps.set_slide_call(m, mp.probability, mp.label or "", mp.threshold,
+                                             scope="whole slide")
+                else:
+                    self._refresh_marker(m, idx, positivity=mp.positivity)
+        return idx
+
+    def _refresh_marker(self, m: str, idx: np.ndarray, positivity: Any = None) -> None:
+        from .slide_model import tile_maps
+
+        _, cfg = self.models[m]
+        seen = np.isfinite(self._scores[m]) & np.isfinite(self._logits[m]).all(axis=1)
+        tm = tile_maps(self._scores[m][seen], self._logits[m][seen], cfg.positive_class)
+        pos = np.full(len(self.grid), np.nan)
+        att = np.full(len(self.grid), np.nan)
+        pos[seen], att[seen] = tm["positivity"], tm["attention"]
+        self.maps.update(m, idx, pos[idx] if positivity is None else positivity)
+        self.maps.set_attention(m, att)
+        prob = tm["probability"]
+        label = cfg.label_for(prob) or ""
+        self.maps.set_slide_call(m, prob, label, cfg.threshold, scope=f"tiles seen ({int(seen.sum())})")
+
+    def close(self) -> None:
+        self.slide.close()

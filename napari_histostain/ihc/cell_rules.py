@@ -1,0 +1,105 @@
+"""Which nuclei count: IHC indices are scored on tumour cells, so lymphocytes, fibroblasts, debris,
+merged lymphocytes and nuclei in the stroma are left out, each with its reason (`EXCLUSION_NAMES`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .params import EXCLUSION_NAMES, IHCParams
+
+
+def merged_lymphocyte_like(area_um2: np.ndarray, hema: np.ndarray, dab: np.ndarray,
+                           lymphocyte_od: float, params: IHCParams = IHCParams()) -> np.ndarray:
+    """Nuclei that look like overlapping lymphocytes merged into one blob, but for thinness:
+    negative, at least the lymphocyte area, `merged_lymphocyte_density_ratio` x denser than a
+    lymphocyte (`lymphocyte_od`: see `lymphocyte_density`)."""
+    return ((area_um2 >= params.lymphocyte_area_um2) & (dab < params.thresholds[0])
+            & (hema + dab > params.merged_lymphocyte_density_ratio * lymphocyte_od))
+
+
+def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
+                  hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
+                  inscribed_um: np.ndarray | None = None,
+                  context: np.ndarray | None = None) -> np.ndarray:
+    """Which nuclei enter the indices (`exclusion_codes` == 0)."""
+    return exclusion_codes(area_um2, elongation, width_um, hema, dab, params, inscribed_um,
+                           context) == 0
+
+
+def exclusion_codes(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
+                    hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
+                    inscribed_um: np.ndarray | None = None,
+                    context: np.ndarray | None = None) -> np.ndarray:
+    """Why each nucleus is left out of the indices (int8 index into `EXCLUSION_NAMES`; 0: counted).
+    All count with `cells="all"`; with `cells="tumour"` lymphocyte-, fibroblast-like and stromal
+    nuclei and debris do not.
+
+    Lymphocytes: small, dense and round (`lymphocyte_max_elongation`: a small elongated nucleus is
+    a tumour nucleus, whatever its stain); dense fragments smaller than `fragment_area_um2`
+    (karyorrhectic debris of necrosis, apoptotic bodies) go with them whatever their shape.
+    Fibroblasts: long and thin, unless strongly DAB-stained (>= 2+): those are mitotic figures
+    (Ki-67 positive by definition), which count. The counterstain's strength varies from slide
+    to slide, so "dense" is also relative: denser than
+    `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts among the nuclei
+    given (the slide's own stroma calibrates it), when there are enough of them. Overlapping
+    lymphocytes merge into one larger blob: a negative nucleus above the lymphocyte area whose
+    largest inscribed circle is thinner than `merged_lymphocyte_inscribed_um` and whose density is
+    `merged_lymphocyte_density_ratio` x the lymphocyte density is taken for one (with `inscribed_um`).
+    Indices are scored in the tumour, not in the stroma: with `context` (each nucleus' local
+    background OD), nuclei in surroundings paler than `stroma_context_ratio` x those of the median
+    counted nucleus are left out unless large (`stromal`).
+    """
+    codes = np.zeros(len(area_um2), np.int8)
+    if params.cells == "all":
+        return codes
+    density = hema + dab
+    cls = np.digitize(dab, params.thresholds)
+    fibroblast = (elongation > params.max_elongation) & (width_um < params.fibroblast_width_um)
+    fibroblast &= cls < params.mitosis_class
+    small = area_um2 < params.lymphocyte_area_um2
+    dense = lymphocyte_density(density, fibroblast & (cls == 0), params)
+    small_dense = small & (density > dense)
+    fragment = small_dense & (area_um2 < params.fragment_area_um2)
+    lymphocyte = small_dense & (elongation < params.lymphocyte_max_elongation) & ~fragment
+    merged = np.zeros(len(area_um2), bool)
+    if inscribed_um is not None:
+        merged = (merged_lymphocyte_like(area_um2, hema, dab, dense, params)
+                  & (inscribed_um < params.merged_lymphocyte_inscribed_um))
+    others = fibroblast | lymphocyte | fragment | merged
+    # stroma is judged among the nuclei that no other rule leaves out
+    stroma = (stromal(context, area_um2, ~others, params) if context is not None
+              else np.zeros(len(area_um2), bool))
+    # one reason per nucleus: the first in EXCLUSION_NAMES that applies
+    for name, mask in (("stroma", stroma), ("merged lymphocytes", merged), ("debris", fragment),
+                       ("lymphocyte", lymphocyte), ("fibroblast", fibroblast)):
+        codes[mask] = EXCLUSION_NAMES.index(name)
+    return codes
+
+
+def stromal(context: np.ndarray, area_um2: np.ndarray, counted: np.ndarray,
+            params: IHCParams = IHCParams()) -> np.ndarray:
+    """Nuclei in the stroma: their surroundings (`context`, the local background OD under the
+    nucleus: cytoplasm or stroma) are paler than `stroma_context_ratio` x the median of the
+    `counted` ones (tumour cytoplasm carries stain, stroma less), and they are smaller than
+    `stroma_keep_area_ratio` x the median counted nucleus in the tumour (a large nucleus is a
+    tumour nucleus wherever it lies). Judged only when at least `context_min_nuclei` are counted
+    (0 turns it off)."""
+    none = np.zeros(len(context), bool)
+    if params.context_min_nuclei <= 0 or int(counted.sum()) < params.context_min_nuclei:
+        return none
+    pale = context < params.stroma_context_ratio * float(np.median(context[counted]))
+    tumour = counted & ~pale
+    if not tumour.any():
+        return none
+    return pale & (area_um2 < params.stroma_keep_area_ratio * float(np.median(area_um2[tumour])))
+
+
+def lymphocyte_density(density: np.ndarray, negative_fibroblasts: np.ndarray,
+                       params: IHCParams = IHCParams()) -> float:
+    """The density above which a small nucleus is a lymphocyte: `lymphocyte_od`, raised to
+    `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts when there are
+    at least `calibration_fibroblasts` of them (a strongly counterstained slide)."""
+    if int(negative_fibroblasts.sum()) < params.calibration_fibroblasts:
+        return params.lymphocyte_od
+    reference = float(np.median(density[negative_fibroblasts]))
+    return max(params.lymphocyte_od, params.lymphocyte_fibroblast_ratio * reference)

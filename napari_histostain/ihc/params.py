@@ -1,0 +1,70 @@
+"""Settings of IHC quantification (`IHCParams`) and the names of nucleus classes and exclusions.
+
+Lengths are micrometres, densities log10 optical-density units. The settings are grouped by purpose
+in the order a nucleus meets them: detection, scoring, which cells count, PD-L1 membranes, p53
+patterns and weak labels, reading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..markers import weak_label_cutoff
+from .errors import IHCError
+
+#: Nucleus classes by mean DAB optical density.
+CLASS_NAMES = ("negative", "1+", "2+", "3+")
+P53_PATTERNS = ("wild-type", "overexpression", "null")
+#: why a nucleus is left out of the indices (`cell_rules.exclusion_codes`; code 0: it is counted)
+EXCLUSION_NAMES = ("", "fibroblast", "lymphocyte", "debris", "merged lymphocytes", "stroma")
+
+
+@dataclass(frozen=True)
+class IHCParams:
+    """Settings of the quantification; lengths in micrometres, densities in log10 OD units."""
+
+    # -- scoring: mean nuclear DAB OD for 1+ / 2+ / 3+
+    thresholds: tuple[float, float, float] = (0.2, 0.4, 0.6)
+    # -- nucleus detection
+    nucleus_radius_um: float = 3.5  # typical nucleus radius: sets smoothing and seed spacing
+    min_nucleus_area_um2: float = 8.0
+    nucleus_od: float = 0.08  # hematoxylin(+DAB) OD a nucleus pixel exceeds at least
+    nucleus_contrast: float = 0.05  # ... and by this much its local background (white top-hat)
+    nucleus_od_dense: float = 0.5  # OD above which a pixel is nucleus whatever its surroundings
+    nucleus_core_fraction: float = 0.6  # DAB also measured where depth >= this x the deepest
+    # -- which cells count
+    cells: str = "tumour"  # "tumour": leave lymphocyte/fibroblast-like and stromal nuclei out; "all"
+    lymphocyte_area_um2: float = 38.0  # nuclei smaller than this and ...
+    lymphocyte_od: float = 0.28  # ... denser (mean hematoxylin + DAB OD) than this: lymphocytes
+    lymphocyte_fibroblast_ratio: float = 1.1  # ... and than this x the slide's fibroblast density
+    lymphocyte_max_elongation: float = 1.3  # ... and rounder than this (major / minor axis),
+    fragment_area_um2: float = 19.0  # ... or, whatever the shape, smaller than this: debris
+    merged_lymphocyte_inscribed_um: float = 3.4  # larger negative nuclei thinner than this ...
+    merged_lymphocyte_density_ratio: float = 1.8  # ... and this x denser: merged lymphocytes
+    stroma_context_ratio: float = 0.85  # nuclei in a background this x paler than usual: stroma
+    stroma_keep_area_ratio: float = 1.5  # ... unless this x larger than the usual tumour nucleus
+    context_min_nuclei: int = 20  # ... judged when at least this many nuclei are counted (0: off)
+    calibration_fibroblasts: int = 20  # fibroblast-like nuclei needed for that calibration
+    max_elongation: float = 2.0  # nuclei longer than this x their width and ...
+    fibroblast_width_um: float = 5.0  # ... thinner than this are fibroblasts, unless
+    mitosis_class: int = 3  # ... of this class or above: mitotic figures (4: no such exception)
+    # -- tissue, PD-L1 membranes, p53 patterns, weak labels, reading
+    tissue_od: float = 0.15  # summed RGB OD above which a pixel is tissue (not glass)
+    membrane_ring_um: float = 2.5  # width of the ring around a nucleus scored for PD-L1
+    membrane_od: float = 0.2  # DAB OD of a stained membrane pixel
+    membrane_coverage: float = 0.2  # fraction of ring pixels stained for a membrane-positive cell
+    p53_strong_class: int = 2  # nuclei of this class or above count as "strongly positive"
+    p53_overexpression: float = 0.8  # strongly positive fraction for "overexpression"
+    p53_null: float = 0.025  # positive fraction below which p53 is "null" (stray controls)
+    ki67_cutoff: float = weak_label_cutoff("ki67")  # Ki-67 index (%) for the weak label 1
+    pdl1_cutoff: float = weak_label_cutoff("pdl1")  # PD-L1 TPS (%) for the weak label 1
+    eosin_fraction_max: float = 0.2  # tissue fraction with eosin above which an image is H&E
+    analysis_mpp: float = 0.5  # read the coarsest pyramid level not coarser than this
+
+
+def with_thresholds(params: IHCParams, thresholds: tuple[float, float, float]) -> IHCParams:
+    """`params` with other 1+/2+/3+ thresholds (checked to increase)."""
+    t = tuple(float(v) for v in thresholds)
+    if len(t) != 3 or not (0 < t[0] < t[1] < t[2]):
+        raise IHCError(f"thresholds must be three increasing positive OD values, got {thresholds}.")
+    return replace(params, thresholds=t)

@@ -1,0 +1,110 @@
+"""Atomic file writing: write to a temporary file beside the target, then rename.
+
+A crash, a full disk or a read-only folder never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import HistostainError
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+class OutputError(HistostainError):
+    """An output could not be written (read-only folder, full disk, ...)."""
+
+
+def _explain(path: Path, exc: OSError) -> OutputError:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "the folder is read-only or you lack permission; choose another output folder"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full; free some space or choose another output folder"
+    else:
+        what = exc.strerror or str(exc)
+    return OutputError(f"could not write {path}: {what}. Nothing was written.")
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """Create a folder (and parents), turning OS errors into a clear `OutputError`."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _explain(p, exc) from exc
+    if not os.access(p, os.W_OK):
+        raise OutputError(f"could not write to {p}: the folder is read-only; choose another output folder.")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it to `path`, on failure delete it.
+
+    For writers that want a file name (tifffile, matplotlib, zarr, torch.save).
+    """
+    target = Path(path)
+    ensure_dir(target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _explain(target, exc) from exc
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get normal permissions
+        os.replace(tmp_path, target)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise _explain(target, exc) from exc
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside `path` for writing; rename it to `path` when the block succeeds."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:
+    """Atomically write `obj` as pretty JSON."""
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, **kwargs)
+        fh.write("\n")
+    return Path(path)
+
+
+def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> Path:
+    """Atomically write `rows` (dicts; missing cells empty, extra keys ignored) as a CSV table."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(buf.getvalue())
+    return Path(path)

@@ -1,0 +1,121 @@
+"""tifffile + zarr: pyramidal (OME-)TIFFs that OpenSlide declines."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SlideError
+from ..metadata import SlideInfo, ome_mpp, resolve_mpp, tiff_resolution_mpp
+from . import composite_rgba
+
+
+class TiffBackend:
+    """Pyramidal (OME-)TIFF through tifffile's zarr store; one zarr array per level."""
+
+    name = "tifffile"
+
+    def __init__(self, tif, levels, background, downsamples):
+        self._tif = tif
+        self._levels = levels  # zarr arrays, (H, W, C)
+        self._bg = background
+        self._ds = downsamples
+        self._lock = threading.Lock()
+
+    def read_region(self, location, level, size) -> np.ndarray:
+        arr = self._levels[level]
+        H, W = arr.shape[:2]
+        ds = self._ds[level]
+        x0 = int(location[0] // ds)
+        y0 = int(location[1] // ds)
+        w, h = size
+        out = np.empty((h, w, 3), np.uint8)
+        out[:] = self._bg
+        xs, ys = max(x0, 0), max(y0, 0)
+        xe, ye = min(x0 + w, W), min(y0 + h, H)
+        if xe > xs and ye > ys:
+            with self._lock:  # one file handle: serialise seeks
+                block = np.asarray(arr[ys:ye, xs:xe])
+            if block.ndim == 2:
+                block = np.repeat(block[..., None], 3, axis=2)
+            if block.shape[2] == 4:
+                block = composite_rgba(block, self._bg)
+            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = block[..., :3]
+        return out
+
+    def associated_image(self, name: str) -> np.ndarray:
+        raise KeyError(name)
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+def is_ome_tiff(p: Path) -> bool:
+    """Whether `p` is a TIFF with OME-XML metadata."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(p)) as tif:
+            return bool(tif.is_ome)
+    except Exception:
+        return False
+
+
+def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None:
+    """Open a pyramidal TIFF or an OME-TIFF; None for other files (plain images included)."""
+    import tifffile
+    import zarr
+
+    try:
+        tif = tifffile.TiffFile(str(p))
+    except Exception:
+        return None
+    try:
+        series = tif.series[0]
+        levels = series.levels
+        if len(levels) < 2 and not tif.is_ome:
+            tif.close()
+            return None  # a plain image, not a slide: leave it to other readers
+        shapes = []
+        for lv in levels:
+            if lv.axes not in ("YXS", "YX"):
+                tif.close()
+                return None
+            shapes.append(lv.shape)
+        mpp_x, mpp_y = ome_mpp(tif.ome_metadata) if tif.is_ome else (None, None)
+        if mpp_x is None:
+            mpp_x, mpp_y = tiff_resolution_mpp(levels[0].pages[0])
+        mpp, source = resolve_mpp(mpp_x, mpp_y, None, display)
+        store = tif.aszarr()
+        group = zarr.open(store, mode="r")
+        arrays = [group[str(i)] for i in range(len(levels))] if len(levels) > 1 else [group]
+        W0 = shapes[0][1]
+        dims = tuple((int(s[1]), int(s[0])) for s in shapes)
+        downs = tuple(W0 / d[0] for d in dims)
+        tiles = []
+        for lv in levels:
+            pg = lv.pages[0]
+            tiles.append((int(pg.tilewidth or pg.imagewidth), int(pg.tilelength or pg.rowsperstrip)))
+    except SlideError:
+        raise
+    except Exception as exc:
+        tif.close()
+        raise SlideError(f"{display}: a TIFF that could not be read as a slide ({exc}).") from exc
+    bg = (255, 255, 255)
+    info = SlideInfo(
+        path=str(p),
+        vendor="ome-tiff" if tif.is_ome else "tiff",
+        backend="tifffile",
+        level_dimensions=dims,
+        level_downsamples=downs,
+        tile_sizes=tuple(tiles),
+        mpp=mpp,
+        mpp_source=source,
+        objective_power=None,
+        background=bg,
+        associated_images=(),
+        properties={"tifffile.series": series.name or "", "tifffile.is_ome": str(tif.is_ome)},
+    )
+    return info, TiffBackend(tif, arrays, bg, downs)

@@ -1,0 +1,266 @@
+"""Tile predictions as heatmaps on the slide's world coordinates (pure compute, no Qt).
+
+World units are micrometres. Level-0 pixel (x, y) has its centre at world (row, col) =
+(y * mpp_y, x * mpp_x). A heatmap has one pixel per tile of the grid; its `scale` is the tile side
+in um and its `translate` the centre of tile (row 0, col 0), so the centre of heatmap pixel (r, c)
+is exactly the centre of tile (r, c) at any zoom. Pixels without a (tissue) tile are NaN, which the
+overlay colormaps draw transparent.
+
+`PredictionMaps` accumulates per-tile results (streamed batches, cached visible-region tiles or a
+finished `SlidePrediction`) and keeps the heatmap arrays that the overlay layers show in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine.tiling import TileLattice
+from ..markers import marker_name
+
+#: Overlay kinds: per-tile positivity and attention.
+KINDS = ("positivity", "attention")
+#: Key of our entry in a napari layer's `metadata`.
+META_KEY = "histostain"
+
+
+@dataclass
+class MarkerMaps:
+    """Per-tile results of one marker; NaN where a tile has not been computed yet."""
+
+    marker: str
+    positivity: np.ndarray
+    attention: np.ndarray
+    attention_logit: np.ndarray
+    probability: float = float("nan")
+    label: str = ""
+    threshold: float = 0.5
+    scope: str = ""
+
+    @property
+    def name(self) -> str:
+        return marker_name(self.marker)
+
+
+@dataclass
+class PredictionMaps:
+    """Per-tile results on one tile grid, plus the heatmap arrays the overlays show.
+
+    Heatmap arrays (`heatmap(marker, kind)`) are created once and updated in place, so overlay
+    layers built on them only need a `refresh()`.
+    """
+
+    lattice: TileLattice
+    coords: np.ndarray
+    rowcol: np.ndarray
+    tissue_fraction: np.ndarray
+    slide_path: str = ""
+    markers: dict[str, MarkerMaps] = field(default_factory=dict)
+    done: np.ndarray = field(default=None)  # type: ignore[assignment]
+    info: dict = field(default_factory=dict)
+    _heatmaps: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.coords = np.asarray(self.coords, dtype=np.int64).reshape(-1, 2)
+        self.rowcol = np.asarray(self.rowcol, dtype=np.int64).reshape(-1, 2)
+        self.tissue_fraction = np.asarray(self.tissue_fraction, dtype=np.float32).reshape(-1)
+        if self.done is None:
+            self.done = np.zeros(len(self.coords), bool)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_grid(cls, grid: Any, markers: Iterable[str], slide_path: str = "") -> PredictionMaps:
+        """Empty maps on a `TileGrid` for `markers`."""
+        n = len(np.asarray(grid.coords).reshape(-1, 2))
+        tf = getattr(grid, "tissue_fraction", None)
+        maps = cls(
+            lattice=grid.lattice,
+            coords=grid.coords,
+            rowcol=grid.rowcol,
+            tissue_fraction=np.ones(n, np.float32) if tf is None else tf,
+            slide_path=str(slide_path),
+        )
+        for m in markers:
+            maps.add_marker(m)
+        return maps
+
+    @classmethod
+    def from_prediction(cls, prediction: Any) -> PredictionMaps:
+        """Maps holding a finished `inference.SlidePrediction`."""
+        maps = cls.from_grid(prediction.grid, prediction.markers, str(prediction.slide_path or ""))
+        idx = np.arange(len(maps))
+        for key, mp in prediction.markers.items():
+            maps.update(key, idx, mp.positivity, mp.attention)
+            scope = "region" if getattr(prediction.grid, "region", None) else "whole slide"
+            maps.set_slide_call(key, mp.probability, mp.label or "", mp.threshold, scope=scope)
+        maps.info["messages"] = list(getattr(prediction, "messages", []))
+        return maps
+
+    def add_marker(self, marker: str) -> MarkerMaps:
+        if marker not in self.markers:
+            nan = np.full(len(self), np.nan, np.float32)
+            self.markers[marker] = MarkerMaps(marker, nan.copy(), nan.copy(), nan.copy())
+        return self.markers[marker]
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    @property
+    def tile_px0(self) -> float:
+        """Tile side in level-0 pixels."""
+        return self.lattice.tile_px0
+
+    @property
+    def slide_mpp(self) -> tuple[float, float]:
+        """The slide's (mpp_x, mpp_y)."""
+        return self.lattice.mpp
+
+    # -- updates -------------------------------------------------------------------------------
+    def update(
+        self,
+        marker: str,
+        indices: Any,
+        positivity: Any,
+        attention: Any | None = None,
+        attention_logit: Any | None = None,
+    ) -> None:
+        """Store per-tile results of `marker` for tile `indices` and update its heatmaps in place."""
+        mm = self.add_marker(marker)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        mm.positivity[idx] = np.asarray(positivity, np.float32).reshape(-1)
+        if attention_logit is not None:
+            mm.attention_logit[idx] = np.asarray(attention_logit, np.float32).reshape(-1)
+        if attention is not None:
+            mm.attention[idx] = np.asarray(attention, np.float32).reshape(-1)
+        elif attention_logit is not None:
+            mm.attention[:] = softmax_over_finite(mm.attention_logit)
+        self.done[idx] = True
+        self._refresh_heatmaps(marker)
+
+    def set_attention(self, marker: str, attention: Any) -> None:
+        """Replace the whole attention vector of `marker` (e.g. re-normalised over all tiles)."""
+        mm = self.add_marker(marker)
+        mm.attention[:] = np.asarray(attention, np.float32).reshape(-1)
+        self._refresh_heatmaps(marker)
+
+    def set_slide_call(
+        self, marker: str, probability: float, label: str = "", threshold: float = 0.5, scope: str = ""
+    ) -> None:
+        mm = self.add_marker(marker)
+        mm.probability = float(probability)
+        mm.label = str(label)
+        mm.threshold = float(threshold)
+        mm.scope = scope
+
+    def _refresh_heatmaps(self, marker: str) -> None:
+        for kind in KINDS:
+            arr = self._heatmaps.get((marker, kind))
+            if arr is not None:
+                fill_heatmap(arr, self.rowcol, self.values(marker, kind))
+
+    # -- views ---------------------------------------------------------------------------------
+    def values(self, marker: str, kind: str) -> np.ndarray:
+        """Per-tile values (N,) of an overlay kind; NaN for tiles not computed."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown overlay kind {kind!r}; use one of {KINDS}")
+        return getattr(self.markers[marker], kind)
+
+    def heatmap(self, marker: str, kind: str) -> np.ndarray:
+        """The (n_rows, n_cols) float32 heatmap of `marker`/`kind`, NaN outside computed tiles.
+
+        The same array object is returned every time and updated in place by `update`.
+        """
+        key = (marker, kind)
+        if key not in self._heatmaps:
+            arr = np.full(self.lattice.shape, np.nan, np.float32)
+            fill_heatmap(arr, self.rowcol, self.values(marker, kind))
+            self._heatmaps[key] = arr
+        return self._heatmaps[key]
+
+    def tile_at(self, world_rc: Any) -> int | None:
+        """Index of the grid tile under a world point (um), or None."""
+        r, c = self.lattice.world_to_rowcol(world_rc)
+        hit = np.flatnonzero((self.rowcol[:, 0] == r) & (self.rowcol[:, 1] == c))
+        return int(hit[0]) if len(hit) else None
+
+    def tile_scores(self, index: int) -> dict:
+        """A tile's position and per-marker scores, for display."""
+        x, y = (int(v) for v in self.coords[index])
+        out = {
+            "tile": int(index),
+            "row": int(self.rowcol[index, 0]),
+            "col": int(self.rowcol[index, 1]),
+            "x": x,
+            "y": y,
+            "tissue_fraction": float(self.tissue_fraction[index]),
+            "computed": bool(self.done[index]),
+            "markers": {},
+        }
+        for key, mm in self.markers.items():
+            out["markers"][key] = {
+                "positivity": float(mm.positivity[index]),
+                "attention": float(mm.attention[index]),
+            }
+        return out
+
+    def positive_fraction(self, marker: str, tile_threshold: float = 0.5) -> float:
+        """Tissue-weighted fraction of computed tissue tiles with positivity >= `tile_threshold`."""
+        pos = self.markers[marker].positivity
+        ok = np.isfinite(pos)
+        w = self.tissue_fraction[ok].astype(float)
+        if not ok.any() or w.sum() <= 0:
+            return float("nan")
+        return float(np.sum(w * (pos[ok] >= tile_threshold)) / w.sum())
+
+    def summary(self, tile_threshold: float = 0.5) -> dict:
+        """Per-marker slide call, probability and positive-tissue fraction."""
+        out = {}
+        for key, mm in self.markers.items():
+            out[key] = {
+                "marker": mm.name,
+                "probability": mm.probability,
+                "label": mm.label,
+                "threshold": mm.threshold,
+                "scope": mm.scope,
+                "positive_fraction": self.positive_fraction(key, tile_threshold),
+                "tiles_computed": int(np.isfinite(mm.positivity).sum()),
+                "tiles_total": len(self),
+            }
+        return out
+
+    def metadata(self, marker: str, kind: str) -> dict:
+        """The `layer.metadata[META_KEY]` entry of an overlay (what writers need)."""
+        return {
+            "marker": marker,
+            "kind": kind,
+            "geometry": self.lattice.to_dict(),
+            "slide_path": self.slide_path,
+            "maps": self,
+        }
+
+
+def fill_heatmap(arr: np.ndarray, rowcol: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Write per-tile `values` into `arr` at `rowcol` (in place); other pixels stay as they are."""
+    if len(rowcol):
+        arr[rowcol[:, 0], rowcol[:, 1]] = values
+    return arr
+
+
+def heatmap(lattice: TileLattice, rowcol: Any, values: Any) -> np.ndarray:
+    """A (n_rows, n_cols) float32 heatmap from per-tile values, NaN where there is no tile."""
+    arr = np.full(lattice.shape, np.nan, np.float32)
+    return fill_heatmap(arr, np.asarray(rowcol, np.int64).reshape(-1, 2), np.asarray(values, np.float32))
+
+
+def softmax_over_finite(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the finite entries (NaN stays NaN): attention normalised over tiles seen."""
+    out = np.full(logits.shape, np.nan, np.float32)
+    ok = np.isfinite(logits)
+    if ok.any():
+        z = logits[ok].astype(np.float64)
+        e = np.exp(z - z.max())
+        out[ok] = e / e.sum()
+    return out

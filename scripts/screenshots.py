@@ -1,0 +1,126 @@
+"""Make the user-guide screenshots (docs/images/gui_*.png) under a display or Xvfb.
+
+    xvfb-run -a .venv/bin/python scripts/screenshots.py docs/images
+
+Uses the simulated Ki-67 sample case. Where no bundled models are installed, seeded (untrained)
+models are used and the pictures say so in the model line of the widget.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _wait(cond, timeout: float = 300.0, settle: bool = True) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    t0 = time.perf_counter()
+    while not cond():
+        QApplication.processEvents()
+        time.sleep(0.02)
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("screenshot step timed out")
+    for _ in range(20 if settle else 0):
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def _dismiss_notifications() -> None:
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QApplication
+
+    for w in QApplication.allWidgets():
+        if isinstance(w, NapariQtNotification):
+            w.close()
+    QApplication.processEvents()
+
+
+def _shot(viewer, path: Path) -> Path:
+    _dismiss_notifications()
+    viewer.screenshot(str(path), canvas_only=False)
+    return path
+
+
+def _model_files(markers, folder: Path) -> list[Path]:
+    from napari_histostain.engine.model_files import bundled_model_path, save_model_file, seeded_model
+
+    out = []
+    for k, m in enumerate(markers):
+        if not bundled_model_path(m).is_file():
+            net, cfg = seeded_model(m, seed=7 + k)
+            out.append(save_model_file(folder / f"{m}-seeded.pt", net, cfg))
+    return out
+
+
+def main(out_dir: str = "docs/images") -> list[Path]:
+    import napari
+
+    from napari_histostain.plugin.sample_data import simulated_ki67_case
+    from napari_histostain._qt.widget import PredictionWidget
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="histostain-shots-"))
+    shots = []
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    for data, kw, _ in simulated_ki67_case():
+        viewer.add_image(data, **kw)
+    viewer.layers.selection.active = viewer.layers[0]
+    widget = PredictionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="HistoStain prediction", area="right")
+    markers = ["p53", "pdl1", "ki67"]
+    widget.set_markers(markers)
+    files = _model_files(markers, tmp)
+    if files:
+        widget.set_model_files(files)
+    # 1. visible region, streaming in while the viewer is zoomed in
+    viewer.reset_view()
+    viewer.camera.zoom *= 1.6
+    widget.set_mode("visible")
+    widget.visible_batch_size = 1
+    widget.refresh_interval = 0.0  # draw every tile as it arrives, so status and overlay agree
+    widget.run()
+    _wait(lambda: widget.live and widget.predictor is not None and widget.stream_updates >= 4,
+          settle=False)
+    shots.append(_shot(viewer, out / "gui_visible_region.png"))
+    _wait(lambda: widget._live is not None and not widget._live.pending and not widget._live.in_flight)
+    widget.stop()
+    widget.refresh_interval = 0.25
+    # 2. whole slide, positivity overlay and results panel
+    viewer.reset_view()
+    widget.set_mode("whole")
+    widget.run()
+    _wait(lambda: not widget.busy)
+    for ly in viewer.layers:
+        if ly.name.endswith(("positivity", "attention")):
+            ly.visible = ly.name == "Ki-67 positivity"
+    g = widget.predictor.grid
+    widget.show_tile_at(g.centres_um()[len(g) // 2])
+    shots.append(_shot(viewer, out / "gui_whole_slide.png"))
+    # 3. attention map
+    viewer.layers["Ki-67 positivity"].visible = False
+    viewer.layers["Ki-67 attention"].visible = True
+    _wait(lambda: True)
+    shots.append(_shot(viewer, out / "gui_attention.png"))
+    # 4. the exported report thumbnail
+    paths = widget.export_to(tmp / "export")
+    png = next(p for p in paths if p.name.endswith(".report.png"))
+    shots.append(out / "gui_report.png")
+    from PIL import Image
+
+    with Image.open(png) as im:  # half size is plenty for the guide
+        im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS).save(shots[-1])
+    widget.close_session()
+    viewer.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return shots
+
+
+if __name__ == "__main__":
+    for p in main(*sys.argv[1:2]):
+        print(p)

@@ -1,0 +1,120 @@
+"""`histostain predict`: outputs written atomically, clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from napari_histostain.engine import model_files as model_mod
+from napari_histostain.cli import main
+from napari_histostain.engine.model_files import save_model_file, seeded_model
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 7, stride=4)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    enc = d / "tiny.pt"
+    torch.jit.save(torch.jit.script(_Tiny()), str(enc),
+                   _extra_files={"histostain.json": json.dumps({"id": "tiny"})})
+    models = {}
+    for i, m in enumerate(("p53", "ki67")):
+        net, cfg = seeded_model(m, seed=i, in_dim=8, encoder_id="tiny")
+        models[m] = save_model_file(d / f"{m}.pt", net, cfg)
+    return enc, models
+
+
+def _args(slide, out, files, *extra):
+    enc, models = files
+    return ["predict", str(slide), "--out", str(out), "--encoder", str(enc), "--marker", "p53",
+            "--marker", "ki67", "--model", f"p53={models['p53']}", "--model",
+            f"ki67={models['ki67']}", *extra]
+
+
+def test_predict_writes_json_and_csv(synthetic_slide, files, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_args(synthetic_slide, out, files, "--tile-mpp", "0.5")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["synthetic.prediction.json",
+                                                     "synthetic.tiles.csv"]
+    doc = json.loads((out / "synthetic.prediction.json").read_text())
+    assert set(doc["markers"]) == {"p53", "ki67"} and doc["grid"]["tile_mpp"] == 0.5
+    lines = (out / "synthetic.tiles.csv").read_text().splitlines()
+    assert len(lines) == doc["grid"]["n_tiles"] + 1 and "ki67_attention" in lines[0]
+    captured = capsys.readouterr()
+    assert "Ki-67" in captured.out and "wrote" in captured.out
+    assert "tile" in captured.err  # the progress bar
+
+
+def test_region_and_mpp_options(synthetic_slide, files, tmp_path):
+    out = tmp_path / "out"
+    assert main(_args(synthetic_slide, out, files, "--region", "0,0,1500,1000", "--mpp", "0.25",
+                      "--quiet")) == 0
+    doc = json.loads((out / "synthetic.prediction.json").read_text())
+    assert doc["grid"]["region"] == [0, 0, 1500, 1000] and doc["grid"]["slide_mpp"] == [0.25, 0.25]
+
+
+def test_export_flag_writes_qupath_geojson_and_heatmaps(synthetic_slide, files, tmp_path):
+    import tifffile
+    from shapely.geometry import shape
+
+    out = tmp_path / "out"
+    assert main(_args(synthetic_slide, out, files, "--export", "geojson,heatmaps", "--quiet")) == 0
+    names = sorted(p.name for p in out.iterdir())
+    geojson = [n for n in names if n.endswith(".geojson")]
+    heatmaps = [n for n in names if n.endswith(".ome.tif")]
+    assert geojson and len(heatmaps) >= 2, names
+    doc = json.loads((out / "synthetic.prediction.json").read_text())
+    fc = json.loads((out / geojson[0]).read_text())
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == doc["grid"]["n_tiles"]
+    feature = fc["features"][0]
+    assert feature["properties"]["objectType"] == "tile" and shape(feature["geometry"]).area > 0
+    with tifffile.TiffFile(out / heatmaps[0]) as tif:
+        assert tif.is_ome
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--export", "pdf"], "unknown kind"),
+        (["--model", "p53=/nonexistent/model.pt"], "not found"),
+        (["--region", "1,2,3"], "X,Y,W,H"),
+        (["--model", "her2=x.pt"], "MARKER=PATH"),
+    ],
+)
+def test_bad_options_give_clear_errors(synthetic_slide, files, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    assert main(_args(synthetic_slide, out, files, *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("histostain: error:") and message in err
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_missing_slide_and_missing_bundled_model(synthetic_slide, tmp_path, capsys, monkeypatch):
+    assert main(["predict", str(tmp_path / "nope.svs"), "--out", str(tmp_path / "o"),
+                 "--marker", "p53"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    monkeypatch.setattr(model_mod, "MODELS_DIR", tmp_path / "empty")
+    assert main(["predict", str(synthetic_slide), "--out", str(tmp_path / "o"),
+                 "--marker", "pdl1"]) == 2
+    assert "no bundled PD-L1 model" in capsys.readouterr().err
+
+
+def test_help_is_quick_and_lists_options():
+    r = subprocess.run([sys.executable, "-m", "napari_histostain.cli", "predict", "--help"],
+                       cwd=Path(sys.executable).parent,  # import the installed package
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--tile-mpp" in r.stdout and "--marker" in r.stdout
