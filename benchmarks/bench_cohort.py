@@ -26,18 +26,24 @@ MARKERS = ("p53", "ki67")
 
 def _models(folder: Path) -> dict[str, str] | None:
     """Bundled models when installed, else seeded model files (same cost per tile)."""
-    from napari_histostain.engine.model_files import bundled_model_path, save_model_file, seeded_model
+    from napari_histostain.engine.model_files import (
+        bundled_model_path,
+        save_model_file,
+        seeded_model,
+    )
 
     if all(bundled_model_path(m).is_file() for m in MARKERS):
         return None
-    return {m: str(save_model_file(folder / f"{m}.pt", *seeded_model(m, seed=i)))
-            for i, m in enumerate(MARKERS)}
+    return {
+        m: str(save_model_file(folder / f"{m}.pt", *seeded_model(m, seed=i)))
+        for i, m in enumerate(MARKERS)
+    }
 
 
 def sequential(slides, out: Path, models, tiles: list) -> tuple[float, float]:
     """The plain loop a user would write; returns (wall s, s after the first slide started)."""
     t0 = time.perf_counter()
-    import torch  # noqa: F401  (import time counts, as it does in the workers)
+    import torch  # noqa: F401 - its import time counts, as in the workers
 
     from napari_histostain.engine.predict import PredictOptions, predict_slide
     from napari_histostain.results.prediction_files import save_prediction
@@ -58,9 +64,12 @@ def distributed(slides, out: Path, models, workers: int, threads: int) -> tuple[
     started = {}
     t0 = time.perf_counter()
     res = run_cohort(
-        slides, out, MARKERS, predict=PredictOptions(models=models),
+        slides,
+        out,
+        MARKERS,
+        predict=PredictOptions(models=models),
         cluster=ClusterOptions(workers=workers, threads_per_worker=threads, memory_limit="3GB"),
-        on_start=lambda *a: started.setdefault("t", time.perf_counter()),
+        on_start=lambda *_: started.setdefault("t", time.perf_counter()),
     )
     t = time.perf_counter()
     assert res.ok and res.counts["done"] == len(slides), res.failed
@@ -86,8 +95,10 @@ def main() -> None:
         ]
         slides = cohort_slides(paths)
         models = _models(tmp)
-        print(f"{args.slides} synthetic slides {args.size} x {args.size * 3 // 4} px at 0.5 um/px, "
-              f"markers {', '.join(MARKERS)}, {os.cpu_count()} CPUs")
+        print(
+            f"{args.slides} synthetic slides {args.size} x {args.size * 3 // 4} px at 0.5 um/px, "
+            f"markers {', '.join(MARKERS)}, {os.cpu_count()} CPUs"
+        )
         tiles: list[int] = []
         runs = {"sequential loop": sequential(slides, tmp / "seq", models, tiles)}
         print(f"{sum(tiles) / len(tiles):.0f} tissue tiles per slide on average")
@@ -95,13 +106,19 @@ def main() -> None:
         runs["2 workers x 1 thread"] = distributed(slides, tmp / "w2t1", models, 2, 1)
         base_wall, base_run = runs["sequential loop"]
         n = args.slides
-        print(f"{'':24s} {'wall s':>7s} {'slides/h':>9s} {'ratio':>6s} | {'run s':>7s} "
-              f"{'slides/h':>9s} {'ratio':>6s}")
+        print(
+            f"{'':24s} {'wall s':>7s} {'slides/h':>9s} {'ratio':>6s} | {'run s':>7s} "
+            f"{'slides/h':>9s} {'ratio':>6s}"
+        )
         for name, (wall, run) in runs.items():
-            print(f"{name:24s} {wall:7.1f} {n / wall * 3600:9.0f} {base_wall / wall:6.2f} | "
-                  f"{run:7.1f} {n / run * 3600:9.0f} {base_run / run:6.2f}")
-        print("wall: end to end (cluster start, torch import, model loading included); run: from "
-              "the first submitted task (sequential: after import). ratio: vs the sequential loop.")
+            print(
+                f"{name:24s} {wall:7.1f} {n / wall * 3600:9.0f} {base_wall / wall:6.2f} | "
+                f"{run:7.1f} {n / run * 3600:9.0f} {base_run / run:6.2f}"
+            )
+        print(
+            "wall: end to end (cluster start, torch import, model loading included); run: from "
+            "the first submitted task (sequential: after import). ratio: vs the sequential loop."
+        )
 
 
 if __name__ == "__main__":

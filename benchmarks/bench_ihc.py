@@ -31,10 +31,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "dab.tiff"
         t = time.perf_counter()
-        write_slide(path, args.size, args.size,
-                    dab_slide_renderer(args.size, args.size, args.mpp, positive_fraction=0.3),
-                    args.mpp)
-        print(f"wrote {args.size}x{args.size} px synthetic DAB slide in {time.perf_counter() - t:.1f} s")
+        write_slide(
+            path,
+            args.size,
+            args.size,
+            dab_slide_renderer(args.size, args.size, args.mpp, positive_fraction=0.3),
+            args.mpp,
+        )
+        print(
+            f"wrote {args.size}x{args.size} px synthetic DAB slide in {time.perf_counter() - t:.1f} s"
+        )
         with open_slide(path) as slide:
             grid = ihc.slide_grid(slide)
             n = len(grid.coords)
@@ -43,8 +49,9 @@ def main() -> None:
             margin0 = 2.0 * params.nucleus_radius_um / slide.mpp[0]
 
             t = time.perf_counter()
-            for _ in ihc_quantify._read_tiles(slide, grid, np.arange(n), level, margin0,
-                                              args.threads):
+            for _ in ihc_quantify._read_tiles(
+                slide, grid, np.arange(n), level, margin0, args.threads
+            ):
                 pass
             read_s = time.perf_counter() - t
 
@@ -53,8 +60,10 @@ def main() -> None:
             quant_s = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s = result.summary()
-    print(f"tiles: {n} of {grid.tile_px0:.0f} px (224 um), {s['n_nuclei']} nuclei, "
-          f"Ki-67 index {s['ki67_index']:.1f} % (rendered ~30 %)")
+    print(
+        f"tiles: {n} of {grid.tile_px0:.0f} px (224 um), {s['n_nuclei']} nuclei, "
+        f"Ki-67 index {s['ki67_index']:.1f} % (rendered ~30 %)"
+    )
     print(f"baseline (read tiles only): {n / read_s:.1f} tiles/s ({read_s:.2f} s)")
     print(f"quantify (read + analyse):  {n / quant_s:.1f} tiles/s ({quant_s:.2f} s)")
     print(f"ratio quantify/read time: {quant_s / read_s:.1f}x; peak RSS {rss_mb:.0f} MB")

@@ -24,6 +24,7 @@ threads run at a lower priority so they do not stall torch's threads.
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import subprocess
 import sys
@@ -41,8 +42,9 @@ def _texture(size: int = 1024, seed: int = 0) -> np.ndarray:
     img[:] = (228, 150, 188)
     img += rng.normal(0, 12, (size, size, 1))
     yy, xx = np.mgrid[0:size, 0:size]
-    for cy, cx, r in zip(rng.integers(0, size, 2500), rng.integers(0, size, 2500),
-                         rng.uniform(3, 7, 2500)):
+    for cy, cx, r in zip(
+        rng.integers(0, size, 2500), rng.integers(0, size, 2500), rng.uniform(3, 7, 2500)
+    ):
         y0, y1, x0, x1 = max(cy - 8, 0), min(cy + 8, size), max(cx - 8, 0), min(cx + 8, size)
         d = (yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 < r * r
         img[y0:y1, x0:x1][d] = (90, 55, 145)
@@ -117,18 +119,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6, help="bands of the slide for (a)/(b)")
     ap.add_argument("--slide", type=Path, help="reuse/write the benchmark slide here")
     ap.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--encoder", default="efficientnet-lite0-multiscale",
-                    help="tile encoder (default: the bundled models' efficientnet-lite0-multiscale)")
+    ap.add_argument(
+        "--encoder",
+        default="efficientnet-lite0-multiscale",
+        help="tile encoder (default: the bundled models' efficientnet-lite0-multiscale)",
+    )
     args = ap.parse_args()
 
     import torch
 
     from napari_histostain.engine.encoders import get_encoder
-    from napari_histostain.engine.predict import PredictOptions, predict_slide
     from napari_histostain.engine.model_files import seeded_model
-    from napari_histostain.io.slide import open_slide
+    from napari_histostain.engine.predict import PredictOptions, predict_slide
     from napari_histostain.engine.tiling import make_grid
     from napari_histostain.engine.tissue import detect_tissue
+    from napari_histostain.io.slide import open_slide
 
     path = args.slide or Path(tempfile.gettempdir()) / f"histostain-bench-infer-{args.tiles}.tif"
     if args.write_only:
@@ -136,13 +141,23 @@ def main() -> None:
         return
     if not path.exists():  # in a child process, so that (d) measures prediction, not writing
         t = time.perf_counter()
-        cmd = [sys.executable, __file__, "--write-only", "--tiles", str(args.tiles), "--slide", str(path)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--write-only",
+            "--tiles",
+            str(args.tiles),
+            "--slide",
+            str(path),
+        ]
         subprocess.run(cmd, check=True)
         print(f"  written in {time.perf_counter() - t:.0f} s")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
     encoder = get_encoder(args.encoder)
-    models = {m: seeded_model(m, seed=i, in_dim=encoder.dim, encoder_id=encoder.id)
-              for i, m in enumerate(("p53", "pdl1", "ki67"))}
+    models = {
+        m: seeded_model(m, seed=i, in_dim=encoder.dim, encoder_id=encoder.id)
+        for i, m in enumerate(("p53", "pdl1", "ki67"))
+    }
 
     with open_slide(path) as slide:
         # (a) and (b) alternate band by band, so that load from other processes hits both alike
@@ -157,7 +172,7 @@ def main() -> None:
         t = time.perf_counter()
         tissue = detect_tissue(slide)  # once per slide, as in a whole-slide call; timed into (b)
         t_b += time.perf_counter() - t
-        for r0, r1 in zip(edges[:-1], edges[1:]):
+        for r0, r1 in itertools.pairwise(edges):
             t = time.perf_counter()
             n_a += encoder_only(encoder, args.batch_size, args.encoder_batches)
             t_a += time.perf_counter() - t
@@ -167,8 +182,11 @@ def main() -> None:
             pred = predict_slide(slide, options=options, region=band, tissue=tissue)
             t_b += time.perf_counter() - t
             n += len(pred.grid)
-            print(f"  rows {r0}-{r1}: {len(pred.grid)} tiles, encoder {n_a / t_a:.1f} tiles/s, "
-                  f"predict {n / t_b:.1f} tiles/s", flush=True)
+            print(
+                f"  rows {r0}-{r1}: {len(pred.grid)} tiles, encoder {n_a / t_a:.1f} tiles/s, "
+                f"predict {n / t_b:.1f} tiles/s",
+                flush=True,
+            )
         assert n == len(grid), (n, len(grid))
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         direct = slide._direct_tiles()
@@ -179,16 +197,24 @@ def main() -> None:
     b = n / t_b
     t_ours = t_b
     t_naive = per_tile_naive * len(grid_all)
-    print(f"slide: {path.name}, {len(grid_all)} lattice tiles, {n} tissue tiles at 1 um/px "
-          f"(read at level {grid.level}, {reader}); {args.rounds} rounds of (a) then "
-          "(b) on a band of rows")
+    print(
+        f"slide: {path.name}, {len(grid_all)} lattice tiles, {n} tissue tiles at 1 um/px "
+        f"(read at level {grid.level}, {reader}); {args.rounds} rounds of (a) then "
+        "(b) on a band of rows"
+    )
     print(f"(a) encoder only, random tensors:   {a:7.1f} tiles/s  ({n_a} tiles)")
-    print(f"(b) predict_slide end to end:       {b:7.1f} tiles/s  ({t_ours:.1f} s per slide, "
-          f"3 markers) -> {b / a:.2f} x (a)  [target >= 0.85]")
-    print(f"(c) naive baseline (extrapolated from {args.naive_tiles} of {len(grid_all)} tiles): "
-          f"{1 / per_tile_naive:.1f} lattice tiles/s, {t_naive:.1f} s per slide")
-    print(f"    slides/hour: ours {3600 / t_ours:.1f} vs naive {3600 / t_naive:.1f} -> "
-          f"{t_naive / t_ours:.2f} x  [target >= 2]")
+    print(
+        f"(b) predict_slide end to end:       {b:7.1f} tiles/s  ({t_ours:.1f} s per slide, "
+        f"3 markers) -> {b / a:.2f} x (a)  [target >= 0.85]"
+    )
+    print(
+        f"(c) naive baseline (extrapolated from {args.naive_tiles} of {len(grid_all)} tiles): "
+        f"{1 / per_tile_naive:.1f} lattice tiles/s, {t_naive:.1f} s per slide"
+    )
+    print(
+        f"    slides/hour: ours {3600 / t_ours:.1f} vs naive {3600 / t_naive:.1f} -> "
+        f"{t_naive / t_ours:.2f} x  [target >= 2]"
+    )
     print(f"(d) peak RSS after (b): {rss_gb:.2f} GB  [target <= 1.5]")
 
 

@@ -35,14 +35,29 @@ def _child(kind: str, px: int, mpp: float, out: str) -> None:
     seconds = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb = ru.ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"seconds": seconds, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": peak_mb}))
+    print(
+        json.dumps({"seconds": seconds, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": peak_mb})
+    )
 
 
 def _measure(kind: str, px: int, mpp: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         res = subprocess.run(
-            [sys.executable, __file__, "--child", kind, "--px", str(px), "--mpp", str(mpp), "--out", tmp],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                kind,
+                "--px",
+                str(px),
+                "--mpp",
+                str(mpp),
+                "--out",
+                tmp,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         size_mb = sum(p.stat().st_size for p in Path(tmp).rglob("*.tiff")) / 1e6
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -69,15 +84,24 @@ def main() -> None:
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     except OSError:
         pass
-    for name, r in (("baseline (2 plain synthetic slides)", base), ("simulator (1 pair + truth)", sim)):
-        print(f"{name:36s} {r['seconds']:6.1f} s wall, {r['cpu_s']:6.1f} s CPU, "
-              f"peak RSS {r['peak_rss_mb']:5.0f} MB, {r['tiff_mb']:4.0f} MB of TIFF")
-    print(f"ratio simulator / baseline: wall {sim['seconds'] / base['seconds']:.2f}x, "
-          f"CPU {sim['cpu_s'] / base['cpu_s']:.2f}x, "
-          f"peak RSS {sim['peak_rss_mb'] / base['peak_rss_mb']:.2f}x")
+    for name, r in (
+        ("baseline (2 plain synthetic slides)", base),
+        ("simulator (1 pair + truth)", sim),
+    ):
+        print(
+            f"{name:36s} {r['seconds']:6.1f} s wall, {r['cpu_s']:6.1f} s CPU, "
+            f"peak RSS {r['peak_rss_mb']:5.0f} MB, {r['tiff_mb']:4.0f} MB of TIFF"
+        )
+    print(
+        f"ratio simulator / baseline: wall {sim['seconds'] / base['seconds']:.2f}x, "
+        f"CPU {sim['cpu_s'] / base['cpu_s']:.2f}x, "
+        f"peak RSS {sim['peak_rss_mb'] / base['peak_rss_mb']:.2f}x"
+    )
     ok_t, ok_m = sim["seconds"] <= 60, sim["peak_rss_mb"] <= 2048
-    print(f"targets: <= 60 s per pair: {'met' if ok_t else 'MISSED'}; "
-          f"<= 2 GB peak RSS: {'met' if ok_m else 'MISSED'}")
+    print(
+        f"targets: <= 60 s per pair: {'met' if ok_t else 'MISSED'}; "
+        f"<= 2 GB peak RSS: {'met' if ok_m else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

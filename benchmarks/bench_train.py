@@ -33,7 +33,7 @@ def load(n_cases: int, manifest: Path | None, cache: Path | None):
     return synthetic_cases(n_cases, dim=1744, tiles=(12, 24), seed=0), "synthetic 1744-d bags"
 
 
-def epoch_seconds(cases, cfg, epochs: int) -> float:
+def epoch_seconds(cases, cfg) -> float:
     from napari_histostain.training.trainer import train_one
 
     res = train_one(cases[:-20], cases[-20:], 2, cfg)
@@ -43,6 +43,7 @@ def epoch_seconds(cases, cfg, epochs: int) -> float:
 
 def main() -> None:
     import torch
+
     from napari_histostain.training.trainer import TrainConfig
 
     root = Path(__file__).resolve().parents[1]
@@ -55,20 +56,30 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     cases, source = load(a.cases, a.manifest, a.cache)
-    common = dict(epochs=a.epochs, batch_size=32, lr=1e-3, n_tokens=a.n_tokens, folds=1,
-                  device=a.device, model_kwargs={"dropout": 0.1})
-    t_c = epoch_seconds(cases, TrainConfig(**common), a.epochs)
-    t_b = epoch_seconds(cases, TrainConfig(**common, contrastive_weight=0.0, mse_weight=0.0),
-                        a.epochs)
+    common = dict(
+        epochs=a.epochs,
+        batch_size=32,
+        lr=1e-3,
+        n_tokens=a.n_tokens,
+        folds=1,
+        device=a.device,
+        model_kwargs={"dropout": 0.1},
+    )
+    t_c = epoch_seconds(cases, TrainConfig(**common))
+    t_b = epoch_seconds(cases, TrainConfig(**common, contrastive_weight=0.0, mse_weight=0.0))
     per_model = 5 * 80 * (272 * 0.8 / (len(cases) - 20)) * (t_c + t_b)  # epochs scale with cases
-    print(f"data: {source}, {len(cases)} cases, {a.n_tokens} tokens/slide, device {a.device}, "
-          f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"data: {source}, {len(cases)} cases, {a.n_tokens} tokens/slide, device {a.device}, "
+        f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"HistoStainAlign epoch (InfoNCE+MSE+CE): {t_c:.2f} s")
     print(f"baseline CE-only epoch:                 {t_b:.2f} s")
     print(f"ratio contrastive / CE-only:            {t_c / t_b:.2f}x")
-    print(f"extrapolated: three bundled markers (5 folds x 80 epochs, both losses, 272 cases): "
-          f"{3 * per_model / 60:.1f} min (target <= 30 min)")
+    print(
+        f"extrapolated: three bundled markers (5 folds x 80 epochs, both losses, 272 cases): "
+        f"{3 * per_model / 60:.1f} min (target <= 30 min)"
+    )
 
 
 if __name__ == "__main__":

@@ -77,19 +77,29 @@ class TickRecorder:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=8192, help="synthetic slide side, px at 0.5 um/px")
-    ap.add_argument("--model", action="append", default=[], help="MARKER=PATH (default: bundled Ki-67)")
-    ap.add_argument("--refresh-interval", type=float, default=None,
-                    help="overlay redraw throttle in s (default: the widget's)")
+    ap.add_argument(
+        "--model", action="append", default=[], help="MARKER=PATH (default: bundled Ki-67)"
+    )
+    ap.add_argument(
+        "--refresh-interval",
+        type=float,
+        default=None,
+        help="overlay redraw throttle in s (default: the widget's)",
+    )
     args = ap.parse_args()
 
     import napari
 
     from napari_histostain._qt.viewport import viewport_world_box
     from napari_histostain._qt.widget import PredictionWidget
-    from napari_histostain.plugin.reader import read_slide_layer
+    from napari_histostain.engine.model_files import (
+        bundled_model_path,
+        save_model_file,
+        seeded_model,
+    )
     from napari_histostain.engine.predict import PredictOptions, predict_slide
-    from napari_histostain.engine.model_files import bundled_model_path, save_model_file, seeded_model
     from napari_histostain.io.synthetic import write_synthetic_slide
+    from napari_histostain.plugin.reader import read_slide_layer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-widget-"))
     slide_path = write_synthetic_slide(tmp / "bench.tif", args.size, args.size, 0.5, seed=4)
@@ -144,16 +154,17 @@ def main() -> None:
         spin(view_done)
         used.update(int(i) for i in idx)
         # from the camera move, so the debounce is included
-        first = widget.timings.get("first_tile_at", float("nan")) - t_cam
-        full = widget.timings.get("viewport_at", float("nan")) - t_cam
+        first = widget.timing.marks.get("first_tile_at", float("nan")) - t_cam
+        full = widget.timing.marks.get("viewport_at", float("nan")) - t_cam
         # baseline: the same tiles predicted headless in one call
         box = pred.maps.lattice.world_box_to_px0(*viewport_world_box(viewer))
         ref: dict = {}
 
         def headless_region(box=box, ref=ref):
             options = PredictOptions(models=pred.models, encoder=pred.encoder)
-            ref["p"] = predict_slide(pred.slide, list(models), options, region=box,
-                                     tissue=pred.tissue)
+            ref["p"] = predict_slide(
+                pred.slide, list(models), options, region=box, tissue=pred.tissue
+            )
 
         base = in_thread(headless_region)
         results.append((len(todo), len(ref["p"].grid), first, full, base))
@@ -162,8 +173,9 @@ def main() -> None:
     widget.stop()
     rec = TickRecorder()
     rec.start()
-    spin(lambda: False if time.perf_counter() - rec.ticks[0] < 3.0 else True)
+    spin(lambda: not time.perf_counter() - rec.ticks[0] < 3.0)
     idle_gap = rec.stop()
+
     def headless_whole(p) -> float:
         options = PredictOptions(models=p.models, encoder=p.encoder, batch_size=widget.batch_size)
         return in_thread(lambda: predict_slide(p.slide, list(models), options, tissue=p.tissue))
@@ -180,7 +192,7 @@ def main() -> None:
     ticks = np.asarray(rec.ticks)
     gaps = np.diff(ticks)
     worst = np.argsort(-gaps)[:5]
-    handlers = sorted(widget.gui_log, key=lambda e: -e[2])[:6]
+    handlers = sorted(widget.timing.log, key=lambda e: -e[2])[:6]
     whole = time.perf_counter() - t0
     n = len(widget.predictor.grid)
     # the same overlay updates as streamed batches, without any compute: cost of redraws alone
@@ -193,25 +205,39 @@ def main() -> None:
         t_next += 0.15
         spin(lambda t=t_next: time.perf_counter() >= t)
     redraw_gap = rec.stop()
-    headless = (headless_before + headless_whole(widget.predictor)) / 2  # before and after: same cache state
-    setup2 = widget.timings.get("setup_s", float("nan"))
+    headless = (
+        headless_before + headless_whole(widget.predictor)
+    ) / 2  # before and after: same cache state
+    setup2 = widget.timing.marks.get("setup_s", float("nan"))
 
-    print(f"slide {args.size}x{args.size} px at 0.5 um/px; grid {g.n_rows}x{g.n_cols}, "
-          f"{len(g)} tissue tiles of {g.tile_size} px at {g.tile_mpp} um/px; markers {list(models)}")
+    print(
+        f"slide {args.size}x{args.size} px at 0.5 um/px; grid {g.n_rows}x{g.n_cols}, "
+        f"{len(g)} tissue tiles of {g.tile_size} px at {g.tile_mpp} um/px; markers {list(models)}"
+    )
     print(f"visible region: session setup (models, tissue, grid, encoder warm-up) {setup:.2f} s")
     for n_todo, n_ref, first, full, base in results:
-        print(f"  view of {n_todo} new tiles: first tile {first:.3f} s (target 1 s), full view "
-              f"{full:.3f} s (target 3 s); headless predict_slide of the same {n_ref} tiles "
-              f"{base:.3f} s -> full-view ratio {full / base:.2f}x")
-    print(f"whole slide: {n} tiles in {whole:.2f} s (incl. {setup2:.2f} s setup), headless "
-          f"predict_slide {headless:.2f} s (mean of runs before and after) -> ratio {(whole - setup2) / headless:.2f}x")
-    print(f"longest event-loop stall during the whole-slide run {run_gap * 1000:.0f} ms (target 100 ms);"
-          f" idle baseline {idle_gap * 1000:.0f} ms -> ratio {run_gap / idle_gap:.1f}x")
+        print(
+            f"  view of {n_todo} new tiles: first tile {first:.3f} s (target 1 s), full view "
+            f"{full:.3f} s (target 3 s); headless predict_slide of the same {n_ref} tiles "
+            f"{base:.3f} s -> full-view ratio {full / base:.2f}x"
+        )
+    print(
+        f"whole slide: {n} tiles in {whole:.2f} s (incl. {setup2:.2f} s setup), headless "
+        f"predict_slide {headless:.2f} s (mean of runs before and after) -> ratio {(whole - setup2) / headless:.2f}x"
+    )
+    print(
+        f"longest event-loop stall during the whole-slide run {run_gap * 1000:.0f} ms (target 100 ms);"
+        f" idle baseline {idle_gap * 1000:.0f} ms -> ratio {run_gap / idle_gap:.1f}x"
+    )
     print(f"  overlay refreshes alone (no compute): longest stall {redraw_gap * 1000:.0f} ms")
-    print("  largest gaps (s after start, ms):",
-          ", ".join(f"{ticks[i] - ticks[0]:.2f}: {gaps[i] * 1000:.0f}" for i in worst))
-    print("  slowest GUI handlers (s after start, ms):",
-          ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers))
+    print(
+        "  largest gaps (s after start, ms):",
+        ", ".join(f"{ticks[i] - ticks[0]:.2f}: {gaps[i] * 1000:.0f}" for i in worst),
+    )
+    print(
+        "  slowest GUI handlers (s after start, ms):",
+        ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers),
+    )
     widget.close_session()
     viewer.close()
 

@@ -21,4 +21,4 @@ _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_root, "training", "__init__.py")) and _os.path.isfile(
     _os.path.join(_root, "setup.cfg")
 ):
-    __path__.append(_root)  # noqa: F821 - a package's __path__
+    __path__.append(_root)

@@ -30,19 +30,26 @@ def main() -> None:
     errors = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.first, args.last + 1):
-            case = simulate.simulate_case(tmp, ["ki67"], case_id=f"k{seed}", size_um=args.size_um, seed=seed)
+            case = simulate.simulate_case(
+                tmp, ["ki67"], case_id=f"k{seed}", size_um=args.size_um, seed=seed
+            )
             truth = case.truth["ki67"]
             result = ihc.quantify_slide(case.ihc_paths["ki67"], "ki67")
             true_pct, measured = truth["true_index"] * 100, result.summary()["ki67_index"]
             errors.append(measured - true_pct)
-            print(f"seed {seed:4d}  true {true_pct:5.1f} %  measured {measured:5.1f} %  "
-                  f"error {errors[-1]:+5.1f}  tumour cells {truth['n_tumour_cells']:5d}  "
-                  f"counted nuclei {int(result.nuclei.counted.sum()):5d}", flush=True)
+            print(
+                f"seed {seed:4d}  true {true_pct:5.1f} %  measured {measured:5.1f} %  "
+                f"error {errors[-1]:+5.1f}  tumour cells {truth['n_tumour_cells']:5d}  "
+                f"counted nuclei {int(result.nuclei.counted.sum()):5d}",
+                flush=True,
+            )
             if args.explain:
                 print("    " + explain(result, case.truth_paths["ki67"]), flush=True)
     e = np.abs(errors)
-    print(f"{len(e)} cases: largest |error| {e.max():.2f} points, mean {e.mean():.2f}; "
-          f"{int((e <= 3).sum())}/{len(e)} within 3 points")
+    print(
+        f"{len(e)} cases: largest |error| {e.max():.2f} points, mean {e.mean():.2f}; "
+        f"{int((e <= 3).sum())}/{len(e)} within 3 points"
+    )
 
 
 def explain(result, truth_path) -> str:
@@ -61,17 +68,27 @@ def explain(result, truth_path) -> str:
     counted, pos = result.nuclei.counted, result.nuclei.cls >= 1
     # a blob covering two or more simulated lymphocytes: merged lymphocytes
     radius = (np.sqrt(result.nuclei.area_um2 / np.pi) + 1.0) / mpp
-    merged = np.array([(kind[tree.query_ball_point(p, r)] == LYMPHOCYTE).sum() >= 2
-                       for p, r in zip(result.nuclei.xy, radius)], bool)
+    merged = np.array(
+        [
+            (kind[tree.query_ball_point(p, r)] == LYMPHOCYTE).sum() >= 2
+            for p, r in zip(result.nuclei.xy, radius)
+        ],
+        bool,
+    )
     tumour = k == TUMOUR_CELL
     found = np.zeros(len(kind), bool)
     found[nearest[matched]] = True
-    n = lambda m: int(m.sum())  # noqa: E731
-    return (f"counted: tumour+ {n(counted & tumour & pos)}, tumour- {n(counted & tumour & ~pos)}, "
-            f"lymphocyte- {n(counted & (k == LYMPHOCYTE) & ~pos)} (merged blobs {n(counted & merged & ~pos)}), "
-            f"fibroblast- {n(counted & (k == FIBROBLAST) & ~pos)}, unmatched {n(counted & ~matched)}; "
-            f"tumour left out: + {n(~counted & tumour & pos)}, - {n(~counted & tumour & ~pos)}; "
-            f"tumour cells not found {n((kind == TUMOUR_CELL) & ~found)}")
+
+    def n(mask):
+        return int(mask.sum())
+
+    return (
+        f"counted: tumour+ {n(counted & tumour & pos)}, tumour- {n(counted & tumour & ~pos)}, "
+        f"lymphocyte- {n(counted & (k == LYMPHOCYTE) & ~pos)} (merged blobs {n(counted & merged & ~pos)}), "
+        f"fibroblast- {n(counted & (k == FIBROBLAST) & ~pos)}, unmatched {n(counted & ~matched)}; "
+        f"tumour left out: + {n(~counted & tumour & pos)}, - {n(~counted & tumour & ~pos)}; "
+        f"tumour cells not found {n((kind == TUMOUR_CELL) & ~found)}"
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ def _shot(viewer, path: Path) -> Path:
 
 
 def _model_files(markers, folder: Path) -> list[Path]:
-    from napari_histostain.engine.model_files import bundled_model_path, save_model_file, seeded_model
+    from napari_histostain.engine.model_files import (
+        bundled_model_path,
+        save_model_file,
+        seeded_model,
+    )
 
     out = []
     for k, m in enumerate(markers):
@@ -59,8 +63,8 @@ def _model_files(markers, folder: Path) -> list[Path]:
 def main(out_dir: str = "docs/images") -> list[Path]:
     import napari
 
-    from napari_histostain.plugin.sample_data import simulated_ki67_case
     from napari_histostain._qt.widget import PredictionWidget
+    from napari_histostain.plugin.sample_data import simulated_ki67_case
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,10 +89,14 @@ def main(out_dir: str = "docs/images") -> list[Path]:
     widget.visible_batch_size = 1
     widget.refresh_interval = 0.0  # draw every tile as it arrives, so status and overlay agree
     widget.run()
-    _wait(lambda: widget.live and widget.predictor is not None and widget.stream_updates >= 4,
-          settle=False)
+    _wait(
+        lambda: widget.live and widget.predictor is not None and widget.stream_updates >= 4,
+        settle=False,
+    )
     shots.append(_shot(viewer, out / "gui_visible_region.png"))
-    _wait(lambda: widget._live is not None and not widget._live.pending and not widget._live.in_flight)
+    _wait(
+        lambda: widget._live is not None and not widget._live.pending and not widget._live.in_flight
+    )
     widget.stop()
     widget.refresh_interval = 0.25
     # 2. whole slide, positivity overlay and results panel

@@ -17,10 +17,10 @@ def main(out_dir: str = "docs/images", streaming: bool = False) -> Path:
     """Write the screenshot (and, with `streaming`, gui_ihc_streaming.png of a run half done)."""
     import napari
     import numpy as np
-
-    from napari_histostain.plugin.sample_data import simulated_ki67_case
     from screenshots import _shot, _wait
+
     from napari_histostain._qt.widget import PredictionWidget
+    from napari_histostain.plugin.sample_data import simulated_ki67_case
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,8 +59,14 @@ def main(out_dir: str = "docs/images", streaming: bool = False) -> Path:
         viewer.layers["Ki-67 positivity"].visible = he.visible = True
     _wait(lambda: not panel.busy)
     # top viewbox: H&E + predicted (+ hidden attention); bottom: IHC + observed + nuclei
-    order = [he.name, "Ki-67 positivity", "Ki-67 attention", ihc.name,
-             "Ki-67 observed positivity", "Ki-67 nuclei"]
+    order = [
+        he.name,
+        "Ki-67 positivity",
+        "Ki-67 attention",
+        ihc.name,
+        "Ki-67 observed positivity",
+        "Ki-67 nuclei",
+    ]
     for i, name in enumerate(order):
         viewer.layers.move(viewer.layers.index(name), i)
     ihc.visible = True
@@ -80,7 +86,6 @@ def main(out_dir: str = "docs/images", streaming: bool = False) -> Path:
 
 def _scroll_to_bottom(widget) -> None:
     from qtpy.QtWidgets import QScrollArea
-
     from screenshots import _wait
 
     bar = widget.findChild(QScrollArea).verticalScrollBar()

@@ -9,7 +9,9 @@ import pytest
 
 #: Real sample data lives beside the repository (../shared/data); a fresh clone has none.
 SHARED_DATA = Path(
-    os.environ.get("HISTOSTAIN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    os.environ.get(
+        "HISTOSTAIN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
 )
 
 

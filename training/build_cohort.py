@@ -9,6 +9,7 @@ relative to its folder, so cohort + cache can be moved together (or the cache us
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -59,10 +60,8 @@ def relative_manifest(manifest: Path) -> Path:
             if r.get(k):
                 p = Path(r[k])
                 if p.is_absolute():
-                    try:
+                    with contextlib.suppress(ValueError):
                         r[k] = str(p.resolve().relative_to(base))
-                    except ValueError:
-                        pass
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
@@ -82,20 +81,35 @@ def _embed_shard(args: tuple) -> tuple[int, int, float]:
 
     m = load_manifest(manifest_path)
     enc = DeviceEncoder(encoder, device=device)
-    cache = EmbeddingCache(cache_dir, encoder_id=enc.id, encoder_version=encoder_version(enc.enc),
-                           root=m.path.parent)
+    cache = EmbeddingCache(
+        cache_dir, encoder_id=enc.id, encoder_version=encoder_version(enc.enc), root=m.path.parent
+    )
     slides = m.slide_paths()[shard::n_shards]
-    s = embed_slides(slides, cache, enc, progress=False, threads=threads,
-                     ihc_slides={c.ihc_path for c in m.cases},
-                     stop=None if stop_at is None else (lambda: time.time() > stop_at))
+    s = embed_slides(
+        slides,
+        cache,
+        enc,
+        progress=False,
+        threads=threads,
+        ihc_slides={c.ihc_path for c in m.cases},
+        stop=None if stop_at is None else (lambda: time.time() > stop_at),
+    )
     return len(s.embedded), s.tiles, s.seconds
 
 
 MARKER_ORDER = ("ki67", "p53", "pdl1")
 
 
-def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int,
-             deadline: float | None = None, id_prefix: str = "case") -> Path:
+def simulate(
+    out: Path,
+    n_cases: int,
+    *,
+    size_um: float,
+    seed: int,
+    workers: int,
+    deadline: float | None = None,
+    id_prefix: str = "case",
+) -> Path:
     """`simulate_cohort` (same cases, seeds and files), in a process pool; with `deadline`
     (seconds), cases not started by then are dropped and the manifest lists the finished ones."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -107,9 +121,19 @@ def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int
 
     t0 = time.perf_counter()
     width = max(4, len(str(n_cases - 1)))
-    jobs = [dict(out_dir=out, markers=MARKER_ORDER, case_id=f"{id_prefix}{i:0{width}d}", size_um=size_um,
-                 mpp=0.5, seed=case_seed(seed, i), difficulty=1.0, cutoffs=dict(DEFAULT_CUTOFFS))
-            for i in range(n_cases)]
+    jobs = [
+        dict(
+            out_dir=out,
+            markers=MARKER_ORDER,
+            case_id=f"{id_prefix}{i:0{width}d}",
+            size_um=size_um,
+            mpp=0.5,
+            seed=case_seed(seed, i),
+            difficulty=1.0,
+            cutoffs=dict(DEFAULT_CUTOFFS),
+        )
+        for i in range(n_cases)
+    ]
     done: dict[int, object] = {}
     with ProcessPoolExecutor(workers) as pool:
         todo = list(enumerate(jobs))
@@ -127,45 +151,82 @@ def simulate(out: Path, n_cases: int, *, size_um: float, seed: int, workers: int
             for f in finished:
                 done[running.pop(f)] = f.result()
             if len(done) % 50 == 0:
-                print(f"simulated {len(done)}/{n_cases} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(
+                    f"simulated {len(done)}/{n_cases} ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
     cases = [done[i] for i in sorted(done)]
     manifest = write_manifest(out / "manifest.csv", [r for c in cases for r in c.rows])
     rows = [r for c in cases for r in c.rows]
-    write_json(out / "cohort.json", {
-        "seed": seed, "n_cases": len(cases), "n_cases_requested": n_cases,
-        "markers": list(MARKER_ORDER), "size_um": [size_um, size_um], "mpp": 0.5,
-        "difficulty": 1.0, "cutoffs": dict(DEFAULT_CUTOFFS), "manifest": manifest.name,
-        "label_counts": {m: {str(k): sum(1 for r in rows if r["marker"] == m and r["label"] == k)
-                             for k in (0, 1)} for m in MARKER_ORDER},
-        "bayes_optimal": {m: bayes_reference(m, 1.0, DEFAULT_CUTOFFS[m]) for m in MARKER_ORDER},
-    })
+    write_json(
+        out / "cohort.json",
+        {
+            "seed": seed,
+            "n_cases": len(cases),
+            "n_cases_requested": n_cases,
+            "markers": list(MARKER_ORDER),
+            "size_um": [size_um, size_um],
+            "mpp": 0.5,
+            "difficulty": 1.0,
+            "cutoffs": dict(DEFAULT_CUTOFFS),
+            "manifest": manifest.name,
+            "label_counts": {
+                m: {
+                    str(k): sum(1 for r in rows if r["marker"] == m and r["label"] == k)
+                    for k in (0, 1)
+                }
+                for m in MARKER_ORDER
+            },
+            "bayes_optimal": {m: bayes_reference(m, 1.0, DEFAULT_CUTOFFS[m]) for m in MARKER_ORDER},
+        },
+    )
     return manifest
 
 
-def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, workers: int,
-          embed_workers: int, device: str = "auto", threads: int = 2,
-          deadline: float | None = None, id_prefix: str = "case",
-          encoder: str = "efficientnet-lite0") -> dict:
+def build(
+    out: Path,
+    cache: Path,
+    n_cases: int,
+    *,
+    size_um: float,
+    seed: int,
+    workers: int,
+    embed_workers: int,
+    device: str = "auto",
+    threads: int = 2,
+    deadline: float | None = None,
+    id_prefix: str = "case",
+    encoder: str = "efficientnet-lite0",
+) -> dict:
     from .cache import EmbeddingCache, encoder_version
     from .manifest import load_manifest
 
     t0 = time.perf_counter()
     manifest = out / "manifest.csv"
     if not manifest.exists():
-        manifest = simulate(out, n_cases, size_um=size_um, seed=seed, workers=workers,
-                            deadline=None if deadline is None else deadline * 0.55,
-                            id_prefix=id_prefix)
+        manifest = simulate(
+            out,
+            n_cases,
+            size_um=size_um,
+            seed=seed,
+            workers=workers,
+            deadline=None if deadline is None else deadline * 0.55,
+            id_prefix=id_prefix,
+        )
     relative_manifest(manifest)
     t_sim = time.perf_counter() - t0
     m = load_manifest(manifest)
     enc0 = DeviceEncoder(encoder, device="cpu")
-    EmbeddingCache(cache, encoder_id=enc0.id, encoder_version=encoder_version(enc0.enc),
-                   root=m.path.parent).check_or_create()
+    EmbeddingCache(
+        cache, encoder_id=enc0.id, encoder_version=encoder_version(enc0.enc), root=m.path.parent
+    ).check_or_create()
     del enc0
     t1 = time.perf_counter()
     stop_at = None if deadline is None else time.time() + max(10.0, deadline - (t1 - t0))
-    jobs = [(str(manifest), str(cache), k, embed_workers, device, threads, stop_at, encoder)
-            for k in range(embed_workers)]
+    jobs = [
+        (str(manifest), str(cache), k, embed_workers, device, threads, stop_at, encoder)
+        for k in range(embed_workers)
+    ]
     if embed_workers == 1:
         results = [_embed_shard(jobs[0])]
     else:
@@ -176,12 +237,21 @@ def build(out: Path, cache: Path, n_cases: int, *, size_um: float, seed: int, wo
             results = list(pool.map(_embed_shard, jobs))
     t_emb = time.perf_counter() - t1
     tiles = sum(r[1] for r in results)
-    info = {"cases": n_cases, "size_um": size_um, "seed": seed, "encoder": encoder,
-            "slides": len(m.slide_paths()),
-            "slides_embedded": sum(r[0] for r in results), "tiles": tiles,
-            "simulate_seconds": round(t_sim, 1), "embed_seconds": round(t_emb, 1),
-            "tiles_per_second": round(tiles / t_emb, 1) if t_emb else None,
-            "workers": workers, "embed_workers": embed_workers, "device": device,
-            "cpu_count": os.cpu_count()}
+    info = {
+        "cases": n_cases,
+        "size_um": size_um,
+        "seed": seed,
+        "encoder": encoder,
+        "slides": len(m.slide_paths()),
+        "slides_embedded": sum(r[0] for r in results),
+        "tiles": tiles,
+        "simulate_seconds": round(t_sim, 1),
+        "embed_seconds": round(t_emb, 1),
+        "tiles_per_second": round(tiles / t_emb, 1) if t_emb else None,
+        "workers": workers,
+        "embed_workers": embed_workers,
+        "device": device,
+        "cpu_count": os.cpu_count(),
+    }
     (cache / "build.json").write_text(json.dumps(info, indent=2))
     return info

@@ -59,14 +59,27 @@ class EmbedSummary:
 class EmbeddingCache:
     """A cache folder for one encoder and one tiling (tile_mpp, tile_size, min_tissue)."""
 
-    def __init__(self, folder: str | Path, *, encoder_id: str, encoder_version: str,
-                 tile_mpp: float = 1.0, tile_size: int = 224, min_tissue: float = 0.25,
-                 root: str | Path | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        encoder_id: str,
+        encoder_version: str,
+        tile_mpp: float = 1.0,
+        tile_size: int = 224,
+        min_tissue: float = 0.25,
+        root: str | Path | None = None,
+    ):
         self.folder = Path(folder)
         self.root = Path(root).resolve() if root is not None else None
-        self.settings = {"format": CACHE_FORMAT, "encoder_id": str(encoder_id),
-                         "encoder_version": str(encoder_version), "tile_mpp": float(tile_mpp),
-                         "tile_size": int(tile_size), "min_tissue": float(min_tissue)}
+        self.settings = {
+            "format": CACHE_FORMAT,
+            "encoder_id": str(encoder_id),
+            "encoder_version": str(encoder_version),
+            "tile_mpp": float(tile_mpp),
+            "tile_size": int(tile_size),
+            "min_tissue": float(min_tissue),
+        }
 
     @classmethod
     def open(cls, folder: str | Path, root: str | Path | None = None) -> EmbeddingCache:
@@ -75,13 +88,21 @@ class EmbeddingCache:
         try:
             s = json.loads(index.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise CacheError(f"{folder} is not an embedding cache (no {INDEX_NAME}); "
-                             "make it with `histostain embed MANIFEST --cache FOLDER`.") from None
+            raise CacheError(
+                f"{folder} is not an embedding cache (no {INDEX_NAME}); "
+                "make it with `histostain embed MANIFEST --cache FOLDER`."
+            ) from None
         except (OSError, ValueError) as exc:
             raise CacheError(f"cannot read {index}: {exc}") from None
-        return cls(folder, encoder_id=s["encoder_id"], encoder_version=s["encoder_version"],
-                   tile_mpp=s["tile_mpp"], tile_size=s["tile_size"], min_tissue=s["min_tissue"],
-                   root=root)
+        return cls(
+            folder,
+            encoder_id=s["encoder_id"],
+            encoder_version=s["encoder_version"],
+            tile_mpp=s["tile_mpp"],
+            tile_size=s["tile_size"],
+            min_tissue=s["min_tissue"],
+            root=root,
+        )
 
     def check_or_create(self) -> None:
         """Write `cache.json`, or check that the existing one has the same encoder and tiling."""
@@ -96,7 +117,8 @@ class EmbeddingCache:
                 raise CacheError(
                     f"cache {self.folder} was made with other settings "
                     + ", ".join(f"{k}: {a!r} (cache) vs {b!r} (now)" for k, (a, b) in diff.items())
-                    + "; use another --cache folder.")
+                    + "; use another --cache folder."
+                )
         else:
             write_json(index, self.settings)
 
@@ -123,29 +145,36 @@ class EmbeddingCache:
 
         target = self.path_for(slide_path)
         meta = {**self.settings, **emb.meta, "slide": Path(slide_path).name}
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, features=emb.features.astype(np.float16),
-                         coords=emb.coords.astype(np.int64),
-                         tissue_fraction=emb.tissue_fraction.astype(np.float32),
-                         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                features=emb.features.astype(np.float16),
+                coords=emb.coords.astype(np.int64),
+                tissue_fraction=emb.tissue_fraction.astype(np.float32),
+                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            )
         return target
 
     def load(self, slide_path: str | Path) -> SlideEmbeddings:
         path = self.path_for(slide_path)
         if not path.is_file():
-            raise CacheError(f"slide {slide_path} is not in the embedding cache {self.folder}; "
-                             "run `histostain embed` on the manifest first.")
+            raise CacheError(
+                f"slide {slide_path} is not in the embedding cache {self.folder}; "
+                "run `histostain embed` on the manifest first."
+            )
         try:
             with np.load(path) as z:
                 meta = json.loads(z["meta"].tobytes().decode())
                 emb = SlideEmbeddings(z["features"], z["coords"], z["tissue_fraction"], meta)
         except (OSError, ValueError, KeyError) as exc:
-            raise CacheError(f"cache entry {path} is corrupt ({exc}); delete it and re-run "
-                             "`histostain embed`.") from None
+            raise CacheError(
+                f"cache entry {path} is corrupt ({exc}); delete it and re-run `histostain embed`."
+            ) from None
         if meta.get("encoder_id") != self.settings["encoder_id"]:
-            raise CacheError(f"cache entry {path} was made by encoder {meta.get('encoder_id')!r}, "
-                             f"not {self.settings['encoder_id']!r}; use another --cache folder.")
+            raise CacheError(
+                f"cache entry {path} was made by encoder {meta.get('encoder_id')!r}, "
+                f"not {self.settings['encoder_id']!r}; use another --cache folder."
+            )
         return emb
 
 
@@ -157,31 +186,45 @@ def optical_density_tissue(slide, *, target_mpp: float = 8.0):
     return detect_tissue(slide, target_mpp=target_mpp)
 
 
-def embed_slide(slide_path: str | Path, encoder, *, tile_mpp: float = 1.0, tile_size: int = 224,
-                min_tissue: float = 0.25, batch_size: int = 64, threads: int = 2,
-                tissue: str = "saturation",
-                on_tiles: Callable[[int], None] | None = None) -> SlideEmbeddings:
+def embed_slide(
+    slide_path: str | Path,
+    encoder,
+    *,
+    tile_mpp: float = 1.0,
+    tile_size: int = 224,
+    min_tissue: float = 0.25,
+    batch_size: int = 64,
+    threads: int = 2,
+    tissue: str = "saturation",
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideEmbeddings:
     """Embed every tissue tile of one slide with `encoder` (the inference engine's tile encoder).
 
     `tissue`: "saturation" uses the engine's `detect_tissue` (as inference does on H&E);
     "optical-density" uses `optical_density_tissue` (for faint IHC slides).
     """
-    from napari_histostain.io.slide import open_slide
     from napari_histostain.engine.tile_stream import iter_batches
     from napari_histostain.engine.tiling import make_grid
+    from napari_histostain.io.slide import open_slide
 
     with open_slide(slide_path) as slide:
         mask = optical_density_tissue(slide) if tissue == "optical-density" else None
-        grid = make_grid(slide, tile_mpp=tile_mpp, tile_size=tile_size, min_tissue=min_tissue,
-                         tissue=mask)
+        grid = make_grid(
+            slide, tile_mpp=tile_mpp, tile_size=tile_size, min_tissue=min_tissue, tissue=mask
+        )
         feats = np.zeros((len(grid), encoder.dim), np.float16)
         if len(grid):
             for idx, tiles in iter_batches(slide, grid, batch_size=batch_size, threads=threads):
                 feats[idx] = encoder.embed(tiles).astype(np.float16)
                 if on_tiles:
                     on_tiles(len(idx))
-        meta = {"n_tiles": int(len(grid)), "dim": int(encoder.dim), "tissue": tissue,
-                "slide_mpp": list(grid.slide_mpp), "slide_dimensions": list(grid.slide_dimensions)}
+        meta = {
+            "n_tiles": len(grid),
+            "dim": int(encoder.dim),
+            "tissue": tissue,
+            "slide_mpp": list(grid.slide_mpp),
+            "slide_dimensions": list(grid.slide_dimensions),
+        }
         return SlideEmbeddings(feats, grid.coords, grid.tissue_fraction, meta)
 
 
@@ -192,10 +235,18 @@ def encoder_version(encoder) -> str:
     return str(getattr(encoder, "version", None) or __version__)
 
 
-def embed_slides(slide_paths: Sequence[str | Path], cache: EmbeddingCache, encoder, *,
-                 batch_size: int = 64, threads: int = 2, progress: bool = True,
-                 limit: int | None = None, stop: Callable[[], bool] | None = None,
-                 ihc_slides: set | None = None) -> EmbedSummary:
+def embed_slides(
+    slide_paths: Sequence[str | Path],
+    cache: EmbeddingCache,
+    encoder,
+    *,
+    batch_size: int = 64,
+    threads: int = 2,
+    progress: bool = True,
+    limit: int | None = None,
+    stop: Callable[[], bool] | None = None,
+    ihc_slides: set | None = None,
+) -> EmbedSummary:
     """Embed the slides not yet in `cache`; finished slides are skipped, so a re-run resumes.
 
     `limit` embeds at most that many new slides (then returns); `stop()` returning True ends the run
@@ -217,9 +268,16 @@ def embed_slides(slide_paths: Sequence[str | Path], cache: EmbeddingCache, encod
         for p in todo:
             if (limit is not None and len(done) >= limit) or (stop is not None and stop()):
                 break
-            emb = embed_slide(p, encoder, tile_mpp=s["tile_mpp"], tile_size=s["tile_size"],
-                              min_tissue=s["min_tissue"], batch_size=batch_size, threads=threads,
-                              tissue="optical-density" if Path(p) in ihc_slides else "saturation")
+            emb = embed_slide(
+                p,
+                encoder,
+                tile_mpp=s["tile_mpp"],
+                tile_size=s["tile_size"],
+                min_tissue=s["min_tissue"],
+                batch_size=batch_size,
+                threads=threads,
+                tissue="optical-density" if Path(p) in ihc_slides else "saturation",
+            )
             if len(emb) == 0:
                 log.warning("slide %s has no tissue tiles", p)
             cache.save(p, emb)

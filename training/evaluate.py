@@ -70,8 +70,9 @@ def bootstrap_ci(
     return point, float(lo), float(hi)
 
 
-def classification_report(y_true, prob: np.ndarray, *, n_bootstrap: int = N_BOOTSTRAP,
-                          seed: int = 0) -> dict[str, Any]:
+def classification_report(
+    y_true, prob: np.ndarray, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0
+) -> dict[str, Any]:
     """Weighted F1 [95% CI], ROC AUC [95% CI], balanced accuracy [95% CI] of class probabilities."""
     y_true = np.asarray(y_true)
     prob = np.asarray(prob)
@@ -79,10 +80,15 @@ def classification_report(y_true, prob: np.ndarray, *, n_bootstrap: int = N_BOOT
     f1 = bootstrap_ci(weighted_f1, y_true, pred, n=n_bootstrap, seed=seed)
     auc = bootstrap_ci(roc_auc, y_true, prob, n=n_bootstrap, seed=seed)
     bacc = bootstrap_ci(balanced_accuracy, y_true, pred, n=n_bootstrap, seed=seed)
-    return {"n_cases": int(len(y_true)),
-            "weighted_f1": f1[0], "weighted_f1_ci": [f1[1], f1[2]],
-            "auc": auc[0], "auc_ci": [auc[1], auc[2]],
-            "balanced_accuracy": bacc[0], "balanced_accuracy_ci": [bacc[1], bacc[2]]}
+    return {
+        "n_cases": len(y_true),
+        "weighted_f1": f1[0],
+        "weighted_f1_ci": [f1[1], f1[2]],
+        "auc": auc[0],
+        "auc_ci": [auc[1], auc[2]],
+        "balanced_accuracy": bacc[0],
+        "balanced_accuracy_ci": [bacc[1], bacc[2]],
+    }
 
 
 def per_case_log_loss(y_true, prob: np.ndarray) -> np.ndarray:
@@ -99,8 +105,11 @@ def wilcoxon_paired(loss_a: np.ndarray, loss_b: np.ndarray) -> dict[str, float]:
     if np.allclose(d, 0):
         return {"statistic": 0.0, "p_value": 1.0, "median_difference": 0.0}
     res = wilcoxon(loss_a, loss_b, alternative="two-sided")
-    return {"statistic": float(res.statistic), "p_value": float(res.pvalue),
-            "median_difference": float(np.median(d))}
+    return {
+        "statistic": float(res.statistic),
+        "p_value": float(res.pvalue),
+        "median_difference": float(np.median(d)),
+    }
 
 
 def alignment_scores(he: np.ndarray, ihc: np.ndarray) -> np.ndarray:
@@ -114,20 +123,31 @@ def alignment_scores(he: np.ndarray, ihc: np.ndarray) -> np.ndarray:
     return own - others
 
 
-def alignment_report(he: np.ndarray, ihc: np.ndarray, *, n_bootstrap: int = N_BOOTSTRAP,
-                     seed: int = 0) -> dict[str, Any]:
+def alignment_report(
+    he: np.ndarray, ihc: np.ndarray, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0
+) -> dict[str, Any]:
     """Mean paired-alignment score with a bootstrap 95% CI over cases, and top-1 retrieval accuracy."""
     s = alignment_scores(he, ihc)
     mean = bootstrap_ci(np.mean, s, n=n_bootstrap, seed=seed)
     a = he / np.linalg.norm(he, axis=1, keepdims=True).clip(1e-12)
     b = ihc / np.linalg.norm(ihc, axis=1, keepdims=True).clip(1e-12)
     top1 = float(np.mean((a @ b.T).argmax(1) == np.arange(len(a))))
-    return {"alignment": mean[0], "alignment_ci": [mean[1], mean[2]], "retrieval_top1": top1,
-            "chance_top1": 1.0 / max(1, len(a))}
+    return {
+        "alignment": mean[0],
+        "alignment_ci": [mean[1], mean[2]],
+        "retrieval_top1": top1,
+        "chance_top1": 1.0 / max(1, len(a)),
+    }
 
 
-def linear_probe(train_x: np.ndarray, train_y: Sequence[int], test_x: np.ndarray, *,
-                 n_classes: int, seed: int = 0) -> np.ndarray:
+def linear_probe(
+    train_x: np.ndarray,
+    train_y: Sequence[int],
+    test_x: np.ndarray,
+    *,
+    n_classes: int,
+    seed: int = 0,
+) -> np.ndarray:
     """Standardise + logistic regression (class_weight balanced, C by CV) on frozen embeddings;
     returns test class probabilities (n_test, n_classes)."""
     from sklearn.linear_model import LogisticRegressionCV
@@ -137,9 +157,16 @@ def linear_probe(train_x: np.ndarray, train_y: Sequence[int], test_x: np.ndarray
     train_y = np.asarray(train_y)
     counts = np.bincount(train_y, minlength=n_classes)
     cv = int(max(2, min(5, counts[counts > 0].min())))
-    clf = make_pipeline(StandardScaler(), LogisticRegressionCV(
-        Cs=np.logspace(-4, 2, 13), cv=cv, class_weight="balanced", max_iter=5000,
-        random_state=seed))
+    clf = make_pipeline(
+        StandardScaler(),
+        LogisticRegressionCV(
+            Cs=np.logspace(-4, 2, 13),
+            cv=cv,
+            class_weight="balanced",
+            max_iter=5000,
+            random_state=seed,
+        ),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's future-change notices about fitted attributes
         clf.fit(train_x, train_y)
@@ -150,8 +177,10 @@ def linear_probe(train_x: np.ndarray, train_y: Sequence[int], test_x: np.ndarray
 
 # ---------------------------------------------------------------------------------- plots
 
-def plot_roc(path: str | Path, y_true, curves: dict[str, np.ndarray], classes: Sequence[str],
-             title: str) -> Path:
+
+def plot_roc(
+    path: str | Path, y_true, curves: dict[str, np.ndarray], classes: Sequence[str], title: str
+) -> Path:
     """ROC curve(s) of the positive class (binary) or each class one-vs-rest, one line per model."""
     import matplotlib
 
@@ -170,11 +199,18 @@ def plot_roc(path: str | Path, y_true, curves: dict[str, np.ndarray], classes: S
                 continue
             fpr, tpr, _ = roc_curve(y_true == c, prob[:, c])
             auc = np.trapezoid(tpr, fpr)
-            label = f"{name} (AUC {auc:.3f})" if len(cols) == 1 else f"{name}: {classes[c]} ({auc:.2f})"
+            label = (
+                f"{name} (AUC {auc:.3f})" if len(cols) == 1 else f"{name}: {classes[c]} ({auc:.2f})"
+            )
             ax.plot(fpr, tpr, lw=1.6, label=label)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title,
-           xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     return _save(fig, path, atomic_path)
@@ -194,8 +230,14 @@ def plot_confusion(path: str | Path, y_true, y_pred, classes: Sequence[str], tit
     ax.imshow(cm, cmap="Blues")
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted", ylabel="true", title=title)
@@ -203,8 +245,9 @@ def plot_confusion(path: str | Path, y_true, y_pred, classes: Sequence[str], tit
     return _save(fig, path, atomic_path)
 
 
-def plot_embedding(path: str | Path, he: np.ndarray, ihc: np.ndarray, labels, classes: Sequence[str],
-                   title: str) -> Path:
+def plot_embedding(
+    path: str | Path, he: np.ndarray, ihc: np.ndarray, labels, classes: Sequence[str], title: str
+) -> Path:
     """2-D PCA of H&E (dots) and IHC (crosses) slide embeddings, coloured by class, pairs joined."""
     import matplotlib
 
@@ -228,8 +271,9 @@ def plot_embedding(path: str | Path, he: np.ndarray, ihc: np.ndarray, labels, cl
     for c, name in enumerate(classes):
         m = labels == c
         ax.scatter(xy[:n][m, 0], xy[:n][m, 1], s=14, color=colours(c), label=f"H&E {name}")
-        ax.scatter(xy[n:][m, 0], xy[n:][m, 1], s=18, marker="x", color=colours(c),
-                   label=f"IHC {name}")
+        ax.scatter(
+            xy[n:][m, 0], xy[n:][m, 1], s=18, marker="x", color=colours(c), label=f"IHC {name}"
+        )
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -32,7 +32,9 @@ def info_nce(he: torch.Tensor, ihc: torch.Tensor, temperature: float = 0.01) -> 
     Cosine similarities divided by `temperature`; mean of the H&E->IHC and IHC->H&E cross-entropies.
     """
     if he.shape != ihc.shape or he.ndim != 2:
-        raise ValueError(f"info_nce needs two (B, E) tensors of one shape, got {he.shape} and {ihc.shape}")
+        raise ValueError(
+            f"info_nce needs two (B, E) tensors of one shape, got {he.shape} and {ihc.shape}"
+        )
     logits = F.normalize(he, dim=1) @ F.normalize(ihc, dim=1).T / temperature
     target = torch.arange(he.shape[0], device=he.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
@@ -43,7 +45,9 @@ def masked_mse(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(full, masked)
 
 
-def class_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def class_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy of the class head on the H&E slide embedding."""
     return F.cross_entropy(logits, labels, weight=weight)
 

@@ -87,14 +87,18 @@ def load_manifest(
             header = [h.strip() for h in (reader.fieldnames or [])]
             rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
     except FileNotFoundError:
-        raise ManifestError(f"manifest {path} does not exist; give the cohort CSV "
-                            f"(columns {', '.join(REQUIRED_COLUMNS)}).") from None
+        raise ManifestError(
+            f"manifest {path} does not exist; give the cohort CSV "
+            f"(columns {', '.join(REQUIRED_COLUMNS)})."
+        ) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ManifestError(f"manifest {path} lacks column(s) {', '.join(missing)}; it needs "
-                            f"{', '.join(REQUIRED_COLUMNS)} (optional: fold, split).")
+        raise ManifestError(
+            f"manifest {path} lacks column(s) {', '.join(missing)}; it needs "
+            f"{', '.join(REQUIRED_COLUMNS)} (optional: fold, split)."
+        )
     if not rows:
         raise ManifestError(f"manifest {path} has no cases.")
     base = path.parent
@@ -115,8 +119,10 @@ def load_manifest(
             continue
         key = (row["case_id"], row["marker"])
         if key in seen:
-            problems.append(f"{where}: duplicate case {key[0]!r} for marker {key[1]!r} "
-                            f"(first on line {seen[key]})")
+            problems.append(
+                f"{where}: duplicate case {key[0]!r} for marker {key[1]!r} "
+                f"(first on line {seen[key]})"
+            )
             continue
         seen[key] = i
         he, ihc = _resolve(base, row["he_path"]), _resolve(base, row["ihc_path"])
@@ -136,21 +142,34 @@ def load_manifest(
         if split is not None and split not in SPLITS:
             problems.append(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
         extra = {k: v for k, v in row.items() if k not in REQUIRED_COLUMNS + ("fold", "split")}
-        cases.append(CohortCase(row["case_id"], row["marker"], he, ihc, row["label"], fold, split, extra))
+        cases.append(
+            CohortCase(row["case_id"], row["marker"], he, ihc, row["label"], fold, split, extra)
+        )
     if classes is None:
         classes = sorted({c.label for c in cases})
     else:
         bad = [(c.case_id, c.label) for c in cases if c.label not in classes]
-        problems += [f"case {cid}: label {lab!r} is not one of the classes {classes}" for cid, lab in bad]
+        problems += [
+            f"case {cid}: label {lab!r} is not one of the classes {classes}" for cid, lab in bad
+        ]
     if problems:
-        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-        raise ManifestError(f"manifest {path} has {len(problems)} problem(s); fix them and retry:\n  "
-                            + "\n  ".join(problems[:_MAX_LISTED]) + more)
+        more = (
+            f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        )
+        raise ManifestError(
+            f"manifest {path} has {len(problems)} problem(s); fix them and retry:\n  "
+            + "\n  ".join(problems[:_MAX_LISTED])
+            + more
+        )
     if not cases:
-        raise ManifestError(f"manifest {path} has no cases for marker {marker!r}; "
-                            f"markers present: {', '.join(sorted({r['marker'] for r in rows}))}.")
+        raise ManifestError(
+            f"manifest {path} has no cases for marker {marker!r}; "
+            f"markers present: {', '.join(sorted({r['marker'] for r in rows}))}."
+        )
     if len(classes) < 2:
-        raise ManifestError(f"manifest {path} has a single class {classes}; training needs at least two.")
+        raise ManifestError(
+            f"manifest {path} has a single class {classes}; training needs at least two."
+        )
     return Manifest(path, cases, list(classes))
 
 

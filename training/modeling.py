@@ -38,11 +38,19 @@ def save_model(path: str | Path, model, config: dict[str, Any]) -> Path:
     training = {**config.get("training", {}), "label_values": classes}
     cv = training.get("cv_out_of_fold") or {}
     mcfg = ModelConfig(
-        marker=config["marker"], encoder_id=config["encoder"], embedding_dim=int(model.in_dim),
-        tile_size=int(config["tile_size"]), tile_mpp=float(config["tile_mpp"]),
-        class_names=names, positive_class=len(classes) - 1, threshold=0.5,
-        training={**training, "encoder_version": config.get("encoder_version"),
-                  "min_tissue": config.get("min_tissue")},
+        marker=config["marker"],
+        encoder_id=config["encoder"],
+        embedding_dim=int(model.in_dim),
+        tile_size=int(config["tile_size"]),
+        tile_mpp=float(config["tile_mpp"]),
+        class_names=names,
+        positive_class=len(classes) - 1,
+        threshold=0.5,
+        training={
+            **training,
+            "encoder_version": config.get("encoder_version"),
+            "min_tissue": config.get("min_tissue"),
+        },
         metrics={"cv_out_of_fold": cv},
         description=config.get("description", ""),
     )
@@ -56,7 +64,14 @@ def load_model(path: str | Path):
     net, cfg = load_model_file(path)
     training = dict(cfg.training)
     classes = list(training.get("label_values") or cfg.class_names)
-    return net, {"marker": cfg.marker, "classes": classes, "class_names": list(cfg.class_names),
-                 "encoder": cfg.encoder_id,
-                 "encoder_version": training.get("encoder_version"), "tile_mpp": cfg.tile_mpp,
-                 "tile_size": cfg.tile_size, "training": training, "metrics": cfg.metrics}
+    return net, {
+        "marker": cfg.marker,
+        "classes": classes,
+        "class_names": list(cfg.class_names),
+        "encoder": cfg.encoder_id,
+        "encoder_version": training.get("encoder_version"),
+        "tile_mpp": cfg.tile_mpp,
+        "tile_size": cfg.tile_size,
+        "training": training,
+        "metrics": cfg.metrics,
+    }

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 
-def bayes_reference(manifest_path: str | Path, model_path: str | Path | None = None,
-                    marker: str | None = None) -> dict[str, Any] | None:
+def bayes_reference(
+    manifest_path: str | Path, model_path: str | Path | None = None, marker: str | None = None
+) -> dict[str, Any] | None:
     """Bayes-optimal weighted F1 / AUC of the model's marker recorded by the simulator beside the
     manifest (`cohort.json`), or None for a cohort that was not simulated."""
     index = Path(manifest_path).parent / "cohort.json"
@@ -27,11 +28,16 @@ def bayes_reference(manifest_path: str | Path, model_path: str | Path | None = N
     ref = (meta.get("bayes_optimal") or {}).get(marker)
     if not ref:
         return None
-    return {"weighted_f1": ref.get("best_weighted_f1"), "auc": ref.get("auc"),
-            "accuracy": ref.get("accuracy_at_0.5"), "prevalence": ref.get("prevalence"),
-            "difficulty": ref.get("difficulty"), "threshold": ref.get("posterior_threshold"),
-            "source": f"{index.name}: simulator Monte-Carlo "
-            f"({ref.get('n_monte_carlo')} cases), best threshold on the exact posterior"}
+    return {
+        "weighted_f1": ref.get("best_weighted_f1"),
+        "auc": ref.get("auc"),
+        "accuracy": ref.get("accuracy_at_0.5"),
+        "prevalence": ref.get("prevalence"),
+        "difficulty": ref.get("difficulty"),
+        "threshold": ref.get("posterior_threshold"),
+        "source": f"{index.name}: simulator Monte-Carlo "
+        f"({ref.get('n_monte_carlo')} cases), best threshold on the exact posterior",
+    }
 
 
 def case_posteriors(cases, marker: str) -> np.ndarray | None:
@@ -44,7 +50,9 @@ def case_posteriors(cases, marker: str) -> np.ndarray | None:
     drives, difficulty = [], None
     for c in cases:
         try:
-            meta = json.loads((Path(c.he_path).parent / f"{c.case_id}.json").read_text(encoding="utf-8"))
+            meta = json.loads(
+                (Path(c.he_path).parent / f"{c.case_id}.json").read_text(encoding="utf-8")
+            )
             drives.append(float(meta["latents"][marker]["drive"]))
             d = float(meta.get("difficulty", 1.0))
             cutoff = float(meta.get("cutoffs", {}).get(marker, DEFAULT_CUTOFFS[marker]))
@@ -58,8 +66,15 @@ def case_posteriors(cases, marker: str) -> np.ndarray | None:
     return posterior(marker, np.asarray(drives), drive_noise_sd(marker, difficulty), cutoff)
 
 
-def held_out_reference(y: np.ndarray, model_prob: np.ndarray, bayes_prob: np.ndarray,
-                       threshold: float, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+def held_out_reference(
+    y: np.ndarray,
+    model_prob: np.ndarray,
+    bayes_prob: np.ndarray,
+    threshold: float,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """The Bayes-optimal rule (posterior >= the population's best threshold) scored on the same
     held-out cases as the model, and the paired gap (Bayes F1 - model F1) with a bootstrap CI.
 
@@ -72,9 +87,21 @@ def held_out_reference(y: np.ndarray, model_prob: np.ndarray, bayes_prob: np.nda
     bayes_pred = (np.asarray(bayes_prob) >= threshold).astype(np.int64)
     model_pred = np.asarray(model_prob).argmax(1)
     f1 = bootstrap_ci(weighted_f1, y, bayes_pred, n=n_bootstrap, seed=seed)
-    gap = bootstrap_ci(lambda t, b, m: weighted_f1(t, b) - weighted_f1(t, m), y, bayes_pred,
-                       model_pred, n=n_bootstrap, seed=seed)
+    gap = bootstrap_ci(
+        lambda t, b, m: weighted_f1(t, b) - weighted_f1(t, m),
+        y,
+        bayes_pred,
+        model_pred,
+        n=n_bootstrap,
+        seed=seed,
+    )
     p2 = np.stack([1 - np.asarray(bayes_prob), np.asarray(bayes_prob)], 1)
-    return {"n_cases": int(len(y)), "weighted_f1": f1[0], "weighted_f1_ci": [f1[1], f1[2]],
-            "auc": roc_auc(y, p2), "gap": gap[0], "gap_ci": [gap[1], gap[2]],
-            "threshold": float(threshold)}
+    return {
+        "n_cases": len(y),
+        "weighted_f1": f1[0],
+        "weighted_f1_ci": [f1[1], f1[2]],
+        "auc": roc_auc(y, p2),
+        "gap": gap[0],
+        "gap_ci": [gap[1], gap[2]],
+        "threshold": float(threshold),
+    }

@@ -37,6 +37,8 @@ def paired_bags(
     H&E bag with a random `mask_ratio` of its tokens removed.
     """
     he = np.stack([f[sample_tokens(len(f), n_tokens, rng)] for f in he_features]).astype(np.float32)
-    ihc = np.stack([f[sample_tokens(len(f), n_tokens, rng)] for f in ihc_features]).astype(np.float32)
+    ihc = np.stack([f[sample_tokens(len(f), n_tokens, rng)] for f in ihc_features]).astype(
+        np.float32
+    )
     masked = np.stack([bag[mask_keep(n_tokens, mask_ratio, rng)] for bag in he])
     return he, ihc, masked

@@ -25,8 +25,21 @@ from .sampling import DEFAULT_TOKENS, paired_bags
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("fold", "epoch", "lr", "train_loss", "train_ce", "train_infonce", "train_mse",
-                  "val_loss", "val_ce", "val_infonce", "val_auc", "val_weighted_f1", "seconds")
+METRIC_COLUMNS = (
+    "fold",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_ce",
+    "train_infonce",
+    "train_mse",
+    "val_loss",
+    "val_ce",
+    "val_infonce",
+    "val_auc",
+    "val_weighted_f1",
+    "seconds",
+)
 
 
 @dataclass
@@ -62,7 +75,9 @@ class TrainConfig:
 
     @property
     def loss_weights(self) -> LossWeights:
-        return LossWeights(self.contrastive_weight, self.mse_weight, self.ce_weight, self.temperature)
+        return LossWeights(
+            self.contrastive_weight, self.mse_weight, self.ce_weight, self.temperature
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +125,13 @@ def stable_fraction(case_id: str, seed: int = 0) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def kfold_by_case(case_ids: Sequence[str], labels: Sequence[int], k: int, seed: int = 0,
-                  given: Sequence[int | None] | None = None) -> list[int]:
+def kfold_by_case(
+    case_ids: Sequence[str],
+    labels: Sequence[int],
+    k: int,
+    seed: int = 0,
+    given: Sequence[int | None] | None = None,
+) -> list[int]:
     """Fold index (0..k-1) per case, stratified by label; a manifest's own fold column wins."""
     if given is not None and all(f is not None for f in given):
         return [int(f) % k for f in given]  # type: ignore[arg-type]
@@ -146,13 +166,13 @@ def slide_embeddings(model, features: Sequence[np.ndarray], device, chunk: int =
     embs, logits = [], []
     with torch.no_grad():
         for s in range(0, len(features), chunk):
-            part = [np.asarray(f, dtype=np.float32) for f in features[s:s + chunk]]
+            part = [np.asarray(f, dtype=np.float32) for f in features[s : s + chunk]]
             n = max(len(f) for f in part)
             x = np.zeros((len(part), n, part[0].shape[1]), np.float32)
             mask = np.zeros((len(part), n), bool)
             for i, f in enumerate(part):
-                x[i, :len(f)] = f
-                mask[i, :len(f)] = True
+                x[i, : len(f)] = f
+                mask[i, : len(f)] = True
             e = embed_bags(model, torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device))
             embs.append(e)
             logits.append(class_logits(model, e))
@@ -214,14 +234,20 @@ def train_one(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed * 1000 + fold)
     weights = cfg.loss_weights
-    cw = _class_weight([c.label for c in train_cases], n_classes) if cfg.balance_classes else \
-        torch.ones(n_classes)
+    cw = (
+        _class_weight([c.label for c in train_cases], n_classes)
+        if cfg.balance_classes
+        else torch.ones(n_classes)
+    )
     cw_dev = cw.to(device)
     bs = min(cfg.batch_size, len(train_cases))
-    steps_per_epoch = max(1, len(train_cases) // bs)  # drop the ragged last batch (InfoNCE needs >1)
+    steps_per_epoch = max(
+        1, len(train_cases) // bs
+    )  # drop the ragged last batch (InfoNCE needs >1)
     total_steps = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, steps_per_epoch * cfg.warmup_epochs, total_steps))
+        opt, lambda s: lr_factor(s, steps_per_epoch * cfg.warmup_epochs, total_steps)
+    )
     best = (math.inf, -1, None)
     history = []
     for epoch in range(cfg.epochs if stop_after is None else min(stop_after, cfg.epochs)):
@@ -230,17 +256,29 @@ def train_one(
         order = rng.permutation(len(train_cases))
         sums: dict[str, float] = {}
         for s in range(steps_per_epoch):
-            batch = [train_cases[i] for i in order[s * bs:(s + 1) * bs]]
-            he, ihc, masked = paired_bags([c.he for c in batch], [c.ihc for c in batch],
-                                          cfg.n_tokens, rng, cfg.mask_ratio)
+            batch = [train_cases[i] for i in order[s * bs : (s + 1) * bs]]
+            he, ihc, masked = paired_bags(
+                [c.he for c in batch], [c.ihc for c in batch], cfg.n_tokens, rng, cfg.mask_ratio
+            )
             labels = torch.tensor([c.label for c in batch], device=device)
             he_e = embed_bags(model, torch.from_numpy(he).to(device))
-            ihc_e = embed_bags(model, torch.from_numpy(ihc).to(device)) if weights.contrastive else None
-            masked_e = embed_bags(model, torch.from_numpy(masked).to(device)) if weights.masked_mse \
+            ihc_e = (
+                embed_bags(model, torch.from_numpy(ihc).to(device)) if weights.contrastive else None
+            )
+            masked_e = (
+                embed_bags(model, torch.from_numpy(masked).to(device))
+                if weights.masked_mse
                 else None
-            loss, parts = total_loss(weights, he=he_e, ihc=ihc_e, he_masked=masked_e,
-                                     logits=class_logits(model, he_e), labels=labels,
-                                     class_weight=cw_dev)
+            )
+            loss, parts = total_loss(
+                weights,
+                he=he_e,
+                ihc=ihc_e,
+                he_masked=masked_e,
+                logits=class_logits(model, he_e),
+                labels=labels,
+                class_weight=cw_dev,
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -248,11 +286,15 @@ def train_one(
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
-        row = {"fold": fold, "epoch": epoch, "lr": opt.param_groups[0]["lr"],
-               "train_loss": sums["loss"] / steps_per_epoch,
-               "train_ce": sums.get("ce", math.nan) / steps_per_epoch,
-               "train_infonce": sums.get("infonce", math.nan) / steps_per_epoch,
-               "train_mse": sums.get("mse", math.nan) / steps_per_epoch}
+        row = {
+            "fold": fold,
+            "epoch": epoch,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": sums["loss"] / steps_per_epoch,
+            "train_ce": sums.get("ce", math.nan) / steps_per_epoch,
+            "train_infonce": sums.get("infonce", math.nan) / steps_per_epoch,
+            "train_mse": sums.get("mse", math.nan) / steps_per_epoch,
+        }
         if val_cases:
             row.update(_validate(model, val_cases, cfg, device, cw))
             score = row["val_loss"]
@@ -264,8 +306,10 @@ def train_one(
         if log_rows:
             log_rows(row)
         if progress:
-            progress(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: train {row['train_loss']:.4f} "
-                     f"val {row['val_loss']:.4f} auc {row['val_auc']:.3f}")
+            progress(
+                f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: train {row['train_loss']:.4f} "
+                f"val {row['val_loss']:.4f} auc {row['val_auc']:.3f}"
+            )
         if score < best[0]:
             best = (score, epoch, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
@@ -282,12 +326,14 @@ class MetricsLog:
 
         self.path = Path(path)
         ensure_dir(self.path.parent)
-        self._fh = open(self.path, "w", newline="", encoding="utf-8")
+        self._fh = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - kept open
         self._writer = csv.DictWriter(self._fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         self._writer.writeheader()
 
     def __call__(self, row: dict[str, float]) -> None:
-        self._writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self._writer.writerow(
+            {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+        )
         self._fh.flush()
 
     def close(self) -> None:
@@ -306,14 +352,16 @@ def cross_validate(
     """k-fold cross-validation split by case (stratified by label); one best model per fold."""
     if cfg.folds < 2:
         return [train_one(cases, [], n_classes, cfg, log_rows=log_rows, progress=progress)]
-    folds = kfold_by_case([c.case_id for c in cases], [c.label for c in cases], cfg.folds,
-                          cfg.seed, given_folds)
+    folds = kfold_by_case(
+        [c.case_id for c in cases], [c.label for c in cases], cfg.folds, cfg.seed, given_folds
+    )
     results = []
     for k in range(cfg.folds):
         tr = [c for c, f in zip(cases, folds) if f != k]
         va = [c for c, f in zip(cases, folds) if f == k]
         if not va:
             continue
-        results.append(train_one(tr, va, n_classes, cfg, fold=k, log_rows=log_rows,
-                                 progress=progress))
+        results.append(
+            train_one(tr, va, n_classes, cfg, fold=k, log_rows=log_rows, progress=progress)
+        )
     return results

@@ -63,13 +63,21 @@ def train_marker(
     n_classes = len(manifest.classes)
     counts = np.bincount(labels, minlength=n_classes)
     if (counts < max(2, cfg.folds)).any():
-        raise TrainingError(f"marker {marker}: training cases per class {dict(zip(manifest.classes, counts.tolist()))}; "
-                            f"every class needs at least {max(2, cfg.folds)} (one per fold).")
+        raise TrainingError(
+            f"marker {marker}: training cases per class {dict(zip(manifest.classes, counts.tolist()))}; "
+            f"every class needs at least {max(2, cfg.folds)} (one per fold)."
+        )
     t0 = time.perf_counter()
     metrics = MetricsLog(out / "metrics.csv")
     try:
-        results = cross_validate(cases, n_classes, cfg, given_folds=[c.fold for c in train_cc],
-                                 log_rows=metrics, progress=progress)
+        results = cross_validate(
+            cases,
+            n_classes,
+            cfg,
+            given_folds=[c.fold for c in train_cc],
+            log_rows=metrics,
+            progress=progress,
+        )
     finally:
         metrics.close()
     seconds = time.perf_counter() - t0
@@ -83,30 +91,50 @@ def train_marker(
         _, logits = slide_embeddings(r.model, [c.he for c in val], torch.device("cpu"))
         oof_p.append(torch.softmax(logits, 1).numpy())
         oof_y += [c.label for c in val]
-    cv = classification_report(oof_y, np.concatenate(oof_p), n_bootstrap=200, seed=cfg.seed) \
-        if oof_p else None
+    cv = (
+        classification_report(oof_y, np.concatenate(oof_p), n_bootstrap=200, seed=cfg.seed)
+        if oof_p
+        else None
+    )
     best = min(results, key=lambda r: (np.nan_to_num(r.best_val_loss, nan=np.inf), r.fold))
     final, refit_info = best.model, None
     if refit:
         # all training cases, the folds' schedule, stopped after their median best epoch (0-based)
         stop = int(np.median([r.best_epoch for r in results])) + 1
         t1 = time.perf_counter()
-        final = train_one(cases, [], n_classes, cfg, fold=cfg.folds, stop_after=stop,
-                          progress=progress).model
+        final = train_one(
+            cases, [], n_classes, cfg, fold=cfg.folds, stop_after=stop, progress=progress
+        ).model
         refit_info = {"epochs": stop, "n_cases": len(cases), "seconds": time.perf_counter() - t1}
         seconds += refit_info["seconds"]
     summary = {
-        "marker": marker, "classes": manifest.classes, "manifest": str(manifest.path),
-        "cache": str(cache.folder), "config": cfg.to_dict(), "test_fraction": test_fraction,
-        "n_train_cases": len(cases), "n_test_cases": len(test_cc),
+        "marker": marker,
+        "classes": manifest.classes,
+        "manifest": str(manifest.path),
+        "cache": str(cache.folder),
+        "config": cfg.to_dict(),
+        "test_fraction": test_fraction,
+        "n_train_cases": len(cases),
+        "n_test_cases": len(test_cc),
         "test_case_ids": [c.case_id for c in test_cc],
         "class_counts_train": dict(zip(manifest.classes, counts.tolist())),
-        "folds": [{"fold": r.fold, "best_epoch": r.best_epoch, "best_val_loss": r.best_val_loss,
-                   "n_val": len(r.val_case_ids)} for r in results],
-        "selected_fold": "refit" if refit else best.fold, "refit": refit_info,
-        "cv_out_of_fold": cv, "train_seconds": seconds,
-        "encoder": {k: cache.settings[k] for k in ("encoder_id", "encoder_version", "tile_mpp",
-                                                   "tile_size", "min_tissue")},
+        "folds": [
+            {
+                "fold": r.fold,
+                "best_epoch": r.best_epoch,
+                "best_val_loss": r.best_val_loss,
+                "n_val": len(r.val_case_ids),
+            }
+            for r in results
+        ],
+        "selected_fold": "refit" if refit else best.fold,
+        "refit": refit_info,
+        "cv_out_of_fold": cv,
+        "train_seconds": seconds,
+        "encoder": {
+            k: cache.settings[k]
+            for k in ("encoder_id", "encoder_version", "tile_mpp", "tile_size", "min_tissue")
+        },
         "command": command,
     }
     summary["class_names"] = class_display_names(manifest)
@@ -130,8 +158,11 @@ def default_classes(manifest_path: str | Path, marker: str) -> list[str] | None:
     names = REGISTRY[marker].class_names if marker in REGISTRY else None
     try:
         with open(manifest_path, newline="", encoding="utf-8-sig") as fh:
-            labels = {r.get("label", "").strip() for r in csv.DictReader(fh)
-                      if r.get("marker", "").strip() == marker}
+            labels = {
+                r.get("label", "").strip()
+                for r in csv.DictReader(fh)
+                if r.get("marker", "").strip() == marker
+            }
     except OSError:
         return None
     return list(names) if names and labels and labels <= set(names) else None
@@ -157,15 +188,26 @@ def model_config(summary: dict[str, Any], model) -> dict[str, Any]:
     cfg = summary["config"]
     enc = summary["encoder"]
     return {
-        "marker": summary["marker"], "classes": summary["classes"],
+        "marker": summary["marker"],
+        "classes": summary["classes"],
         "class_names": summary.get("class_names") or summary["classes"],
-        "encoder": enc["encoder_id"], "encoder_version": enc["encoder_version"],
-        "tile_mpp": enc["tile_mpp"], "tile_size": enc["tile_size"], "min_tissue": enc["min_tissue"],
+        "encoder": enc["encoder_id"],
+        "encoder_version": enc["encoder_version"],
+        "tile_mpp": enc["tile_mpp"],
+        "tile_size": enc["tile_size"],
+        "min_tissue": enc["min_tissue"],
         "model_kwargs": model_init_kwargs(model),
-        "training": {"loss": "ce-only" if cfg["contrastive_weight"] == 0 and cfg["mse_weight"] == 0
-                     else "infonce+mse+ce", "config": cfg, "test_fraction": summary["test_fraction"],
-                     "n_train_cases": summary["n_train_cases"], "selected_fold": summary["selected_fold"],
-                     "cv_out_of_fold": summary["cv_out_of_fold"], "command": summary["command"]},
+        "training": {
+            "loss": "ce-only"
+            if cfg["contrastive_weight"] == 0 and cfg["mse_weight"] == 0
+            else "infonce+mse+ce",
+            "config": cfg,
+            "test_fraction": summary["test_fraction"],
+            "n_train_cases": summary["n_train_cases"],
+            "selected_fold": summary["selected_fold"],
+            "cv_out_of_fold": summary["cv_out_of_fold"],
+            "command": summary["command"],
+        },
     }
 
 
@@ -208,20 +250,26 @@ def evaluate_marker(
     marker = config["marker"]
     training = config.get("training", {})
     tcfg = training.get("config", {})
-    manifest = load_manifest(manifest_path, marker=marker, classes=config["classes"],
-                             check_files=False)
+    manifest = load_manifest(
+        manifest_path, marker=marker, classes=config["classes"], check_files=False
+    )
     cache = EmbeddingCache.open(cache_dir, root=manifest.path.parent)
     if cache.settings["encoder_id"] != config["encoder"]:
-        raise TrainingError(f"model {model_path} uses encoder {config['encoder']!r} but cache "
-                            f"{cache_dir} holds {cache.settings['encoder_id']!r} embeddings.")
+        raise TrainingError(
+            f"model {model_path} uses encoder {config['encoder']!r} but cache "
+            f"{cache_dir} holds {cache.settings['encoder_id']!r} embeddings."
+        )
     if external:
         train_cc, test_cc = [], list(manifest.cases)
     else:
-        train_cc, test_cc = split_cases(manifest, training.get("test_fraction", 0.25),
-                                        tcfg.get("seed", 0))
+        train_cc, test_cc = split_cases(
+            manifest, training.get("test_fraction", 0.25), tcfg.get("seed", 0)
+        )
     if len(test_cc) < 4:
-        raise TrainingError(f"only {len(test_cc)} held-out test case(s) for {marker}; "
-                            "use a larger cohort or --test-fraction.")
+        raise TrainingError(
+            f"only {len(test_cc)} held-out test case(s) for {marker}; "
+            "use a larger cohort or --test-fraction."
+        )
     train = load_cases(manifest, train_cc, cache)
     test = load_cases(manifest, test_cc, cache)
     by_id = {c.case_id: c for c in test_cc}
@@ -232,11 +280,17 @@ def evaluate_marker(
     models = {"HistoStainAlign": (model, config)}
     if baseline_path is not None:
         models["CE-only baseline"] = _load(baseline_path)
-    report: dict[str, Any] = {"marker": marker, "classes": classes, "class_names": names,
-                              "n_test": len(test), "external": external,
-                              "n_train": len(train), "model": str(model_path),
-                              "baseline": str(baseline_path) if baseline_path else None,
-                              "test_class_counts": np.bincount(y, minlength=len(classes)).tolist()}
+    report: dict[str, Any] = {
+        "marker": marker,
+        "classes": classes,
+        "class_names": names,
+        "n_test": len(test),
+        "external": external,
+        "n_train": len(train),
+        "model": str(model_path),
+        "baseline": str(baseline_path) if baseline_path else None,
+        "test_class_counts": np.bincount(y, minlength=len(classes)).tolist(),
+    }
     probs, embs = {}, {}
     for name, (m, _) in models.items():
         he, logits = slide_embeddings(m, [c.he for c in test], cpu)
@@ -246,55 +300,89 @@ def evaluate_marker(
         embs[name] = (he.numpy(), ihc.numpy())
         report[name] = {
             "head": ev.classification_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
-            "alignment": ev.alignment_report(he.numpy(), ihc.numpy(), n_bootstrap=n_bootstrap,
-                                             seed=seed),
+            "alignment": ev.alignment_report(
+                he.numpy(), ihc.numpy(), n_bootstrap=n_bootstrap, seed=seed
+            ),
         }
         if train:
             tr_he, _ = slide_embeddings(m, [c.he for c in train], cpu)
-            probe = ev.linear_probe(tr_he.numpy(), [c.label for c in train], he.numpy(),
-                                    n_classes=len(classes), seed=seed)
+            probe = ev.linear_probe(
+                tr_he.numpy(),
+                [c.label for c in train],
+                he.numpy(),
+                n_classes=len(classes),
+                seed=seed,
+            )
             probs[f"{name} linear probe"] = probe
             report[name]["linear_probe"] = ev.classification_report(
-                y, probe, n_bootstrap=n_bootstrap, seed=seed)
+                y, probe, n_bootstrap=n_bootstrap, seed=seed
+            )
     if "CE-only baseline" in models:
         report["wilcoxon_per_case_log_loss"] = ev.wilcoxon_paired(
             ev.per_case_log_loss(y, probs["HistoStainAlign"]),
-            ev.per_case_log_loss(y, probs["CE-only baseline"]))
+            ev.per_case_log_loss(y, probs["CE-only baseline"]),
+        )
     if bayes is not None:
         report["bayes_optimal"] = dict(bayes)
         posteriors = case_posteriors([by_id[c.case_id] for c in test], marker)
         if posteriors is not None and bayes.get("threshold") is not None:
             report["bayes_optimal"]["held_out"] = held_out_reference(
-                y, probs["HistoStainAlign"], posteriors, bayes["threshold"],
-                n_bootstrap=n_bootstrap, seed=seed)
+                y,
+                probs["HistoStainAlign"],
+                posteriors,
+                bayes["threshold"],
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
     plots = {
-        "roc": ev.plot_roc(out / f"{plot_prefix}roc.png", y,
-                           {k: v for k, v in probs.items() if "probe" not in k}, names,
-                           f"{marker}: held-out ROC (n={len(y)})"),
-        "confusion": ev.plot_confusion(out / f"{plot_prefix}confusion.png", y,
-                                       probs["HistoStainAlign"].argmax(1), names,
-                                       f"{marker}: HistoStainAlign"),
-        "embedding": ev.plot_embedding(out / f"{plot_prefix}embedding.png",
-                                       *embs["HistoStainAlign"], y, names,
-                                       f"{marker}: slide embeddings (PCA)"),
+        "roc": ev.plot_roc(
+            out / f"{plot_prefix}roc.png",
+            y,
+            {k: v for k, v in probs.items() if "probe" not in k},
+            names,
+            f"{marker}: held-out ROC (n={len(y)})",
+        ),
+        "confusion": ev.plot_confusion(
+            out / f"{plot_prefix}confusion.png",
+            y,
+            probs["HistoStainAlign"].argmax(1),
+            names,
+            f"{marker}: HistoStainAlign",
+        ),
+        "embedding": ev.plot_embedding(
+            out / f"{plot_prefix}embedding.png",
+            *embs["HistoStainAlign"],
+            y,
+            names,
+            f"{marker}: slide embeddings (PCA)",
+        ),
     }
     report["plots"] = {k: str(v) for k, v in plots.items()}
     with atomic_open(out / "predictions.csv", "w", encoding="utf-8") as fh:
         names = [k for k in probs]
         fh.write("case_id,label," + ",".join(f"p_{classes[-1]}[{n}]" for n in names) + "\n")
         for i, c in enumerate(test):
-            fh.write(f"{c.case_id},{classes[c.label]},"
-                     + ",".join(f"{probs[n][i, -1]:.5f}" for n in names) + "\n")
+            fh.write(
+                f"{c.case_id},{classes[c.label]},"
+                + ",".join(f"{probs[n][i, -1]:.5f}" for n in names)
+                + "\n"
+            )
     write_json(out / "report.json", report)
     return report
 
 
-DISCLAIMER = ("Demonstration model, not for clinical use; train on your own cohort "
-              "(histostain embed / train / evaluate).")
+DISCLAIMER = (
+    "Demonstration model, not for clinical use; train on your own cohort "
+    "(histostain embed / train / evaluate)."
+)
 
 
-def annotate_model(model_path: str | Path, report: dict[str, Any],
-                   out_path: str | Path | None = None, key: str | None = None) -> Path:
+def annotate_model(
+    model_path: str | Path,
+    report: dict[str, Any],
+    out_path: str | Path | None = None,
+    key: str | None = None,
+) -> Path:
     """Write the held-out evaluation (and the disclaimer) into a model file's config, under
     `metrics.<key>` (default `held_out`, or `external_test` for an `external` report); the
     weights are unchanged. Writes `out_path` (default: the model file itself), atomically."""
@@ -302,9 +390,14 @@ def annotate_model(model_path: str | Path, report: dict[str, Any],
 
     net, cfg = load_model_file(model_path)
     h = report["HistoStainAlign"]["head"]
-    held = {"n_test": report["n_test"], "weighted_f1": h["weighted_f1"],
-            "weighted_f1_ci95": h["weighted_f1_ci"], "auc": h["auc"], "auc_ci95": h["auc_ci"],
-            "balanced_accuracy": h["balanced_accuracy"]}
+    held = {
+        "n_test": report["n_test"],
+        "weighted_f1": h["weighted_f1"],
+        "weighted_f1_ci95": h["weighted_f1_ci"],
+        "auc": h["auc"],
+        "auc_ci95": h["auc_ci"],
+        "balanced_accuracy": h["balanced_accuracy"],
+    }
     if "CE-only baseline" in report:
         b = report["CE-only baseline"]["head"]
         held["ce_only_weighted_f1"] = b["weighted_f1"]
@@ -327,9 +420,11 @@ def annotate_model(model_path: str | Path, report: dict[str, Any],
 def summary_line(report: dict[str, Any]) -> str:
     """One-line human summary of an evaluation report."""
     h = report["HistoStainAlign"]["head"]
-    s = (f"{report['marker']}{' (external test cohort)' if report.get('external') else ''}: weighted F1 {h['weighted_f1']:.3f} "
-         f"[{h['weighted_f1_ci'][0]:.3f}, {h['weighted_f1_ci'][1]:.3f}], AUC {h['auc']:.3f}, "
-         f"balanced acc {h['balanced_accuracy']:.3f} (n={report['n_test']})")
+    s = (
+        f"{report['marker']}{' (external test cohort)' if report.get('external') else ''}: weighted F1 {h['weighted_f1']:.3f} "
+        f"[{h['weighted_f1_ci'][0]:.3f}, {h['weighted_f1_ci'][1]:.3f}], AUC {h['auc']:.3f}, "
+        f"balanced acc {h['balanced_accuracy']:.3f} (n={report['n_test']})"
+    )
     if "CE-only baseline" in report:
         b = report["CE-only baseline"]["head"]
         s += f"; CE-only F1 {b['weighted_f1']:.3f}, AUC {b['auc']:.3f}"
@@ -339,8 +434,10 @@ def summary_line(report: dict[str, Any]) -> str:
         s += f"; Bayes-optimal F1 {report['bayes_optimal'].get('weighted_f1', float('nan')):.3f}"
         same = report["bayes_optimal"].get("held_out")
         if same:
-            s += (f" (on these cases {same['weighted_f1']:.3f}; gap {same['gap']:.3f} "
-                  f"[{same['gap_ci'][0]:.3f}, {same['gap_ci'][1]:.3f}])")
+            s += (
+                f" (on these cases {same['weighted_f1']:.3f}; gap {same['gap']:.3f} "
+                f"[{same['gap_ci'][0]:.3f}, {same['gap_ci'][1]:.3f}])"
+            )
     return s
 
 

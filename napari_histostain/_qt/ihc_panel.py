@@ -33,8 +33,9 @@ from qtpy.QtWidgets import (
 from ..defaults import TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
 from ..markers import MARKERS, get_marker
-from ._common import VISIBLE, WHOLE, ModeAndStatus, stream_from_thread
+from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .viewport import viewport_world_box
+from .workers import stream_from_thread
 
 #: Key of our entry in the metadata of the layers this panel makes.
 OBSERVED_KEY = "histostain_observed"
@@ -71,23 +72,36 @@ def _measure(kwargs: dict, cancel: Callable[[], bool]):
 
     kwargs = dict(kwargs)
     if kwargs.pop("count_stroma", False):
-        kwargs["params"] = IHCParams(context_min_nuclei=0)  # as `histostain quantify --count-stroma`
+        kwargs["params"] = IHCParams(
+            context_min_nuclei=0
+        )  # as `histostain quantify --count-stroma`
 
     def job(put):
-        return observe_slide(**kwargs, cancel=cancel, on_grid=lambda g, n: put(("grid", (g, n))),
-                             on_tile=lambda i, v: put(("tile", (i, v))))
+        return observe_slide(
+            **kwargs,
+            cancel=cancel,
+            on_grid=lambda g, n: put(("grid", (g, n))),
+            on_tile=lambda i, v: put(("tile", (i, v))),
+        )
 
     return (yield from stream_from_thread(job, "histostain-observed-ihc"))
 
 
 def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
     """(label, value) rows of a slide summary for the panel; the marker's own measure first."""
+
     def pct(v: float) -> str:
         return f"{v:.1f} %" if np.isfinite(v) else "-"
 
     rows = {
-        "ki67": ("Ki-67 index" if marker == "ki67" else "Positive nuclei", pct(summary["ki67_index"])),
-        "h_score": ("H-score", f"{summary['h_score']:.0f}" if np.isfinite(summary["h_score"]) else "-"),
+        "ki67": (
+            "Ki-67 index" if marker == "ki67" else "Positive nuclei",
+            pct(summary["ki67_index"]),
+        ),
+        "h_score": (
+            "H-score",
+            f"{summary['h_score']:.0f}" if np.isfinite(summary["h_score"]) else "-",
+        ),
         "pdl1": ("PD-L1 TPS", pct(summary["pdl1_tps"])),
         "p53": ("p53 pattern", summary["p53_pattern"] if summary["n_nuclei"] else "-"),
     }
@@ -98,8 +112,11 @@ def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
         first,
         ("Label", label),
         *rows.values(),
-        ("Nuclei counted", f"{summary['n_nuclei']} (neg {counts['negative']}, 1+ {counts['1+']}, "
-                           f"2+ {counts['2+']}, 3+ {counts['3+']})"),
+        (
+            "Nuclei counted",
+            f"{summary['n_nuclei']} (neg {counts['negative']}, 1+ {counts['1+']}, "
+            f"2+ {counts['2+']}, 3+ {counts['3+']})",
+        ),
         ("Positive pixels", f"{summary['positive_pixel_fraction']:.1%}"),
     ]
 
@@ -112,8 +129,13 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
     (`PredictionMaps.summary()`), so the observed map uses the prediction's grid lattice.
     """
 
-    def __init__(self, napari_viewer, context: Callable[[], dict | None] | None = None,
-                 *, expanded: bool = False):
+    def __init__(
+        self,
+        napari_viewer,
+        context: Callable[[], dict | None] | None = None,
+        *,
+        expanded: bool = False,
+    ):
         super().__init__()
         self.viewer = napari_viewer
         self.context = context or (lambda: None)
@@ -165,7 +187,8 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self.stroma_box = QCheckBox("Count nuclei in pale stroma too")
         self.stroma_box.setToolTip(
             "Indices are scored on tumour cells: nuclei in surroundings paler than the tumour's\n"
-            "are left out as stroma. Tick to count them (e.g. where tumour cytoplasm is pale).")
+            "are left out as stroma. Tick to count them (e.g. where tumour cytoplasm is pale)."
+        )
         form.addRow("", self.stroma_box)
         self.grid_label = QLabel()
         self.grid_label.setWordWrap(True)
@@ -236,7 +259,9 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
     def refresh_choices(self, event=None) -> None:
         """List the slide layers; prefer one whose name says IHC or a marker, not the H&E."""
         current = self.ihc_combo.currentText()
-        names = [ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})]
+        names = [
+            ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})
+        ]
         self.ihc_combo.blockSignals(True)
         self.ihc_combo.clear()
         self.ihc_combo.addItems(names)
@@ -261,7 +286,9 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if layer is None:
             return
-        m = marker_from_name(Path(layer.metadata.get("slide_path", "")).stem) or marker_from_name(name)
+        m = marker_from_name(Path(layer.metadata.get("slide_path", "")).stem) or marker_from_name(
+            name
+        )
         if m is not None and not self.busy:
             self.set_marker(m)
 
@@ -301,11 +328,18 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         mpp, size, _ = self.grid_spec()
         self.update_grid_label()
         marker, scope = self.marker, "whole slide" if region is None else "visible region"
-        kwargs = {"slide_path": layer.metadata["slide_path"], "marker": marker, "tile_mpp": mpp,
-                  "tile_size": size, "region": region, "count_stroma": self.stroma_box.isChecked()}
+        kwargs = {
+            "slide_path": layer.metadata["slide_path"],
+            "marker": marker,
+            "tile_mpp": mpp,
+            "tile_size": size,
+            "region": region,
+            "count_stroma": self.stroma_box.isChecked(),
+        }
         self._cancel.clear()
-        pbar = cancelable_progress(total=0, desc=f"HistoStain observed {MARKERS[marker]}",
-                                   cancel_callback=self._cancel.set)
+        pbar = cancelable_progress(
+            total=0, desc=f"HistoStain observed {MARKERS[marker]}", cancel_callback=self._cancel.set
+        )
         self._progress, event = pbar, self._cancel
 
         def cancelled() -> bool:  # the activity dock's Cancel only sets `is_canceled`
@@ -323,15 +357,19 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
                 state["maps"] = PredictionMaps.from_grid(grid, [marker], kwargs["slide_path"])
                 if self._progress is not None:
                     self._progress.total = state["total"]
-                self._message(f"Measuring {MARKERS[marker]} ({scope}): 0 of {state['total']} tiles...")
+                self._message(
+                    f"Measuring {MARKERS[marker]} ({scope}): 0 of {state['total']} tiles..."
+                )
                 return
             index, positivity = value
             state["done"] += 1
             if np.isfinite(positivity):
                 state["maps"].update(marker, [index], [positivity])
             self._stream_map(state, marker, f"{scope}, measuring")
-            self._message(f"Measuring {MARKERS[marker]} ({scope}): {state['done']} of "
-                          f"{state['total']} tiles...")
+            self._message(
+                f"Measuring {MARKERS[marker]} ({scope}): {state['done']} of "
+                f"{state['total']} tiles..."
+            )
             if self._progress is not None:  # last: napari's update may process events
                 self._progress.update(1)
 
@@ -352,8 +390,11 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
                 if self.result is not None and self.result.marker == marker:
                     self.show_result(self.result, self.scope)
             if isinstance(exc, IHCCancelled):
-                kept = "the previous observed map is kept" if self.result is not None else \
-                    "nothing was added"
+                kept = (
+                    "the previous observed map is kept"
+                    if self.result is not None
+                    else "nothing was added"
+                )
                 self._message(f"Cancelled; {kept}. Press Measure IHC to run again.")
             elif isinstance(exc, HistostainError):
                 self._message(str(exc), error=True)
@@ -397,7 +438,8 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             kw["name"] = observed_name(marker)
             kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": None}
             state["layer"] = self._put_layer(
-                kw["name"], lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw))
+                kw["name"], lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw)
+            )
         elif now - state["drawn"] >= STREAM_REDRAW_S:
             state["layer"].data = maps.heatmap(marker, "positivity")
         else:
@@ -419,17 +461,20 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         kw = overlay_layer_kwargs(maps, marker, "positivity")
         kw["name"] = observed_name(marker)
         kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": s}
-        heat = self._put_layer(kw["name"], lambda: self.viewer.add_image(
-            maps.heatmap(marker, "positivity"), **kw))
+        heat = self._put_layer(
+            kw["name"], lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw)
+        )
         if self.nuclei_box.isChecked():
             self._show_nuclei(result)
         else:
             self._remove_ours(nuclei_name(marker))
         self.result, self.maps, self.scope = result, maps, scope
         self.viewer.layers.selection.active = heat
-        n_tiles = int(len(done))
-        self._message(f"{MARKERS[marker]} measured over the {scope}: {n_tiles} tiles with nuclei. "
-                      + " ".join(result.messages))
+        n_tiles = len(done)
+        self._message(
+            f"{MARKERS[marker]} measured over the {scope}: {n_tiles} tiles with nuclei. "
+            + " ".join(result.messages)
+        )
         self._show_summary(s, marker, scope)
 
     def _remove_ours(self, name: str) -> None:
@@ -470,9 +515,12 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             "border_color": list(colours) if n else "white",
             "border_width": 0.18,
             "border_width_is_relative": True,
-            "features": {"class": classes, "counted": counted,
-                         "excluded_as": result.nuclei.exclusion_reasons,
-                         "dab_od": np.asarray(result.nuclei.dab, float)},
+            "features": {
+                "class": classes,
+                "counted": counted,
+                "excluded_as": result.nuclei.exclusion_reasons,
+                "dab_od": np.asarray(result.nuclei.dab, float),
+            },
             "units": ("um", "um"),
             "metadata": {OBSERVED_KEY: {"marker": marker}},
         }
@@ -483,10 +531,16 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         ctx = self.context() or {}
         pred = (ctx.get("summary") or {}).get(marker)
         if pred and np.isfinite(pred.get("probability", np.nan)):
-            rows.append(("Predicted (H&E)",
-                         f"{pred['label'] or '-'} (p = {pred['probability']:.2f}; {pred['scope']})"))
+            rows.append(
+                (
+                    "Predicted (H&E)",
+                    f"{pred['label'] or '-'} (p = {pred['probability']:.2f}; {pred['scope']})",
+                )
+            )
         html = "".join(f"<tr><td>{k}&nbsp;&nbsp;</td><td><b>{v}</b></td></tr>" for k, v in rows)
-        self.results_label.setText(f"<b>Observed {MARKERS[marker]}</b> ({scope})<table>{html}</table>")
+        self.results_label.setText(
+            f"<b>Observed {MARKERS[marker]}</b> ({scope})<table>{html}</table>"
+        )
         self.rows = dict(rows)
 
     # -- teardown ------------------------------------------------------------------------------

@@ -6,12 +6,8 @@ All compute runs in napari thread workers; the GUI thread only stores finished b
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections import deque
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
@@ -24,15 +20,12 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLayout,
     QPushButton,
     QScrollArea,
     QSlider,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -40,100 +33,14 @@ from qtpy.QtWidgets import (
 from ..engine.region_predictor import BUNDLED, RegionPredictor, WidgetError
 from ..errors import HistostainError
 from ..markers import MARKERS
-from ..plugin.layers import (
-    COLORMAP_CHOICES,
-    DEFAULT_COLORMAPS,
-    contrast_limits,
-    overlay_colormap,
-    overlay_layer_kwargs,
-    overlay_name,
-    tissue_mask_layer,
-)
-from ..results.maps import KINDS, META_KEY
-from ._common import VISIBLE, WHOLE, ModeAndStatus, stream_from_thread
+from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
+from .gui_timing import GuiTiming
 from .ihc_panel import ObservedIHCPanel
+from .mode import VISIBLE, WHOLE, ModeAndStatus
+from .overlay_layers import OverlayLayers
+from .results_panel import ResultsPanel
 from .viewport import viewport_world_box
-
-ATTENTION_NOTE = (
-    "Positivity is per tile. In Visible region mode, attention and the call cover only the tiles "
-    "computed so far; Whole slide gives the slide call."
-)
-
-
-def _live_loop(predictor: RegionPredictor, state: _LiveState):
-    """Worker: compute pending tiles (nearest the view centre first), yield each batch."""
-    predictor.warm_up()
-    yield ("ready", None, None)
-    first = True
-    while not state.stop.is_set():
-        batch = state.take(1 if first else state.batch_size)
-        if not batch:
-            state.wake.wait(0.05)
-            state.wake.clear()
-            first = True
-            continue
-        first = False
-        yield ("tiles", batch, predictor.compute(batch))
-
-
-def _whole_slide(predictor: RegionPredictor, cancel, batch_size: int):
-    """Worker: `predict_slide` in a helper thread; yield its streamed batches, return the result."""
-    from ..engine.predict import PredictOptions, predict_slide
-
-    options = PredictOptions(models=predictor.models, encoder=predictor.encoder,
-                             tile_mpp=predictor.tile_mpp, batch_size=batch_size)
-
-    def job(put):
-        return predict_slide(
-            predictor.slide, predictor.markers, options, tissue=predictor.tissue, cancel=cancel,
-            on_batch=lambda idx, part: put((idx, part)),
-        )
-
-    return (yield from stream_from_thread(job, "histostain-whole-slide"))
-
-
-class _LiveState:
-    """Tiles waiting for the visible-region worker (shared with it under a lock)."""
-
-    def __init__(self, batch_size: int = 4):
-        self.lock = threading.Lock()
-        self.pending: list[int] = []
-        self.in_flight: set[int] = set()
-        self.stop = threading.Event()
-        self.wake = threading.Event()
-        self.batch_size = batch_size
-        self.dropped = 0
-
-    def replace(self, indices: list[int]) -> None:
-        with self.lock:
-            keep = set(indices)
-            self.dropped += sum(1 for i in self.pending if i not in keep)
-            self.pending = [i for i in indices if i not in self.in_flight]
-        self.wake.set()
-
-    def take(self, k: int) -> list[int]:
-        with self.lock:
-            batch, self.pending = self.pending[:k], self.pending[k:]
-            self.in_flight.update(batch)
-        return batch
-
-    def finished(self, batch: list[int]) -> None:
-        with self.lock:
-            self.in_flight.difference_update(batch)
-
-
-class _Stopper:
-    """Stops the widget's workers without touching Qt objects (safe while Qt tears down)."""
-
-    def __init__(self):
-        self.live: _LiveState | None = None
-        self.cancel = threading.Event()
-
-    def stop(self, *args) -> None:
-        if self.live is not None:
-            self.live.stop.set()
-            self.live.wake.set()
-        self.cancel.set()
+from .workers import LiveState, Stopper, live_loop, whole_slide
 
 
 class PredictionWidget(ModeAndStatus, QWidget):
@@ -145,12 +52,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.predictor: RegionPredictor | None = None
         self._predictor_key: tuple | None = None
         self._model_files: dict[str, str] = {}
-        self._layers: dict[tuple[str, str], Any] = {}
-        self._live: _LiveState | None = None
+        self.overlays = OverlayLayers(napari_viewer)
+        self._live: LiveState | None = None
         self._live_worker = None
         self._setup_worker = None
         self._whole_worker = None
-        self._stopper = _Stopper()
+        self._stopper = Stopper()
         self._cancel = self._stopper.cancel
         self._progress = None
         self.batch_size = 16  # whole-slide batch size
@@ -159,8 +66,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.last_message = ""
         self.last_tile: dict | None = None
         self.last_export: list[Path] = []
-        self.timings: dict[str, float] = {}
-        self.gui_log: deque = deque(maxlen=2000)  # (label, start, seconds) of GUI-thread handlers
+        self.timing = GuiTiming()
         self._view_todo: set[int] = set()
         self._t_view = 0.0
         self._build_ui()
@@ -185,15 +91,6 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if qt_window is not None:
             qt_window.destroyed.connect(self._stopper.stop)
 
-    @contextlib.contextmanager
-    def _timed(self, label: str):
-        """Record how long a GUI-thread handler ran (benchmarks read `gui_log`)."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.gui_log.append((label, t0, time.perf_counter() - t0))
-
     # ------------------------------------------------------------------------------------------
     # UI
     # ------------------------------------------------------------------------------------------
@@ -211,7 +108,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
         lay.setSizeConstraint(QLayout.SetMinimumSize)
         form = QFormLayout()
         self.slide_combo = QComboBox()
-        self.slide_combo.setToolTip("The slide layer to predict on (opened with the HistoStain reader).")
+        self.slide_combo.setToolTip(
+            "The slide layer to predict on (opened with the HistoStain reader)."
+        )
         form.addRow("Slide", self.slide_combo)
         mk = QHBoxLayout()
         self.marker_boxes = {}
@@ -256,36 +155,17 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
 
-        header = QLabel("<b>Results</b>")
-        lay.addWidget(header)
+        self.results = ResultsPanel()
+        lay.addWidget(self.results)
         rl = lay
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["Marker", "Call", "Prob.", "Pos.", "Tiles"])
-        self.table.horizontalHeaderItem(3).setToolTip("Positive tissue fraction (tile threshold)")
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.verticalHeader().setVisible(False)
-        row_h = self.table.fontMetrics().height() + 8
-        self.table.verticalHeader().setDefaultSectionSize(row_h)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setFixedHeight((len(MARKERS) + 1) * row_h + 12)
-        rl.addWidget(self.table)
-        self.scope_label = QLabel(ATTENTION_NOTE)
-        self.scope_label.setWordWrap(True)
-        self.scope_label.setStyleSheet("color: gray")
-        rl.addWidget(self.scope_label)
-        self.tile_label = QLabel("Click a tile to see its scores.")
-        self.tile_label.setWordWrap(True)
-        self.tile_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        rl.addWidget(self.tile_label)
         disp = QFormLayout()
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.05)
         self.threshold_spin.setValue(0.5)
-        self.threshold_spin.setToolTip("Tile positivity counted as positive tissue (and in exports).")
+        self.threshold_spin.setToolTip(
+            "Tile positivity counted as positive tissue (and in exports)."
+        )
         self.threshold_spin.valueChanged.connect(self._on_threshold)
         disp.addRow("Tile threshold", self.threshold_spin)
         self.opacity_slider = QSlider(Qt.Horizontal)
@@ -317,9 +197,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         p = self.predictor
         if p is None:
             return {"slide_layer": self.slide_combo.currentText()}
-        return {"tile_mpp": p.tile_mpp, "tile_size": p.tile_size,
-                "slide_layer": self.slide_combo.currentText(),
-                "summary": p.maps.summary(self.threshold_spin.value())}
+        return {
+            "tile_mpp": p.tile_mpp,
+            "tile_size": p.tile_size,
+            "slide_layer": self.slide_combo.currentText(),
+            "summary": p.maps.summary(self.threshold_spin.value()),
+        }
 
     # ------------------------------------------------------------------------------------------
     # Settings
@@ -366,7 +249,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def _refresh_slide_choices(self, event=None) -> None:
         current = self.slide_combo.currentText()
-        names = [ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})]
+        names = [
+            ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})
+        ]
         self.slide_combo.blockSignals(True)
         self.slide_combo.clear()
         self.slide_combo.addItems(names)
@@ -379,10 +264,11 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
-        for key, ly in list(self._layers.items()):
-            if ly is layer:
-                del self._layers[key]
-        if self.predictor is not None and layer.metadata.get("slide_path") == self.predictor.maps.slide_path:
+        self.overlays.forget(layer)
+        if (
+            self.predictor is not None
+            and layer.metadata.get("slide_path") == self.predictor.maps.slide_path
+        ):
             self.stop()
         self._refresh_slide_choices()
 
@@ -393,7 +279,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if not self.markers:
             raise WidgetError("choose at least one marker (P53, PD-L1, Ki-67).")
         files = tuple(sorted((m, p) for m, p in self._model_files.items() if m in self.markers))
-        return (layer.metadata["slide_path"], tuple(self.markers), files, float(self.mpp_spin.value()))
+        return (
+            layer.metadata["slide_path"],
+            tuple(self.markers),
+            files,
+            float(self.mpp_spin.value()),
+        )
 
     # ------------------------------------------------------------------------------------------
     # Running
@@ -442,8 +333,8 @@ class PredictionWidget(ModeAndStatus, QWidget):
                 self.predictor.close()
             self.predictor, self._predictor_key = pred, key
             self.ihc_panel.update_grid_label()
-            self.timings["setup_s"] = time.perf_counter() - t0
-            with self._timed("make layers"):
+            self.timing.marks["setup_s"] = time.perf_counter() - t0
+            with self.timing.timed("make layers"):
                 self._make_layers()
                 self._update_panel()
             then()
@@ -472,9 +363,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
         from napari.qt.threading import create_worker
 
         assert self.predictor is not None
-        self._live = _LiveState(self.visible_batch_size)
+        self._live = LiveState(self.visible_batch_size)
         self._stopper.live = self._live
-        worker = create_worker(_live_loop, self.predictor, self._live, _ignore_errors=True)
+        worker = create_worker(live_loop, self.predictor, self._live, _ignore_errors=True)
         state = self._live
 
         def on_yield(item) -> None:
@@ -485,20 +376,23 @@ class PredictionWidget(ModeAndStatus, QWidget):
             state.finished(batch)
             if self.predictor is None:
                 return
-            with self._timed("visible batch"):
+            with self.timing.timed("visible batch"):
                 self.predictor.store(batch, result)
                 self.stream_updates += 1
                 now = time.perf_counter()
-                if self._t_view and "first_tile_s" not in self.timings and (
-                        self._view_todo.intersection(batch)):
-                    self.timings["first_tile_s"] = now - self._t_view
-                    self.timings["first_tile_at"] = now
+                if (
+                    self._t_view
+                    and "first_tile_s" not in self.timing.marks
+                    and (self._view_todo.intersection(batch))
+                ):
+                    self.timing.marks["first_tile_s"] = now - self._t_view
+                    self.timing.marks["first_tile_at"] = now
                 self._schedule_refresh()
                 with state.lock:
                     left = len(state.pending) + len(state.in_flight)
                 if self._t_view and self.predictor.maps.done[list(self._view_todo)].all():
-                    self.timings["viewport_s"] = now - self._t_view
-                    self.timings["viewport_at"] = now
+                    self.timing.marks["viewport_s"] = now - self._t_view
+                    self.timing.marks["viewport_at"] = now
                     self._t_view = 0.0
                 self._live_status(left)
 
@@ -551,7 +445,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self._t_view = time.perf_counter() if todo else 0.0
             self._view_todo = set(todo)
             if todo:
-                self.timings.pop("first_tile_s", None)
+                self.timing.marks.pop("first_tile_s", None)
         self._live.replace(todo)
         self._live_status(len(todo))
 
@@ -573,7 +467,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         assert self.predictor is not None
         self._cancel.clear()
         n = len(self.predictor.grid)
-        with self._timed("progress bar"):
+        with self.timing.timed("progress bar"):
             self._progress = cancelable_progress(
                 total=n, desc="HistoStain whole slide", cancel_callback=self._cancel.set
             )
@@ -582,8 +476,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
         def cancelled() -> bool:  # the activity dock's Cancel only sets `is_canceled`
             return event.is_set() or pbar.is_canceled
 
-        worker = create_worker(_whole_slide, self.predictor, cancelled, self.batch_size,
-                               _ignore_errors=True)
+        worker = create_worker(
+            whole_slide, self.predictor, cancelled, self.batch_size, _ignore_errors=True
+        )
         self._set_running(True)
         self._message(f"Whole slide: 0 of {n} tiles...")
         t0 = time.perf_counter()
@@ -592,12 +487,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
             idx, partial = item
             if self.predictor is None:
                 return
-            with self._timed("whole-slide batch"):
+            with self.timing.timed("whole-slide batch"):
                 self.predictor.store_partial(idx, partial)
                 self.stream_updates += 1
                 current = self._whole_worker is worker
                 if current:
-                    self._message(f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles...")
+                    self._message(
+                        f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles..."
+                    )
                 self._schedule_refresh()
                 # last: napari's progress update processes events, so the run may end inside it
                 if current and self._progress is not None:
@@ -605,16 +502,18 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
         def on_return(prediction) -> None:
             self._whole_worker = None
-            with self._timed("whole-slide result"):
+            with self.timing.timed("whole-slide result"):
                 self._close_progress()
                 self._set_running(False)
                 if self.predictor is None:
                     return
                 self.predictor.store_prediction(prediction)
-                self.timings["whole_slide_s"] = time.perf_counter() - t0
+                self.timing.marks["whole_slide_s"] = time.perf_counter() - t0
                 self._refresh_now()
             msgs = " ".join(prediction.messages)
-            self._message(f"Whole slide done: {n} tiles in {time.perf_counter() - t0:.1f} s. {msgs}")
+            self._message(
+                f"Whole slide done: {n} tiles in {time.perf_counter() - t0:.1f} s. {msgs}"
+            )
 
         def on_error(exc: BaseException) -> None:
             from ..engine.predict import PredictionCancelled
@@ -624,8 +523,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
                 self._close_progress()
                 self._set_running(False)
                 done = int(self.predictor.maps.done.sum()) if self.predictor else 0
-                self._message(f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
-                              "shown and can be exported. Press Predict to run again.")
+                self._message(
+                    f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
+                    "shown and can be exported. Press Predict to run again."
+                )
                 self._refresh_now()
                 return
             self._on_error(exc)
@@ -661,27 +562,13 @@ class PredictionWidget(ModeAndStatus, QWidget):
     # ------------------------------------------------------------------------------------------
     def _make_layers(self) -> None:
         """One positivity and one attention layer per marker on the predictor's maps."""
-        maps = self.predictor.maps
-        opacity = self.opacity_slider.value() / 100.0
         slide_layer = self.slide_layer
-        for m in self.predictor.markers:
-            for kind in KINDS:
-                kw = overlay_layer_kwargs(
-                    maps, m, kind, opacity=opacity,
-                    colormap=self.cmap_combo.currentText() if kind == "positivity" else None,
-                )
-                name = overlay_name(m, kind)
-                old = self.viewer.layers[name] if name in self.viewer.layers else None
-                if old is not None and META_KEY in old.metadata:  # reuse: adding layers is slow
-                    old.metadata = kw["metadata"]
-                    old.scale, old.translate = kw["scale"], kw["translate"]
-                    old.data = maps.heatmap(m, kind)
-                    old.contrast_limits_range = kw["contrast_limits"]
-                    old.contrast_limits = kw["contrast_limits"]
-                    self._layers[(m, kind)] = old
-                    continue
-                kw["visible"] = kind == "positivity"
-                self._layers[(m, kind)] = self.viewer.add_image(maps.heatmap(m, kind), **kw)
+        self.overlays.make(
+            self.predictor.maps,
+            self.predictor.markers,
+            opacity=self.opacity_slider.value() / 100.0,
+            colormap=self.cmap_combo.currentText(),
+        )
         if self.tissue_box.isChecked():
             self._on_tissue_toggled(True)
         if slide_layer is not None:
@@ -703,60 +590,26 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self._update_panel()
 
     def _refresh_layers(self) -> None:
-        """Redraw the overlays (napari skips hidden layers and refreshes them when shown)."""
-        for (m, kind), layer in list(self._layers.items()):
-            if layer not in self.viewer.layers:
-                continue
-            if kind == "attention":
-                lim = contrast_limits(self.predictor.maps.values(m, kind), kind)
-                layer.contrast_limits_range = lim
-                layer.contrast_limits = lim
-            if layer.visible:
-                layer.refresh()
+        self.overlays.refresh(self.predictor.maps)
 
     def _update_panel(self) -> None:
         maps = self.predictor.maps if self.predictor else None
-        summary = maps.summary(self.threshold_spin.value()) if maps else {}
-        self.table.setRowCount(len(summary))
-        scopes = set()
-        for r, (_, s) in enumerate(summary.items()):
-            p = s["probability"]
-            frac = s["positive_fraction"]
-            cells = [
-                s["marker"], s["label"] or "-", f"{p:.3f}" if np.isfinite(p) else "-",
-                f"{frac:.0%}" if np.isfinite(frac) else "-", f"{s['tiles_computed']}/{s['tiles_total']}",
-            ]
-            for c, text in enumerate(cells):
-                self.table.setItem(r, c, QTableWidgetItem(text))
-            if s["scope"]:
-                scopes.add(s["scope"])
-        scope = f"Call over: {', '.join(sorted(scopes))}. " if scopes else ""
-        self.scope_label.setText(scope + ATTENTION_NOTE)
+        self.results.show_summary(maps.summary(self.threshold_spin.value()) if maps else {})
 
     def _on_threshold(self, value: float) -> None:
         self._update_panel()
 
     def _on_opacity(self, value: int) -> None:
-        for layer in self._layers.values():
-            layer.opacity = value / 100.0
+        self.overlays.set_opacity(value / 100.0)
 
     def _on_colormap(self, name: str) -> None:
-        for (_, kind), layer in self._layers.items():
-            if kind == "positivity":
-                layer.colormap = overlay_colormap(name)
+        self.overlays.set_colormap(name)
 
     def _on_tissue_toggled(self, checked: bool) -> None:
-        name = "Tissue mask"
         if not checked:
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-            return
-        if self.predictor is None or name in self.viewer.layers:
-            return
-        t = self.predictor.tissue
-        data, kw = tissue_mask_layer(t.mask, t.downsample, self.predictor.grid.slide_mpp)
-        kw["visible"] = True
-        self.viewer.add_image(data, **kw)
+            self.overlays.show_tissue(None, None)
+        elif self.predictor is not None:
+            self.overlays.show_tissue(self.predictor.tissue, self.predictor.grid.slide_mpp)
 
     # -- tile inspection -----------------------------------------------------------------------
     def show_tile_at(self, world_position) -> dict | None:
@@ -765,22 +618,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return None
         maps = self.predictor.maps
         i = maps.tile_at(np.asarray(world_position, float)[-2:])
-        if i is None:
-            self.tile_label.setText("No tissue tile here.")
-            self.last_tile = None
-            return None
-        s = maps.tile_scores(i)
-        lines = [f"Tile {s['tile']} (row {s['row']}, col {s['col']}; x {s['x']}, y {s['y']} px; "
-                 f"tissue {s['tissue_fraction']:.0%})"]
-        if not s["computed"]:
-            lines.append("not computed yet")
-        for m, v in s["markers"].items():
-            pos, att = v["positivity"], v["attention"]
-            if np.isfinite(pos):
-                lines.append(f"{MARKERS[m]}: positivity {pos:.3f}, attention {att:.4f}")
-        self.tile_label.setText("\n".join(lines))
-        self.last_tile = s
-        return s
+        self.last_tile = None if i is None else maps.tile_scores(i)
+        self.results.show_tile(self.last_tile)
+        return self.last_tile
 
     def _on_mouse(self, viewer, event):
         if event.type != "mouse_press" or self.predictor is None:
@@ -802,7 +642,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if self.predictor is None:
             raise WidgetError("nothing to export yet: run a prediction first.")
         self.last_export = export_predictions(
-            out_dir, self.predictor.maps, slide=self.predictor.slide,
+            out_dir,
+            self.predictor.maps,
+            slide=self.predictor.slide,
             tile_threshold=self.threshold_spin.value(),
         )
         self._message(f"Exported {len(self.last_export)} files to {out_dir}.")
@@ -831,6 +673,6 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if self.predictor is not None and not self.busy:
             self.predictor.close()
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event) -> None:
         self.close_session()
         super().closeEvent(event)

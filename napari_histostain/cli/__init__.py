@@ -17,8 +17,16 @@ from ..errors import HistostainError
 
 #: Command modules of this package, in the order --help shows them.
 COMMAND_MODULES = (
-    "info", "demo", "simulate", "predict", "predict_cohort", "quantify", "build_cohort", "embed",
-    "train", "evaluate",
+    "info",
+    "demo",
+    "simulate",
+    "predict",
+    "predict_cohort",
+    "quantify",
+    "build_cohort",
+    "embed",
+    "train",
+    "evaluate",
 )
 
 
@@ -41,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad value: argparse has printed why
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
@@ -56,5 +66,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
+def _show_warning(message, *_args, **_kwargs):
     print(f"histostain: warning: {message}", file=sys.stderr)

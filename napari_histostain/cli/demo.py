@@ -17,11 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="open napari with the plugin and a sample slide (or --headless: predict it)",
         description=__doc__,
     )
-    p.add_argument("slide", nargs="?", help="an H&E slide (default: the simulated Ki-67 sample case)")
+    p.add_argument(
+        "slide", nargs="?", help="an H&E slide (default: the simulated Ki-67 sample case)"
+    )
     p.add_argument("--headless", action="store_true", help="no GUI: predict and write results")
     p.add_argument("--out", default="histostain-demo", help="output folder for --headless")
-    p.add_argument("--screenshot", metavar="PNG", help="GUI: run a whole-slide prediction, save a "
-                   "screenshot of the window and quit (for docs and smoke tests)")
+    p.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="GUI: run a whole-slide prediction, save a "
+        "screenshot of the window and quit (for docs and smoke tests)",
+    )
     p.set_defaults(func=run)
 
 
@@ -44,49 +50,6 @@ def run(args: argparse.Namespace) -> int:
         predict.register(parser.add_subparsers())
         ns = parser.parse_args(["predict", str(he), "--out", args.out])
         return ns.func(ns)
-    return _run_gui(he, ihc, args.screenshot)
+    from .._qt.demo_window import run_demo_window
 
-
-def _run_gui(he: Path, ihc: Path | None, screenshot: str | None) -> int:
-    import napari
-
-    from ..plugin.reader import read_slide_layer
-
-    viewer = napari.Viewer(title="napari-histostain demo")
-    for path, visible in ((he, True), (ihc, False)):
-        if path is None:
-            continue
-        data, kwargs, _ = read_slide_layer(path)
-        viewer.add_image(data, **dict(kwargs, visible=visible))
-    viewer.layers.selection.active = viewer.layers[0]
-    _, widget = viewer.window.add_plugin_dock_widget("napari-histostain", "HistoStain prediction")
-    viewer.reset_view()
-    if screenshot:
-        _screenshot_after_whole_slide(viewer, widget, screenshot)
-    napari.run()
-    return 0
-
-
-def _screenshot_after_whole_slide(viewer, widget, path: str) -> None:
-    """Run a whole-slide prediction from the widget, then save a window screenshot and quit."""
-    from qtpy.QtCore import QTimer
-
-    from .._qt._common import WHOLE
-
-    widget.set_mode(WHOLE)
-    widget.run()
-    timer = QTimer(widget)
-
-    def finish() -> None:
-        viewer.screenshot(path, canvas_only=False, flash=False)
-        print(f"wrote {path}")
-        viewer.close()
-
-    def poll() -> None:
-        # done when the whole-slide result is stored; finish outside the widget's own handlers
-        if "whole_slide_s" in widget.timings and not widget.busy:
-            timer.stop()
-            QTimer.singleShot(300, finish)
-
-    timer.timeout.connect(poll)
-    timer.start(500)
+    return run_demo_window(he, ihc, args.screenshot)

@@ -7,10 +7,12 @@ import argparse
 
 def register(subparsers) -> None:
     e = subparsers.add_parser(
-        "evaluate", help="held-out evaluation of a trained model (and the CE-only baseline)",
+        "evaluate",
+        help="held-out evaluation of a trained model (and the CE-only baseline)",
         description="Weighted F1 / AUC / balanced accuracy with bootstrap 95%% CIs, linear probe, "
         "paired-alignment score, Wilcoxon test against the baseline, ROC / confusion / embedding "
-        "plots.")
+        "plots.",
+    )
     e.add_argument("manifest")
     e.add_argument("--cache", required=True)
     e.add_argument("--model", required=True, help="model file (histostain train)")
@@ -18,17 +20,27 @@ def register(subparsers) -> None:
     e.add_argument("--out", required=True, help="report folder")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (1000)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--no-bayes", action="store_true",
-                   help="skip the simulator's Bayes-optimal reference")
-    e.add_argument("--external", action="store_true",
-                   help="every case of the manifest is a test case: an external cohort the model "
-                   "never saw (no linear probe)")
-    e.add_argument("--annotate", metavar="MODEL_FILE",
-                   help="write the model with its held-out metrics in its config to this file "
-                   "(may be the --model file itself)")
-    e.add_argument("--metrics-key", metavar="KEY",
-                   help="where --annotate puts the metrics in the model file's `metrics` (default "
-                   "held_out, or external_test with --external; e.g. a second external cohort's)")
+    e.add_argument(
+        "--no-bayes", action="store_true", help="skip the simulator's Bayes-optimal reference"
+    )
+    e.add_argument(
+        "--external",
+        action="store_true",
+        help="every case of the manifest is a test case: an external cohort the model "
+        "never saw (no linear probe)",
+    )
+    e.add_argument(
+        "--annotate",
+        metavar="MODEL_FILE",
+        help="write the model with its held-out metrics in its config to this file "
+        "(may be the --model file itself)",
+    )
+    e.add_argument(
+        "--metrics-key",
+        metavar="KEY",
+        help="where --annotate puts the metrics in the model file's `metrics` (default "
+        "held_out, or external_test with --external; e.g. a second external cohort's)",
+    )
     e.set_defaults(func=run)
 
 
@@ -40,9 +52,17 @@ def run(args: argparse.Namespace) -> int:
         from ..training.reference import bayes_reference
 
         bayes = bayes_reference(args.manifest, args.model)
-    report = evaluate_marker(args.manifest, args.cache, args.model, args.out,
-                             baseline_path=args.baseline, n_bootstrap=args.bootstrap, seed=args.seed,
-                             bayes=bayes, external=args.external)
+    report = evaluate_marker(
+        args.manifest,
+        args.cache,
+        args.model,
+        args.out,
+        baseline_path=args.baseline,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+        bayes=bayes,
+        external=args.external,
+    )
     print(summary_line(report))
     if args.annotate:
         from ..training.workflow import annotate_model

@@ -74,9 +74,15 @@ def count(text: str) -> int:
 # ------------------------------------------------------------------------------------------------
 def add_markers(p: argparse.ArgumentParser, *, what: str = "predict") -> None:
     """--marker (repeatable; default all)."""
-    p.add_argument("--marker", "-m", action="append", choices=list(MARKERS), dest="markers",
-                   metavar="MARKER",
-                   help=f"marker to {what} ({', '.join(MARKERS)}); repeat for several; default all")
+    p.add_argument(
+        "--marker",
+        "-m",
+        action="append",
+        choices=list(MARKERS),
+        dest="markers",
+        metavar="MARKER",
+        help=f"marker to {what} ({', '.join(MARKERS)}); repeat for several; default all",
+    )
 
 
 def chosen_markers(args: argparse.Namespace) -> list[str]:
@@ -86,35 +92,57 @@ def chosen_markers(args: argparse.Namespace) -> list[str]:
 
 def add_prediction_options(p: argparse.ArgumentParser) -> None:
     """The options of how slides are predicted (`engine.predict.PredictOptions`)."""
-    p.add_argument("--model", action="append", default=[], metavar="MARKER=PATH",
-                   help="use this model file for a marker instead of the bundled one")
-    p.add_argument("--mpp", type=positive_float,
-                   help="override the slide's pixel size (um/px)")
-    p.add_argument("--tile-mpp", type=positive_float,
-                   help="tile resolution in um/px (default: the model's)")
-    p.add_argument("--encoder", help="tile encoder: registry name or TorchScript file "
-                   "(default: the model's)")
-    p.add_argument("--min-tissue", type=fraction, default=MIN_TISSUE,
-                   help=f"minimum tissue fraction of a tile, 0-1 (default {MIN_TISSUE})")
-    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
-                   help=f"tiles per batch (default {BATCH_SIZE})")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="MARKER=PATH",
+        help="use this model file for a marker instead of the bundled one",
+    )
+    p.add_argument("--mpp", type=positive_float, help="override the slide's pixel size (um/px)")
+    p.add_argument(
+        "--tile-mpp", type=positive_float, help="tile resolution in um/px (default: the model's)"
+    )
+    p.add_argument(
+        "--encoder", help="tile encoder: registry name or TorchScript file (default: the model's)"
+    )
+    p.add_argument(
+        "--min-tissue",
+        type=fraction,
+        default=MIN_TISSUE,
+        help=f"minimum tissue fraction of a tile, 0-1 (default {MIN_TISSUE})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=BATCH_SIZE,
+        help=f"tiles per batch (default {BATCH_SIZE})",
+    )
     add_reader_threads(p)
 
 
 def add_reader_threads(p: argparse.ArgumentParser, default: int = READER_THREADS) -> None:
     """--reader-threads (tile reader threads; --threads is an older name)."""
-    p.add_argument("--reader-threads", "--threads", type=positive_int, default=default,
-                   dest="reader_threads",
-                   help=f"tile reader threads per slide (default {default})")
+    p.add_argument(
+        "--reader-threads",
+        "--threads",
+        type=positive_int,
+        default=default,
+        dest="reader_threads",
+        help=f"tile reader threads per slide (default {default})",
+    )
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
     """--quiet (no progress bar; --no-progress is an older name)."""
-    p.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet",
-                   help="no progress bar")
+    p.add_argument(
+        "--quiet", "--no-progress", action="store_true", dest="quiet", help="no progress bar"
+    )
 
 
-def parse_models(items: list[str], markers: list[str], *, must_exist: bool = False) -> dict[str, str]:
+def parse_models(
+    items: list[str], markers: list[str], *, must_exist: bool = False
+) -> dict[str, str]:
     """--model MARKER=PATH values as {marker: path}, each for a chosen marker."""
     models = {}
     for item in items:
@@ -136,9 +164,13 @@ def prediction_options(args: argparse.Namespace, markers: list[str], *, must_exi
     from ..engine.predict import PredictOptions
 
     return PredictOptions(
-        models=parse_models(args.model, markers, must_exist=must_exist), encoder=args.encoder,
-        tile_mpp=args.tile_mpp, mpp=args.mpp, min_tissue=args.min_tissue,
-        batch_size=args.batch_size, reader_threads=args.reader_threads,
+        models=parse_models(args.model, markers, must_exist=must_exist),
+        encoder=args.encoder,
+        tile_mpp=args.tile_mpp,
+        mpp=args.mpp,
+        min_tissue=args.min_tissue,
+        batch_size=args.batch_size,
+        reader_threads=args.reader_threads,
     )
 
 

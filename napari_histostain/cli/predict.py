@@ -28,9 +28,13 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     add_prediction_options(p)
     p.add_argument("--region", metavar="X,Y,W,H", help="only tiles intersecting this level-0 box")
-    p.add_argument("--export", metavar="KINDS", default="",
-                   help="also write exports, comma-separated: geojson (QuPath), csv, heatmaps "
-                   "(pyramidal OME-TIFF), report (JSON + PNG), or 'all'")
+    p.add_argument(
+        "--export",
+        metavar="KINDS",
+        default="",
+        help="also write exports, comma-separated: geojson (QuPath), csv, heatmaps "
+        "(pyramidal OME-TIFF), report (JSON + PNG), or 'all'",
+    )
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -44,8 +48,10 @@ def parse_exports(text: str) -> list[str]:
         return list(EXPORT_KINDS)
     unknown = [k for k in kinds if k not in EXPORT_KINDS]
     if unknown:
-        raise HistostainError(f"--export {text!r}: unknown kind(s) {', '.join(unknown)}; "
-                              f"choose from {', '.join(EXPORT_KINDS)} or all")
+        raise HistostainError(
+            f"--export {text!r}: unknown kind(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(EXPORT_KINDS)} or all"
+        )
     return kinds
 
 
@@ -56,7 +62,9 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
     try:
         x, y, w, h = (int(float(v)) for v in text.split(","))
     except ValueError:
-        raise HistostainError(f"--region {text!r}: write four numbers X,Y,W,H (level-0 pixels)") from None
+        raise HistostainError(
+            f"--region {text!r}: write four numbers X,Y,W,H (level-0 pixels)"
+        ) from None
     return x, y, w, h
 
 

@@ -10,8 +10,14 @@ from .options import percentage, positive_float
 
 #: Extra columns written beside the training manifest's columns by `--cohort`.
 WEAK_LABEL_COLUMNS = (
-    "label_source", "measured_index", "ki67_index", "h_score", "pdl1_tps", "p53_pattern",
-    "positive_pixel_fraction", "n_nuclei",
+    "label_source",
+    "measured_index",
+    "ki67_index",
+    "h_score",
+    "pdl1_tps",
+    "p53_pattern",
+    "positive_pixel_fraction",
+    "n_nuclei",
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -25,26 +31,55 @@ def register(subparsers) -> None:
     )
     p.add_argument("slide", nargs="?", help="IHC slide or image file")
     p.add_argument("--marker", choices=list(MARKERS), help="the IHC marker")
-    p.add_argument("--cohort", metavar="MANIFEST", help="manifest CSV (case_id, marker, ihc_path, ...)")
+    p.add_argument(
+        "--cohort", metavar="MANIFEST", help="manifest CSV (case_id, marker, ihc_path, ...)"
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--mpp", type=positive_float,
-                   help="pixel size in um/px (required for PNG/JPEG images)")
-    p.add_argument("--thresholds", type=positive_float, nargs=3, metavar=("T1", "T2", "T3"),
-                   default=(0.2, 0.4, 0.6), help="mean nuclear DAB OD for 1+/2+/3+ (default 0.2 0.4 0.6)")
-    p.add_argument("--nucleus-contrast", type=positive_float, default=None,
-                   help="OD by which nuclei must stand out from their surroundings (default 0.05)")
-    p.add_argument("--all-cells", action="store_true",
-                   help="count every nucleus (default: leave lymphocyte- and fibroblast-like "
-                   "nuclei and those in the stroma out of the indices, as they are scored on "
-                   "tumour cells)")
-    p.add_argument("--count-stroma", action="store_true",
-                   help="also count nuclei in pale surroundings (turns the stroma rule off; the "
-                   "shape rules stay)")
-    p.add_argument("--ki67-cutoff", type=percentage, default=None, metavar="PCT",
-                   help="Ki-67 index (%%) at and above which the weak label is 1 (default 20)")
-    p.add_argument("--pdl1-cutoff", type=percentage, default=None, metavar="PCT",
-                   help="PD-L1 TPS (%%) at and above which the weak label is 1 (default 1; 50 for "
-                   "the high-expression cutoff)")
+    p.add_argument(
+        "--mpp", type=positive_float, help="pixel size in um/px (required for PNG/JPEG images)"
+    )
+    p.add_argument(
+        "--thresholds",
+        type=positive_float,
+        nargs=3,
+        metavar=("T1", "T2", "T3"),
+        default=(0.2, 0.4, 0.6),
+        help="mean nuclear DAB OD for 1+/2+/3+ (default 0.2 0.4 0.6)",
+    )
+    p.add_argument(
+        "--nucleus-contrast",
+        type=positive_float,
+        default=None,
+        help="OD by which nuclei must stand out from their surroundings (default 0.05)",
+    )
+    p.add_argument(
+        "--all-cells",
+        action="store_true",
+        help="count every nucleus (default: leave lymphocyte- and fibroblast-like "
+        "nuclei and those in the stroma out of the indices, as they are scored on "
+        "tumour cells)",
+    )
+    p.add_argument(
+        "--count-stroma",
+        action="store_true",
+        help="also count nuclei in pale surroundings (turns the stroma rule off; the "
+        "shape rules stay)",
+    )
+    p.add_argument(
+        "--ki67-cutoff",
+        type=percentage,
+        default=None,
+        metavar="PCT",
+        help="Ki-67 index (%%) at and above which the weak label is 1 (default 20)",
+    )
+    p.add_argument(
+        "--pdl1-cutoff",
+        type=percentage,
+        default=None,
+        metavar="PCT",
+        help="PD-L1 TPS (%%) at and above which the weak label is 1 (default 1; 50 for "
+        "the high-expression cutoff)",
+    )
     p.add_argument("--figure", action="store_true", help="also write an overlay PNG of the nuclei")
     p.set_defaults(func=run)
 
@@ -70,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
             raise IHCError("give either a SLIDE or --cohort MANIFEST, not both.")
         return _run_cohort(Path(args.cohort), Path(args.out), params)
     if not args.slide or not args.marker:
-        raise IHCError("give the IHC slide and its --marker (ki67, p53 or pdl1), or --cohort MANIFEST.")
+        raise IHCError(
+            "give the IHC slide and its --marker (ki67, p53 or pdl1), or --cohort MANIFEST."
+        )
     result, rgb_view = _quantify_path(Path(args.slide), args.marker, params, args.mpp)
     paths = result.save(args.out)
     if args.figure:
@@ -79,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
 
         rgb, ds = rgb_view()
         stem = f"{slide_name(args.slide)}.{args.marker}"
-        paths.append(save_overlay_figure(rgb, result, Path(args.out) / f"{stem}.ihc.png",
-                                         downsample=ds))
+        paths.append(
+            save_overlay_figure(rgb, result, Path(args.out) / f"{stem}.ihc.png", downsample=ds)
+        )
     s = result.summary()
     print(_summary_line(args.slide, s))
     for msg in result.messages:
@@ -94,9 +132,11 @@ def _summary_line(name, s: dict) -> str:
     def f(v, unit=""):
         return "n/a" if v is None or v != v else f"{v:.1f}{unit}"
 
-    return (f"{name}: {s['marker']}: {s['n_nuclei']} nuclei, Ki-67 index {f(s['ki67_index'], '%')}, "
-            f"H-score {f(s['h_score'])}, PD-L1 TPS {f(s['pdl1_tps'], '%')}, "
-            f"p53 {s['p53_pattern']}, label {s['label']}")
+    return (
+        f"{name}: {s['marker']}: {s['n_nuclei']} nuclei, Ki-67 index {f(s['ki67_index'], '%')}, "
+        f"H-score {f(s['h_score'])}, PD-L1 TPS {f(s['pdl1_tps'], '%')}, "
+        f"p53 {s['p53_pattern']}, label {s['label']}"
+    )
 
 
 def _quantify_path(path: Path, marker: str, params, mpp: float | None):
@@ -112,8 +152,10 @@ def _quantify_path(path: Path, marker: str, params, mpp: float | None):
 
         try:
             rgb = imread(path)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
-            raise IHCError(f"{path}: cannot read this image ({exc}). Use a PNG or JPEG file.") from exc
+        except Exception as exc:
+            raise IHCError(
+                f"{path}: cannot read this image ({exc}). Use a PNG or JPEG file."
+            ) from exc
         if rgb.ndim == 2:
             raise IHCError(f"{path}: a greyscale image has no DAB colour; use the RGB image.")
         rgb = rgb[..., :3]
@@ -141,8 +183,9 @@ def _run_cohort(manifest: Path, out: Path, params) -> int:
     from ..io.atomic import ensure_dir, write_csv
     from ..io.manifest import read_manifest
 
-    table = read_manifest(manifest, required=("case_id", "marker", "ihc_path"),
-                          what="manifest (see docs/ihc.md)")
+    table = read_manifest(
+        manifest, required=("case_id", "marker", "ihc_path"), what="manifest (see docs/ihc.md)"
+    )
     ensure_dir(out)
     columns = list(table.columns)
     for col in ("label", *WEAK_LABEL_COLUMNS):
@@ -151,19 +194,29 @@ def _run_cohort(manifest: Path, out: Path, params) -> int:
     written = []
     for i, row in enumerate(table.rows, start=1):
         marker = row["marker"].strip().lower()
-        result, _ = _quantify_path(table.resolve(row["ihc_path"]), marker, params,
-                                   _float(row.get("mpp")))
+        result, _ = _quantify_path(
+            table.resolve(row["ihc_path"]), marker, params, _float(row.get("mpp"))
+        )
         result.save(out / "cases", stem=f"{row['case_id']}.{marker}")
         s = result.summary()
-        measured = {"ki67": s["ki67_index"], "pdl1": s["pdl1_tps"],
-                    "p53": s["strong_fraction"] * 100 if s["n_nuclei"] else float("nan")}[marker]
-        row.update({
-            "label": s["label"], "label_source": "ihc", "measured_index": _fmt(measured),
-            "ki67_index": _fmt(s["ki67_index"]), "h_score": _fmt(s["h_score"]),
-            "pdl1_tps": _fmt(s["pdl1_tps"]), "p53_pattern": s["p53_pattern"],
-            "positive_pixel_fraction": _fmt(s["positive_pixel_fraction"]),
-            "n_nuclei": s["n_nuclei"],
-        })
+        measured = {
+            "ki67": s["ki67_index"],
+            "pdl1": s["pdl1_tps"],
+            "p53": s["strong_fraction"] * 100 if s["n_nuclei"] else float("nan"),
+        }[marker]
+        row.update(
+            {
+                "label": s["label"],
+                "label_source": "ihc",
+                "measured_index": _fmt(measured),
+                "ki67_index": _fmt(s["ki67_index"]),
+                "h_score": _fmt(s["h_score"]),
+                "pdl1_tps": _fmt(s["pdl1_tps"]),
+                "p53_pattern": s["p53_pattern"],
+                "positive_pixel_fraction": _fmt(s["positive_pixel_fraction"]),
+                "n_nuclei": s["n_nuclei"],
+            }
+        )
         written.append(row)
         print(f"[{i}/{len(table.rows)}] {_summary_line(row['case_id'], s)}")
     path = write_csv(out / "weak_labels.csv", written, columns)

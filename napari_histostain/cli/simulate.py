@@ -19,17 +19,25 @@ def register(subparsers) -> None:
         "--markers", default="ki67,p53,pdl1", help="comma-separated markers (default ki67,p53,pdl1)"
     )
     p.add_argument(
-        "--size-um", type=float, nargs="+", default=[2048.0], metavar="UM",
+        "--size-um",
+        type=float,
+        nargs="+",
+        default=[2048.0],
+        metavar="UM",
         help="slide side in micrometres, or HEIGHT WIDTH (default 2048)",
     )
     p.add_argument("--mpp", type=float, default=0.5, help="micrometres per pixel (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     p.add_argument(
-        "--difficulty", default="1.0",
+        "--difficulty",
+        default="1.0",
         help="noise of the H&E correlates: a number >= 0 or easy/default/hard (default 1.0)",
     )
     p.add_argument(
-        "--cutoff", action="append", default=[], metavar="MARKER=VALUE",
+        "--cutoff",
+        action="append",
+        default=[],
+        metavar="MARKER=VALUE",
         help="label cutoff on the latent, e.g. ki67=0.2 pdl1=0.5 (repeatable)",
     )
     p.add_argument("--workers", type=int, default=1, help="cases rendered in parallel (default 1)")
@@ -48,7 +56,9 @@ def _parse_cutoffs(items: list[str]) -> dict[str, float]:
                 raise ValueError
             out[key.strip()] = float(value)
         except ValueError:
-            raise SimulationError(f"--cutoff {item!r}: write it as MARKER=VALUE, e.g. ki67=0.2") from None
+            raise SimulationError(
+                f"--cutoff {item!r}: write it as MARKER=VALUE, e.g. ki67=0.2"
+            ) from None
     return out
 
 
@@ -69,9 +79,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"case {done}/{total} done ({time.perf_counter() - t0:.1f} s)", flush=True)
 
     manifest = simulate_cohort(
-        args.out_dir, args.cases, args.markers, size_um=size, mpp=args.mpp, seed=args.seed,
-        difficulty=args.difficulty, cutoffs=_parse_cutoffs(args.cutoff), workers=args.workers,
-        quality=args.quality, progress=progress,
+        args.out_dir,
+        args.cases,
+        args.markers,
+        size_um=size,
+        mpp=args.mpp,
+        seed=args.seed,
+        difficulty=args.difficulty,
+        cutoffs=_parse_cutoffs(args.cutoff),
+        workers=args.workers,
+        quality=args.quality,
+        progress=progress,
     )
     print(f"wrote {manifest} and {manifest.parent / 'cohort.json'}")
     return 0

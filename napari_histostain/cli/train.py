@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 import shlex
 import sys
 
@@ -12,9 +11,11 @@ from ..markers import MARKERS
 
 def register(subparsers) -> None:
     t = subparsers.add_parser(
-        "train", help="train a HistoStainAlign slide model on cached embeddings",
+        "train",
+        help="train a HistoStainAlign slide model on cached embeddings",
         description="k-fold cross-validation (split by case) on the non-test cases of one marker; "
-        "the fold model with the lowest validation loss is saved (engine model-file format).")
+        "the fold model with the lowest validation loss is saved (engine model-file format).",
+    )
     t.add_argument("manifest")
     t.add_argument("--cache", required=True, help="embedding cache folder (histostain embed)")
     t.add_argument("--marker", required=True, choices=list(MARKERS))
@@ -32,16 +33,26 @@ def register(subparsers) -> None:
     t.add_argument("--contrastive-weight", type=float, default=1.0)
     t.add_argument("--mse-weight", type=float, default=1.0)
     t.add_argument("--ce-weight", type=float, default=1.0)
-    t.add_argument("--only-class-loss", action="store_true",
-                   help="the paper's baseline: cross-entropy only (no InfoNCE, no masked MSE)")
+    t.add_argument(
+        "--only-class-loss",
+        action="store_true",
+        help="the paper's baseline: cross-entropy only (no InfoNCE, no masked MSE)",
+    )
     t.add_argument("--hidden-dim", type=int, default=256)
     t.add_argument("--dropout", type=float, default=0.0)
     t.add_argument("--folds", type=int, default=5)
-    t.add_argument("--refit", action="store_true",
-                   help="after cross-validation, train the saved model on all training cases, "
-                        "stopped at the folds' median best epoch (else: the best fold's model)")
-    t.add_argument("--test-fraction", type=float, default=0.25,
-                   help="fraction of cases held out for testing (ignored with a split column)")
+    t.add_argument(
+        "--refit",
+        action="store_true",
+        help="after cross-validation, train the saved model on all training cases, "
+        "stopped at the folds' median best epoch (else: the best fold's model)",
+    )
+    t.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.25,
+        help="fraction of cases held out for testing (ignored with a split column)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     t.add_argument("--quiet", action="store_true")
@@ -57,21 +68,46 @@ def run(args: argparse.Namespace) -> int:
     from ..training.workflow import train_marker
 
     cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs, n_tokens=args.n_tokens, mask_ratio=args.mask_ratio,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        n_tokens=args.n_tokens,
+        mask_ratio=args.mask_ratio,
         contrastive_weight=0.0 if args.only_class_loss else args.contrastive_weight,
-        mse_weight=0.0 if args.only_class_loss else args.mse_weight, ce_weight=args.ce_weight,
-        temperature=args.temperature, folds=args.folds, seed=args.seed, device=args.device,
-        model_kwargs={"hidden_dim": args.hidden_dim, "dropout": args.dropout})
+        mse_weight=0.0 if args.only_class_loss else args.mse_weight,
+        ce_weight=args.ce_weight,
+        temperature=args.temperature,
+        folds=args.folds,
+        seed=args.seed,
+        device=args.device,
+        model_kwargs={"hidden_dim": args.hidden_dim, "dropout": args.dropout},
+    )
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    s = train_marker(args.manifest, args.cache, args.out, args.marker, cfg, classes=classes,
-                     test_fraction=args.test_fraction, model_file=args.model_file,
-                     command=command_line(), progress=None if args.quiet else print, refit=args.refit)
+    s = train_marker(
+        args.manifest,
+        args.cache,
+        args.out,
+        args.marker,
+        cfg,
+        classes=classes,
+        test_fraction=args.test_fraction,
+        model_file=args.model_file,
+        command=command_line(),
+        progress=None if args.quiet else print,
+        refit=args.refit,
+    )
     cv = s["cv_out_of_fold"]
-    msg = f"trained {args.marker} on {s['n_train_cases']} cases ({s['n_test_cases']} held out) " \
-          f"in {s['train_seconds']:.0f} s; " + (
-              f"refit on all of them for {s['refit']['epochs']} epochs" if s["refit"]
-              else f"fold {s['selected_fold']} selected")
+    msg = (
+        f"trained {args.marker} on {s['n_train_cases']} cases ({s['n_test_cases']} held out) "
+        f"in {s['train_seconds']:.0f} s; "
+        + (
+            f"refit on all of them for {s['refit']['epochs']} epochs"
+            if s["refit"]
+            else f"fold {s['selected_fold']} selected"
+        )
+    )
     if cv:
         msg += f"; cross-validated weighted F1 {cv['weighted_f1']:.3f}, AUC {cv['auc']:.3f}"
     print(msg + f"; wrote {args.out}")

@@ -113,9 +113,13 @@ def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:
         write_json(staging / DONE_MARKER, done)
         _commit(staging, Path(job.out_dir))
         committed = True
-    except Exception as exc:  # noqa: BLE001 - a bad slide is recorded, the cohort goes on
-        row.update(status="failed", error=error_message(exc),
-                   seconds=round(time.time() - started, 3), finished=iso_time())
+    except Exception as exc:
+        row.update(
+            status="failed",
+            error=error_message(exc),
+            seconds=round(time.time() - started, 3),
+            finished=iso_time(),
+        )
         log.debug("slide %s failed:\n%s", job.slide.path, traceback.format_exc())
     finally:
         if not committed:

@@ -75,7 +75,11 @@ class ClusterOptions:
             return int(self.inference_threads)
         if self.client is not None or self.scheduler is not None:
             return 1
-        slots = max(1, int(self.workers)) * max(1, int(self.threads_per_worker)) if int(self.workers) > 0 else 1
+        slots = (
+            max(1, int(self.workers)) * max(1, int(self.threads_per_worker))
+            if int(self.workers) > 0
+            else 1
+        )
         return max(1, (os.cpu_count() or 1) // slots)
 
 
@@ -151,8 +155,14 @@ def run_cohort(
         summary = CohortSummary(out, cohort, markers, meta)
         jobs = []
         for s in cohort:
-            job = SlideJob(slide=s, out_dir=str(out / s.name), markers=markers, predict=predict,
-                           inference_threads=cluster.task_threads(), model_version=mversion)
+            job = SlideJob(
+                slide=s,
+                out_dir=str(out / s.name),
+                markers=markers,
+                predict=predict,
+                inference_threads=cluster.task_threads(),
+                model_version=mversion,
+            )
             done = None if force else completed_row(job)
             if done is not None:
                 done["case_id"] = s.case_id or done.get("case_id", "")
@@ -220,8 +230,9 @@ def _run_distributed(
                         "the address (tcp://host:8786) or leave out --scheduler to run locally."
                     ) from exc
             else:
-                own_cluster = make_cluster(cluster.workers, cluster.threads_per_worker,
-                                           memory_limit=cluster.memory_limit)
+                own_cluster = make_cluster(
+                    cluster.workers, cluster.threads_per_worker, memory_limit=cluster.memory_limit
+                )
                 client = own_client = Client(own_cluster, set_as_default=False)
         link = _dashboard_link(client) if own_cluster is None or _has_bokeh() else None
         started(link)
@@ -241,8 +252,9 @@ def _run_distributed(
                         nxt = job.again(requeued=job.requeued + 1)
                     elif job.attempt <= cluster.retries:
                         nxt = job.again(attempt=job.attempt + 1)
-                        log.warning("worker died on %s; retrying (attempt %d)", job.slide.name,
-                                    nxt.attempt)
+                        log.warning(
+                            "worker died on %s; retrying (attempt %d)", job.slide.name, nxt.attempt
+                        )
                     else:
                         nxt = None
                     if nxt is not None:
@@ -250,10 +262,13 @@ def _run_distributed(
                         pending[nf.key] = (nxt, nf)
                         seq.add(nf)
                         continue
-                    row = failed_row(job, "the worker running this slide died "
-                                     f"{job.attempt} time(s) ({exc}); it may need more memory "
-                                     "(--memory-limit) or the slide may crash the reader.")
-                except Exception as exc:  # noqa: BLE001 - e.g. task not deserialisable
+                    row = failed_row(
+                        job,
+                        "the worker running this slide died "
+                        f"{job.attempt} time(s) ({exc}); it may need more memory "
+                        "(--memory-limit) or the slide may crash the reader.",
+                    )
+                except Exception as exc:
                     row = failed_row(job, error_message(exc))
                 report(row)
         except BaseException:
@@ -284,7 +299,7 @@ def _dashboard_link(client) -> str | None:
         if client.scheduler_info().get("services", {}).get("dashboard") is None:
             return None
         return client.dashboard_link
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

@@ -34,8 +34,9 @@ def read_slide_manifest(manifest: str | Path) -> list[tuple[str, str]]:
     A CSV needs one of the columns `slide`, `path`, `slide_path`, `he_path`, `file`, `filename`;
     `case_id` is carried into the summary. Relative paths are relative to the manifest's folder.
     """
-    table = read_manifest(manifest, plain_list_column="slide", path_columns=MANIFEST_PATH_COLUMNS,
-                          what="manifest")
+    table = read_manifest(
+        manifest, plain_list_column="slide", path_columns=MANIFEST_PATH_COLUMNS, what="manifest"
+    )
     column = table.column(*MANIFEST_PATH_COLUMNS)
     if column is None:
         raise ManifestError(
@@ -43,8 +44,11 @@ def read_slide_manifest(manifest: str | Path) -> list[tuple[str, str]]:
             f"{', '.join(MANIFEST_PATH_COLUMNS)} in the header row, or list one slide path per line."
         )
     case = table.column("case_id")
-    return [(str(table.resolve(row[column])), row.get(case, "") if case else "")
-            for row in table.rows if row[column]]
+    return [
+        (str(table.resolve(row[column])), row.get(case, "") if case else "")
+        for row in table.rows
+        if row[column]
+    ]
 
 
 def cohort_slides(
@@ -106,13 +110,13 @@ def model_version(markers: Sequence[str], models: dict[str, str] | None = None) 
     """
     h = hashlib.sha256(__version__.encode())
     for marker in sorted(markers):
-        path = (models or {}).get(marker)
+        path: str | Path | None = (models or {}).get(marker)
         if path is None:
             try:
                 from ..engine.model_files import bundled_model_path
 
                 path = bundled_model_path(marker)
-            except Exception:  # noqa: BLE001 - engine missing or no bundled weights
+            except Exception:
                 path = None
         digest = "none"
         if path is not None and Path(path).is_file():

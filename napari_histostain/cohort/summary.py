@@ -83,7 +83,9 @@ class CohortResult:
 class CohortSummary:
     """Keeps the rows in cohort order and rewrites the CSV + JSON summary atomically."""
 
-    def __init__(self, out_dir: Path, slides: list[CohortSlide], markers: Sequence[str], meta: dict):
+    def __init__(
+        self, out_dir: Path, slides: list[CohortSlide], markers: Sequence[str], meta: dict
+    ):
         self.markers = list(markers)
         self.meta = meta
         self.rows: dict[str, dict] = {s.name: {} for s in slides}
@@ -99,4 +101,6 @@ class CohortSummary:
         counts: dict[str, int] = {}
         for r in rows:
             counts[r.get("status", "pending")] = counts.get(r.get("status", "pending"), 0) + 1
-        write_json(self.json, {**self.meta, "updated": iso_time(), "counts": counts, "slides": rows})
+        write_json(
+            self.json, {**self.meta, "updated": iso_time(), "counts": counts, "slides": rows}
+        )

@@ -47,7 +47,9 @@ class ModelConfig:
     positive_class: int = 1
     threshold: float = 0.5
     architecture: dict = field(default_factory=dict)  # SlideEncoder kwargs (filled on save)
-    training: dict = field(default_factory=dict)  # training-data summary (cases, source, simulated?)
+    training: dict = field(
+        default_factory=dict
+    )  # training-data summary (cases, source, simulated?)
     metrics: dict = field(default_factory=dict)  # validation metrics (AUC, accuracy, ...)
     description: str = ""
     format_version: int = FORMAT_VERSION
@@ -207,14 +209,21 @@ def load_bundled_model(marker: str) -> tuple[Any, ModelConfig]:
     if not p.is_file():
         raise ModelFileError(
             f"no bundled {MARKERS[marker]} model: {p} is missing. Reinstall napari-histostain, or "
-            "give a model file explicitly (CLI: --model {marker}=PATH; API: models={{...}})."
-            .replace("{marker}", marker)
+            "give a model file explicitly (CLI: --model {marker}=PATH; API: models={{...}}).".replace(
+                "{marker}", marker
+            )
         )
     return load_model_file(p, marker=marker)
 
 
-def seeded_model(marker: str, *, seed: int = 0, in_dim: int = 1280, encoder_id: str =
-                 "efficientnet-lite0", **config: Any) -> tuple[Any, ModelConfig]:
+def seeded_model(
+    marker: str,
+    *,
+    seed: int = 0,
+    in_dim: int = 1280,
+    encoder_id: str = "efficientnet-lite0",
+    **config: Any,
+) -> tuple[Any, ModelConfig]:
     """An untrained SlideEncoder with seeded weights and a config saying so (tests, demos)."""
     arch = config.pop("architecture", {})
     gen_state = torch.random.get_rng_state()
@@ -224,7 +233,9 @@ def seeded_model(marker: str, *, seed: int = 0, in_dim: int = 1280, encoder_id: 
     finally:
         torch.random.set_rng_state(gen_state)
     cfg = ModelConfig(
-        marker=_check_marker(marker), encoder_id=encoder_id, embedding_dim=in_dim,
+        marker=_check_marker(marker),
+        encoder_id=encoder_id,
+        embedding_dim=in_dim,
         architecture=net.config,
         training={"kind": "untrained", "note": f"random weights, seed {seed}; not a real model"},
         **config,

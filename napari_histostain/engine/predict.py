@@ -48,7 +48,9 @@ ModelSpec = Any  # None (bundled) | path | (SlideEncoder, ModelConfig)
 class PredictOptions:
     """How slides are predicted: which models and encoder, at which resolution, how fast."""
 
-    models: Mapping[str, ModelSpec] = field(default_factory=dict)  # marker -> model (default bundled)
+    models: Mapping[str, ModelSpec] = field(
+        default_factory=dict
+    )  # marker -> model (default bundled)
     encoder: Any = None  # a TileEncoder or registry name (default: the models' `encoder_id`)
     tile_mpp: float | None = None  # tile resolution (default: the models')
     mpp: float | tuple[float, float] | None = None  # override the slide's pixel size
@@ -81,7 +83,9 @@ def resolve_models(markers: Iterable[str], models: Mapping[str, ModelSpec] | Non
         else:
             net, cfg = spec
             if cfg.marker != m:
-                raise ModelFileError(f"the model given for {MARKERS[m]} is a {cfg.marker_name} model")
+                raise ModelFileError(
+                    f"the model given for {MARKERS[m]} is a {cfg.marker_name} model"
+                )
             out[m] = (net.eval(), cfg)
     return out
 
@@ -173,8 +177,16 @@ def predict_slide(
     t0 = time.perf_counter()
     if isinstance(slide, (str, Path)):
         with open_slide(slide) as s:
-            return predict_slide(s, markers, opts, region=region, tissue=tissue,
-                                 progress=progress, cancel=cancel, on_batch=on_batch)
+            return predict_slide(
+                s,
+                markers,
+                opts,
+                region=region,
+                tissue=tissue,
+                progress=progress,
+                cancel=cancel,
+                on_batch=on_batch,
+            )
     import torch
 
     from .encoders import TileEncoder, get_encoder
@@ -203,15 +215,28 @@ def predict_slide(
 
     if tissue is None:
         tissue = detect_tissue(slide)
-    grid = make_grid(slide, tile_mpp=tile_mpp, tile_size=tile_size, tissue=tissue,
-                     min_tissue=opts.min_tissue, region=region)
+    grid = make_grid(
+        slide,
+        tile_mpp=tile_mpp,
+        tile_size=tile_size,
+        tissue=tissue,
+        min_tissue=opts.min_tissue,
+        region=region,
+    )
     n = len(grid)
     if n == 0:
         where = "in the region" if region is not None else "on the slide"
         messages.append(f"no tissue found {where}: nothing to predict.")
-        result = SlidePrediction(str(slide.path), grid, {
-            m: _empty_marker(m, cfg, net) for m, (net, cfg) in loaded.items()
-        }, tissue, messages, encoder.id, {}, time.perf_counter() - t0)
+        result = SlidePrediction(
+            str(slide.path),
+            grid,
+            {m: _empty_marker(m, cfg, net) for m, (net, cfg) in loaded.items()},
+            tissue,
+            messages,
+            encoder.id,
+            {},
+            time.perf_counter() - t0,
+        )
         return result
 
     acc = {m: _Accumulator(n, net.n_classes, net.hidden_dim) for m, (net, _) in loaded.items()}
@@ -233,8 +258,11 @@ def predict_slide(
                 acc[m].add(idx, h.double().numpy(), s_np, tl_np)
                 if on_batch is not None:
                     p = np.exp(tl_np - tl_np.max(1, keepdims=True))
-                    partial[m] = {"positivity": (p / p.sum(1, keepdims=True))[:, cfg.positive_class],
-                                  "score": s_np, "logits": tl_np}
+                    partial[m] = {
+                        "positivity": (p / p.sum(1, keepdims=True))[:, cfg.positive_class],
+                        "score": s_np,
+                        "logits": tl_np,
+                    }
             done += len(idx)
             if on_batch is not None:
                 on_batch(idx, partial)
@@ -256,8 +284,16 @@ def predict_slide(
     for m, (_net, cfg) in loaded.items():
         maps = _maps(acc[m], cfg)
         preds[m] = _marker_prediction(m, cfg, maps, acc[m].embedding(), acc[m].scores)
-    return SlidePrediction(str(slide.path), grid, preds, tissue, messages, encoder.id, stain_result,
-                           time.perf_counter() - t0)
+    return SlidePrediction(
+        str(slide.path),
+        grid,
+        preds,
+        tissue,
+        messages,
+        encoder.id,
+        stain_result,
+        time.perf_counter() - t0,
+    )
 
 
 def _maps(acc: _Accumulator, cfg) -> dict:
@@ -268,8 +304,12 @@ def _maps(acc: _Accumulator, cfg) -> dict:
 
 def _model_summary(cfg) -> dict:
     return {
-        "encoder_id": cfg.encoder_id, "tile_size": cfg.tile_size, "tile_mpp": cfg.tile_mpp,
-        "created": cfg.created, "training": cfg.training, "metrics": cfg.metrics,
+        "encoder_id": cfg.encoder_id,
+        "tile_size": cfg.tile_size,
+        "tile_mpp": cfg.tile_mpp,
+        "created": cfg.created,
+        "training": cfg.training,
+        "metrics": cfg.metrics,
         "description": cfg.description,
     }
 

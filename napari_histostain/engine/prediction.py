@@ -46,7 +46,8 @@ class MarkerPrediction:
             "n_tiles": int(self.positivity.size),
             "mean_positivity": float(self.positivity.mean()) if self.positivity.size else None,
             "attention_weighted_positivity": float(self.attention @ self.positivity)
-            if self.positivity.size else None,
+            if self.positivity.size
+            else None,
             "model": self.model,
         }
 

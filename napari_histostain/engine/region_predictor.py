@@ -74,15 +74,21 @@ class RegionPredictor:
         self.tile_mpp = float(tile_mpp or model_mpp)
         self.slide = open_slide(slide_path)
         self.tissue = detect_tissue(self.slide)
-        self.grid = make_grid(self.slide, tile_mpp=self.tile_mpp, tile_size=self.tile_size,
-                              tissue=self.tissue, min_tissue=min_tissue)
+        self.grid = make_grid(
+            self.slide,
+            tile_mpp=self.tile_mpp,
+            tile_size=self.tile_size,
+            tissue=self.tissue,
+            min_tissue=min_tissue,
+        )
         self.encoder = get_encoder(encoder_id)
         self.maps = PredictionMaps.from_grid(self.grid, self.markers, str(slide_path))
         self.maps.info.update(tile_mpp=self.tile_mpp, tile_size=self.tile_size, encoder=encoder_id)
         n = len(self.grid)
         self._scores = {m: np.full(n, np.nan, np.float64) for m in self.markers}
         self._logits = {
-            m: np.full((n, net.n_classes), np.nan, np.float64) for m, (net, _) in self.models.items()
+            m: np.full((n, net.n_classes), np.nan, np.float64)
+            for m, (net, _) in self.models.items()
         }
         self._lock = threading.Lock()
         self.computed_count = 0  # tiles computed by this predictor (never recomputed)
@@ -155,8 +161,9 @@ class RegionPredictor:
                 self.maps.update(m, idx, mp.positivity)
                 if len(idx) == len(self.grid):
                     self.maps.set_attention(m, mp.attention)
-                    self.maps.set_slide_call(m, mp.probability, mp.label or "", mp.threshold,
-                                             scope="whole slide")
+                    self.maps.set_slide_call(
+                        m, mp.probability, mp.label or "", mp.threshold, scope="whole slide"
+                    )
                 else:
                     self._refresh_marker(m, idx, positivity=mp.positivity)
         return idx
@@ -174,7 +181,9 @@ class RegionPredictor:
         self.maps.set_attention(m, att)
         prob = tm["probability"]
         label = cfg.label_for(prob) or ""
-        self.maps.set_slide_call(m, prob, label, cfg.threshold, scope=f"tiles seen ({int(seen.sum())})")
+        self.maps.set_slide_call(
+            m, prob, label, cfg.threshold, scope=f"tiles seen ({int(seen.sum())})"
+        )
 
     def close(self) -> None:
         self.slide.close()

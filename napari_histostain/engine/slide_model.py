@@ -55,8 +55,11 @@ class SlideEncoder(nn.Module):
         self.in_dim, self.hidden_dim, self.attn_dim = in_dim, hidden_dim, attn_dim
         self.n_classes, self.dropout = n_classes, dropout
         self.project = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+            nn.Linear(in_dim, hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
         )
         self.attn_v = nn.Linear(hidden_dim, attn_dim)  # tanh branch
         self.attn_u = nn.Linear(hidden_dim, attn_dim)  # sigmoid gate
@@ -67,8 +70,11 @@ class SlideEncoder(nn.Module):
     def config(self) -> dict:
         """Constructor arguments (stored in model files)."""
         return {
-            "in_dim": self.in_dim, "hidden_dim": self.hidden_dim, "attn_dim": self.attn_dim,
-            "n_classes": self.n_classes, "dropout": self.dropout,
+            "in_dim": self.in_dim,
+            "hidden_dim": self.hidden_dim,
+            "attn_dim": self.attn_dim,
+            "n_classes": self.n_classes,
+            "dropout": self.dropout,
         }
 
     def tile_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -114,9 +120,14 @@ def tile_maps(scores, tile_logits, positive_class: int = 1) -> dict:
     if tl.ndim != 2 or tl.shape[0] == 0:
         c = tl.shape[1] if tl.ndim == 2 else 2
         empty = np.zeros(0, np.float64)
-        return {"attention": empty, "positivity": empty, "contribution": empty,
-                "slide_logits": np.full(c, np.nan), "slide_margin": float("nan"),
-                "probability": float("nan")}
+        return {
+            "attention": empty,
+            "positivity": empty,
+            "contribution": empty,
+            "slide_logits": np.full(c, np.nan),
+            "slide_margin": float("nan"),
+            "probability": float("nan"),
+        }
     a = np.exp(s - s.max())
     a /= a.sum()
     p = np.exp(tl - tl.max(axis=1, keepdims=True))
@@ -130,7 +141,8 @@ def tile_maps(scores, tile_logits, positive_class: int = 1) -> dict:
         "positivity": p[:, positive_class],
         "contribution": a * margin,
         "slide_logits": slide_logits,
-        "slide_margin": float(slide_logits[positive_class]
-                              - np.delete(slide_logits, positive_class).mean()),
+        "slide_margin": float(
+            slide_logits[positive_class] - np.delete(slide_logits, positive_class).mean()
+        ),
         "probability": float(sp[positive_class]),
     }

@@ -51,6 +51,9 @@ class StainCheck:
         dab = self.dab / self.n
         ihc = share < MIN_EOSIN_SHARE or dab > MAX_DAB_FRACTION
         return {
-            "tiles": self.tiles, "pixels": self.n, "eosin_share": round(share, 4),
-            "dab_fraction": round(dab, 4), "looks_like": "IHC" if ihc else "H&E",
+            "tiles": self.tiles,
+            "pixels": self.n,
+            "eosin_share": round(share, 4),
+            "dab_fraction": round(dab, 4),
+            "looks_like": "IHC" if ihc else "H&E",
         }

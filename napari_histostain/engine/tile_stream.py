@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -29,10 +29,8 @@ READER_NICE = 10
 def _lower_priority(nice: int) -> None:
     """Lower the calling thread's scheduling priority (Linux only: threads are tasks there)."""
     if nice > 0 and sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):  # not permitted in some sandboxes
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        except OSError:  # pragma: no cover - not permitted in some sandboxes
-            pass
 
 
 def read_ahead(
@@ -42,7 +40,7 @@ def read_ahead(
     threads: int = 2,
     queue_size: int = 64,
     reader_nice: int = READER_NICE,
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """Yield `read(i)` for each `i` of `order`, in order, computed ahead by background threads.
 
     At most `queue_size` reads are in flight or waiting, so memory does not grow with the slide.
@@ -51,7 +49,9 @@ def read_ahead(
     """
     it = iter(order)
     pool = concurrent.futures.ThreadPoolExecutor(
-        max(int(threads), 1), thread_name_prefix="hs-tile", initializer=_lower_priority,
+        max(int(threads), 1),
+        thread_name_prefix="hs-tile",
+        initializer=_lower_priority,
         initargs=(reader_nice,),
     )
     pending: collections.deque = collections.deque()
@@ -80,11 +80,16 @@ def iter_tiles(
     threads: int = 2,
     queue_size: int = 64,
     reader_nice: int = READER_NICE,
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray], None, None]:
     """Yield `(index, rgb uint8 (tile_size, tile_size, 3))` in order, read ahead by `read_ahead`."""
     order = range(len(grid)) if indices is None else [int(i) for i in indices]
-    return read_ahead(lambda i: (i, read_tile(slide, grid, i)), order, threads=threads,
-                      queue_size=queue_size, reader_nice=reader_nice)
+    return read_ahead(
+        lambda i: (i, read_tile(slide, grid, i)),
+        order,
+        threads=threads,
+        queue_size=queue_size,
+        reader_nice=reader_nice,
+    )
 
 
 def iter_batches(
@@ -96,13 +101,14 @@ def iter_batches(
     threads: int = 2,
     queue_size: int | None = None,
     reader_nice: int = READER_NICE,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """Yield `(indices (B,), tiles uint8 (B, tile_size, tile_size, 3))` batches in order."""
     queue_size = queue_size or max(2 * batch_size, 8)
     buf_idx: list[int] = []
     buf = np.empty((batch_size, grid.tile_size, grid.tile_size, 3), np.uint8)
-    tiles = iter_tiles(slide, grid, indices, threads=threads, queue_size=queue_size,
-                       reader_nice=reader_nice)
+    tiles = iter_tiles(
+        slide, grid, indices, threads=threads, queue_size=queue_size, reader_nice=reader_nice
+    )
     with contextlib.closing(tiles):  # stop the readers when the consumer stops early
         for i, rgb in tiles:
             buf[len(buf_idx)] = rgb

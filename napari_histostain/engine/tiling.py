@@ -16,18 +16,13 @@ import numpy as np
 
 from ..defaults import TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
+from ..io.metadata import mpp_pair
 from ..io.slide import read_level_region
 from .tissue import TissueMask
 
 
 class TilingError(HistostainError):
     """The tile grid cannot be made (bad region, tile size or mpp)."""
-
-
-def mpp_xy(mpp: Any) -> tuple[float, float]:
-    """(mpp_x, mpp_y) from a scalar or a pair."""
-    arr = np.asarray(mpp, dtype=float).ravel()
-    return (float(arr[0]), float(arr[-1]))
 
 
 @dataclass(frozen=True)
@@ -92,9 +87,9 @@ class TileLattice:
     @classmethod
     def from_dict(cls, d: Mapping) -> TileLattice:
         return cls(
-            origin=tuple(float(v) for v in d["origin"]),
+            origin=(float(d["origin"][0]), float(d["origin"][1])),
             tile_px0=float(d["tile_px0"]),
-            mpp=mpp_xy(d["mpp"]),
+            mpp=mpp_pair(d["mpp"]),
             n_rows=int(d["n_rows"]),
             n_cols=int(d["n_cols"]),
         )
@@ -162,9 +157,21 @@ class TileGrid:
         """A grid holding only the given tiles (same lattice)."""
         idx = np.asarray(indices, np.int64)
         return TileGrid(
-            self.tile_size, self.tile_mpp, self.level, self.read_size, self.coords[idx],
-            self.tile_px0, self.rowcol[idx], self.tissue_fraction[idx], self.n_rows, self.n_cols,
-            self.slide_mpp, self.level_downsample, self.region, self.slide_dimensions, dict(self.extra),
+            self.tile_size,
+            self.tile_mpp,
+            self.level,
+            self.read_size,
+            self.coords[idx],
+            self.tile_px0,
+            self.rowcol[idx],
+            self.tissue_fraction[idx],
+            self.n_rows,
+            self.n_cols,
+            self.slide_mpp,
+            self.level_downsample,
+            self.region,
+            self.slide_dimensions,
+            dict(self.extra),
         )
 
     def index_of(self, rowcol: np.ndarray) -> np.ndarray:
@@ -226,7 +233,9 @@ def make_grid(
     every tile of the lattice (tissue is then not detected unless given).
     """
     if tile_size <= 0 or tile_mpp <= 0:
-        raise TilingError(f"tile size and mpp must be positive, got {tile_size} px at {tile_mpp} um/px")
+        raise TilingError(
+            f"tile size and mpp must be positive, got {tile_size} px at {tile_mpp} um/px"
+        )
     W, H = slide.dimensions
     level, read_size, tile_px0 = level_for_tiles(slide, tile_mpp, tile_size)
     if tile_px0 > max(W, H) * 4:
@@ -240,7 +249,9 @@ def make_grid(
     if region is not None:
         rx, ry, rw, rh = (float(v) for v in region)
         if rw <= 0 or rh <= 0:
-            raise TilingError(f"region {tuple(region)} has no area; give (x, y, width, height) > 0.")
+            raise TilingError(
+                f"region {tuple(region)} has no area; give (x, y, width, height) > 0."
+            )
         if rx >= W or ry >= H or rx + rw <= 0 or ry + rh <= 0:
             raise TilingError(f"region {tuple(region)} lies outside the slide ({W} x {H} px).")
         c0 = max(int(np.floor(rx / tile_px0)), 0)
@@ -255,7 +266,9 @@ def make_grid(
 
         tissue = detect_tissue(slide)
     if tissue is not None:
-        frac = tissue.fractions_in(coords[:, 0], coords[:, 1], tile_px0, tile_px0).astype(np.float32)
+        frac = tissue.fractions_in(coords[:, 0], coords[:, 1], tile_px0, tile_px0).astype(
+            np.float32
+        )
     else:
         frac = np.ones(len(coords), np.float32)
     keep = frac >= min_tissue if min_tissue > 0 else np.ones(len(coords), bool)
@@ -272,9 +285,14 @@ def make_grid(
         n_cols=n_cols,
         slide_mpp=(float(slide.mpp[0]), float(slide.mpp[1])),
         level_downsample=float(slide.level_downsamples[level]),
-        region=tuple(int(v) for v in region) if region is not None else None,
+        region=_box(region) if region is not None else None,
         slide_dimensions=(int(W), int(H)),
     )
+
+
+def _box(region: Sequence[float]) -> tuple[int, int, int, int]:
+    x, y, w, h = (int(v) for v in region)
+    return x, y, w, h
 
 
 def read_tile(slide, grid: TileGrid, index: int) -> np.ndarray:
@@ -287,6 +305,8 @@ def read_tile(slide, grid: TileGrid, index: int) -> np.ndarray:
         from PIL import Image
 
         # BOX averages when shrinking (anti-aliased); BILINEAR when enlarging
-        method = Image.Resampling.BOX if grid.read_size > grid.tile_size else Image.Resampling.BILINEAR
+        method = (
+            Image.Resampling.BOX if grid.read_size > grid.tile_size else Image.Resampling.BILINEAR
+        )
         rgb = np.asarray(Image.fromarray(rgb).resize((grid.tile_size, grid.tile_size), method))
     return rgb

@@ -121,7 +121,9 @@ def optical_density_sum(img: np.ndarray, background: np.ndarray | None = None) -
 def _hue_degrees(r, g, b, vmax, delta) -> np.ndarray:
     """HSV hue in degrees (0-360) of pixels with delta = max - min > 0, as skimage's rgb2hsv."""
     d = np.maximum(delta, 1e-12)
-    hue = np.where(b == vmax, 4.0 + (r - g) / d, np.where(g == vmax, 2.0 + (b - r) / d, (g - b) / d))
+    hue = np.where(
+        b == vmax, 4.0 + (r - g) / d, np.where(g == vmax, 2.0 + (b - r) / d, (g - b) / d)
+    )
     return (hue * 60.0) % 360.0
 
 
@@ -210,7 +212,9 @@ def _reduce_blocks(block: np.ndarray, k: int) -> np.ndarray:
     return block.reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3)).astype(np.uint8)
 
 
-def read_overview(slide, target_mpp: float = 8.0, *, strip_px: int = 2048) -> tuple[np.ndarray, float]:
+def read_overview(
+    slide, target_mpp: float = 8.0, *, strip_px: int = 2048
+) -> tuple[np.ndarray, float]:
     """An RGB overview of the whole slide near `target_mpp` and its downsample (level-0 px per px).
 
     Reads the closest pyramid level at or above the target resolution in strips and block-averages

@@ -8,28 +8,50 @@ import numpy as np
 from .params import EXCLUSION_NAMES, IHCParams
 
 
-def merged_lymphocyte_like(area_um2: np.ndarray, hema: np.ndarray, dab: np.ndarray,
-                           lymphocyte_od: float, params: IHCParams = IHCParams()) -> np.ndarray:
+def merged_lymphocyte_like(
+    area_um2: np.ndarray,
+    hema: np.ndarray,
+    dab: np.ndarray,
+    lymphocyte_od: float,
+    params: IHCParams = IHCParams(),
+) -> np.ndarray:
     """Nuclei that look like overlapping lymphocytes merged into one blob, but for thinness:
     negative, at least the lymphocyte area, `merged_lymphocyte_density_ratio` x denser than a
     lymphocyte (`lymphocyte_od`: see `lymphocyte_density`)."""
-    return ((area_um2 >= params.lymphocyte_area_um2) & (dab < params.thresholds[0])
-            & (hema + dab > params.merged_lymphocyte_density_ratio * lymphocyte_od))
+    return (
+        (area_um2 >= params.lymphocyte_area_um2)
+        & (dab < params.thresholds[0])
+        & (hema + dab > params.merged_lymphocyte_density_ratio * lymphocyte_od)
+    )
 
 
-def counted_cells(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
-                  hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
-                  inscribed_um: np.ndarray | None = None,
-                  context: np.ndarray | None = None) -> np.ndarray:
+def counted_cells(
+    area_um2: np.ndarray,
+    elongation: np.ndarray,
+    width_um: np.ndarray,
+    hema: np.ndarray,
+    dab: np.ndarray,
+    params: IHCParams = IHCParams(),
+    inscribed_um: np.ndarray | None = None,
+    context: np.ndarray | None = None,
+) -> np.ndarray:
     """Which nuclei enter the indices (`exclusion_codes` == 0)."""
-    return exclusion_codes(area_um2, elongation, width_um, hema, dab, params, inscribed_um,
-                           context) == 0
+    return (
+        exclusion_codes(area_um2, elongation, width_um, hema, dab, params, inscribed_um, context)
+        == 0
+    )
 
 
-def exclusion_codes(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.ndarray,
-                    hema: np.ndarray, dab: np.ndarray, params: IHCParams = IHCParams(),
-                    inscribed_um: np.ndarray | None = None,
-                    context: np.ndarray | None = None) -> np.ndarray:
+def exclusion_codes(
+    area_um2: np.ndarray,
+    elongation: np.ndarray,
+    width_um: np.ndarray,
+    hema: np.ndarray,
+    dab: np.ndarray,
+    params: IHCParams = IHCParams(),
+    inscribed_um: np.ndarray | None = None,
+    context: np.ndarray | None = None,
+) -> np.ndarray:
     """Why each nucleus is left out of the indices (int8 index into `EXCLUSION_NAMES`; 0: counted).
     All count with `cells="all"`; with `cells="tumour"` lymphocyte-, fibroblast-like and stromal
     nuclei and debris do not.
@@ -63,21 +85,31 @@ def exclusion_codes(area_um2: np.ndarray, elongation: np.ndarray, width_um: np.n
     lymphocyte = small_dense & (elongation < params.lymphocyte_max_elongation) & ~fragment
     merged = np.zeros(len(area_um2), bool)
     if inscribed_um is not None:
-        merged = (merged_lymphocyte_like(area_um2, hema, dab, dense, params)
-                  & (inscribed_um < params.merged_lymphocyte_inscribed_um))
+        merged = merged_lymphocyte_like(area_um2, hema, dab, dense, params) & (
+            inscribed_um < params.merged_lymphocyte_inscribed_um
+        )
     others = fibroblast | lymphocyte | fragment | merged
     # stroma is judged among the nuclei that no other rule leaves out
-    stroma = (stromal(context, area_um2, ~others, params) if context is not None
-              else np.zeros(len(area_um2), bool))
+    stroma = (
+        stromal(context, area_um2, ~others, params)
+        if context is not None
+        else np.zeros(len(area_um2), bool)
+    )
     # one reason per nucleus: the first in EXCLUSION_NAMES that applies
-    for name, mask in (("stroma", stroma), ("merged lymphocytes", merged), ("debris", fragment),
-                       ("lymphocyte", lymphocyte), ("fibroblast", fibroblast)):
+    for name, mask in (
+        ("stroma", stroma),
+        ("merged lymphocytes", merged),
+        ("debris", fragment),
+        ("lymphocyte", lymphocyte),
+        ("fibroblast", fibroblast),
+    ):
         codes[mask] = EXCLUSION_NAMES.index(name)
     return codes
 
 
-def stromal(context: np.ndarray, area_um2: np.ndarray, counted: np.ndarray,
-            params: IHCParams = IHCParams()) -> np.ndarray:
+def stromal(
+    context: np.ndarray, area_um2: np.ndarray, counted: np.ndarray, params: IHCParams = IHCParams()
+) -> np.ndarray:
     """Nuclei in the stroma: their surroundings (`context`, the local background OD under the
     nucleus: cytoplasm or stroma) are paler than `stroma_context_ratio` x the median of the
     `counted` ones (tumour cytoplasm carries stain, stroma less), and they are smaller than
@@ -94,8 +126,9 @@ def stromal(context: np.ndarray, area_um2: np.ndarray, counted: np.ndarray,
     return pale & (area_um2 < params.stroma_keep_area_ratio * float(np.median(area_um2[tumour])))
 
 
-def lymphocyte_density(density: np.ndarray, negative_fibroblasts: np.ndarray,
-                       params: IHCParams = IHCParams()) -> float:
+def lymphocyte_density(
+    density: np.ndarray, negative_fibroblasts: np.ndarray, params: IHCParams = IHCParams()
+) -> float:
     """The density above which a small nucleus is a lymphocyte: `lymphocyte_od`, raised to
     `lymphocyte_fibroblast_ratio` x the median density of the negative fibroblasts when there are
     at least `calibration_fibroblasts` of them (a strongly counterstained slide)."""

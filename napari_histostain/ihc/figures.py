@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,21 +38,30 @@ def save_overlay_figure(
     inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     fig, ax = plt.subplots(figsize=(8, 8 * h / w + 0.4), dpi=100)
     ax.imshow(rgb, interpolation="nearest")
-    size = marker_size or max(4.0, 2.0 * result.params.nucleus_radius_um / result.mpp[0] / downsample)
+    size = marker_size or max(
+        4.0, 2.0 * result.params.nucleus_radius_um / result.mpp[0] / downsample
+    )
     counted = result.nuclei.counted
     if result.marker == "pdl1":  # PD-L1 is scored on membranes, not on nuclear DAB
-        groups = [(counted & ~result.nuclei.membrane, CLASS_COLOURS[0], "membrane negative"),
-                  (counted & result.nuclei.membrane, CLASS_COLOURS[3], "membrane positive")]
+        groups = [
+            (counted & ~result.nuclei.membrane, CLASS_COLOURS[0], "membrane negative"),
+            (counted & result.nuclei.membrane, CLASS_COLOURS[3], "membrane positive"),
+        ]
     else:
-        groups = [(counted & (result.nuclei.cls == c), CLASS_COLOURS[c], CLASS_NAMES[c])
-                  for c in range(4)]
+        groups = [
+            (counted & (result.nuclei.cls == c), CLASS_COLOURS[c], CLASS_NAMES[c]) for c in range(4)
+        ]
     groups.append((~counted, "#9a9a9a", "not counted (stroma, lymphocyte- / fibroblast-like)"))
     for k, (mask, colour, name) in enumerate(groups):
         sel = inside & mask
-        style = {"marker": "x", "c": colour} if k == len(groups) - 1 else {
-            "facecolors": "none", "edgecolors": colour}
-        ax.scatter(x[sel], y[sel], s=size, linewidths=1.4, label=f"{name} ({int(sel.sum())})",
-                   **style)
+        style: dict[str, Any] = (
+            {"marker": "x", "c": colour}
+            if k == len(groups) - 1
+            else {"facecolors": "none", "edgecolors": colour}
+        )
+        ax.scatter(
+            x[sel], y[sel], s=size, linewidths=1.4, label=f"{name} ({int(sel.sum())})", **style
+        )
     ax.set_axis_off()
     ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
     if title:

@@ -11,6 +11,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -42,10 +43,18 @@ class Nuclei:
     excluded: np.ndarray  # (K,) int8 why not counted (`EXCLUSION_NAMES`; 0: counted)
 
     #: dtype of each column
-    DTYPES = {
-        "xy": np.float32, "cls": np.int8, "dab": np.float32, "hema": np.float32,
-        "area_um2": np.float32, "elongation": np.float32, "width_um": np.float32,
-        "inscribed_um": np.float32, "context": np.float32, "membrane": bool, "tile": np.int32,
+    DTYPES: ClassVar[dict[str, Any]] = {
+        "xy": np.float32,
+        "cls": np.int8,
+        "dab": np.float32,
+        "hema": np.float32,
+        "area_um2": np.float32,
+        "elongation": np.float32,
+        "width_um": np.float32,
+        "inscribed_um": np.float32,
+        "context": np.float32,
+        "membrane": bool,
+        "tile": np.int32,
         "excluded": np.int8,
     }
 
@@ -76,7 +85,9 @@ class Nuclei:
         """All rows of `parts`, in order."""
         if not parts:
             return cls.empty()
-        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.DTYPES})
+        return cls(
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.DTYPES}
+        )
 
     def take(self, index: np.ndarray) -> Nuclei:
         """The rows at `index` (a boolean mask or indices)."""
@@ -88,8 +99,16 @@ class Nuclei:
 
     def exclusions(self, params: IHCParams) -> np.ndarray:
         """`cell_rules.exclusion_codes` of these nuclei, judged among them (a slide or a tile)."""
-        return exclusion_codes(self.area_um2, self.elongation, self.width_um, self.hema, self.dab,
-                               params, inscribed_um=self.inscribed_um, context=self.context)
+        return exclusion_codes(
+            self.area_um2,
+            self.elongation,
+            self.width_um,
+            self.hema,
+            self.dab,
+            params,
+            inscribed_um=self.inscribed_um,
+            context=self.context,
+        )
 
 
 @dataclass
@@ -113,8 +132,9 @@ class TileQuantification:
         return int((self.nuclei.membrane & self.nuclei.counted).sum())
 
     def summary(self, params: IHCParams = IHCParams()) -> dict:
-        return summarise(self.counts, self.n_membrane_positive, self.tissue_px, self.positive_px,
-                         params)
+        return summarise(
+            self.counts, self.n_membrane_positive, self.tissue_px, self.positive_px, params
+        )
 
 
 def quantify_tile(
@@ -151,8 +171,11 @@ def quantify_tile(
     size = max(3, int(round(radius_px * 3)) | 1)
     background = ndi.grey_opening(sharp, size=(size, size))
     # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too)
-    surround = background if marker != "pdl1" else ndi.grey_opening(
-        gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
+    surround = (
+        background
+        if marker != "pdl1"
+        else ndi.grey_opening(gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
+    )
     fg = ((sharp - background > params.nucleus_contrast) & (sharp > params.nucleus_od)) | (
         sharp > params.nucleus_od_dense
     )
@@ -161,7 +184,9 @@ def quantify_tile(
     # split touching nuclei: one seed per maximum of the (smoothed) distance to the background
     dist = gaussian(ndi.distance_transform_edt(fg), sigma=max(0.5, radius_px / 5)) * fg
     seeds = peak_local_max(
-        dist, min_distance=max(1, int(round(radius_px * 0.7))), threshold_abs=radius_px * 0.3,
+        dist,
+        min_distance=max(1, int(round(radius_px * 0.7))),
+        threshold_abs=radius_px * 0.3,
         exclude_border=False,
     )
     # a blob whose peak was suppressed by a bigger neighbour still gets its own seed
@@ -183,7 +208,8 @@ def quantify_tile(
         yy, xx = np.indices(labels.shape, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):  # seeds whose region is empty
             area_px, (my, mx, myy, mxx, mxy, context) = label_means(
-                labels, n, yy, xx, yy * yy, xx * xx, xx * yy, surround)
+                labels, n, yy, xx, yy * yy, xx * xx, xx * yy, surround
+            )
             vy, vx, cxy = myy - my * my, mxx - mx * mx, mxy - mx * my
             # stain is measured on each nucleus' body, not on its blurred rim
             peak = np.concatenate([[np.inf], ndi.maximum(sharp, labels, index)])
@@ -200,8 +226,9 @@ def quantify_tile(
         width = 4.0 * np.sqrt(np.maximum(half_tr - det, 0.0)) * mpp  # minor axis of the ellipse
         # largest inscribed circle, where the merged-lymphocyte rule may need it (the slide's
         # lymphocyte density is not known yet; it is at least `lymphocyte_od`)
-        could_be_merged = merged_lymphocyte_like(area_px * mpp * mpp, mean_hema, mean_dab,
-                                                 params.lymphocyte_od, params)
+        could_be_merged = merged_lymphocyte_like(
+            area_px * mpp * mpp, mean_hema, mean_dab, params.lymphocyte_od, params
+        )
         inscribed = inscribed_radii(labels, np.nonzero(could_be_merged)[0] + 1) * mpp
         centroid = np.nan_to_num(np.stack([my, mx], axis=1), nan=-1.0)
     else:
@@ -222,25 +249,30 @@ def quantify_tile(
     if core is not None:
         cx, cy, cw, ch = core
         inside = (
-            (centroid[:, 1] >= cx) & (centroid[:, 1] < cx + cw)
-            & (centroid[:, 0] >= cy) & (centroid[:, 0] < cy + ch)
+            (centroid[:, 1] >= cx)
+            & (centroid[:, 1] < cx + cw)
+            & (centroid[:, 0] >= cy)
+            & (centroid[:, 0] < cy + ch)
         )
         keep &= inside
         tissue_core = tissue[cy : cy + ch, cx : cx + cw]
         dab_core = dab[cy : cy + ch, cx : cx + cw]
     else:
         tissue_core, dab_core = tissue, dab
-    mean_dab = np.asarray(mean_dab, np.float32)[keep]
-    mean_hema = np.asarray(mean_hema, np.float32)[keep]
-    area_um2, elong = area_um2[keep].astype(np.float32), np.asarray(elong, np.float32)[keep]
-    width = np.asarray(width, np.float32)[keep]
-    inscribed = np.asarray(inscribed, np.float32)[keep]
-    context = np.asarray(context, np.float32)[keep]
+    dab_kept = np.asarray(mean_dab, np.float32)[keep]  # scored in float32, as stored
     nuclei = Nuclei(
-        xy=centroid[keep][:, ::-1], cls=np.digitize(mean_dab, params.thresholds), dab=mean_dab,
-        hema=mean_hema, area_um2=area_um2, elongation=elong, width_um=width,
-        inscribed_um=inscribed, context=context, membrane=membrane[keep],
-        tile=np.zeros(int(keep.sum())), excluded=np.zeros(int(keep.sum())),
+        xy=centroid[keep][:, ::-1],
+        cls=np.digitize(dab_kept, params.thresholds),
+        dab=dab_kept,
+        hema=np.asarray(mean_hema)[keep],
+        area_um2=area_um2[keep],
+        elongation=np.asarray(elong)[keep],
+        width_um=np.asarray(width)[keep],
+        inscribed_um=np.asarray(inscribed)[keep],
+        context=np.asarray(context)[keep],
+        membrane=membrane[keep],
+        tile=np.zeros(int(keep.sum())),
+        excluded=np.zeros(int(keep.sum())),
     )
     return TileQuantification(
         nuclei=nuclei.replace(excluded=nuclei.exclusions(params)),
@@ -249,14 +281,17 @@ def quantify_tile(
     )
 
 
-def label_means(labels: np.ndarray, n: int, *values: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def label_means(
+    labels: np.ndarray, n: int, *values: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Pixel counts of labels 1..n and the mean of each of `values` over them (NaN where a label
     has no pixels); one pass of `np.bincount` per array."""
     flat = labels.ravel()
     counts = np.bincount(flat, minlength=n + 1)[1 : n + 1].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return counts, [np.bincount(flat, v.ravel(), minlength=n + 1)[1 : n + 1] / counts
-                        for v in values]
+        return counts, [
+            np.bincount(flat, v.ravel(), minlength=n + 1)[1 : n + 1] / counts for v in values
+        ]
 
 
 def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:

@@ -33,7 +33,9 @@ class IHCParams:
     nucleus_od_dense: float = 0.5  # OD above which a pixel is nucleus whatever its surroundings
     nucleus_core_fraction: float = 0.6  # DAB also measured where depth >= this x the deepest
     # -- which cells count
-    cells: str = "tumour"  # "tumour": leave lymphocyte/fibroblast-like and stromal nuclei out; "all"
+    cells: str = (
+        "tumour"  # "tumour": leave lymphocyte/fibroblast-like and stromal nuclei out; "all"
+    )
     lymphocyte_area_um2: float = 38.0  # nuclei smaller than this and ...
     lymphocyte_od: float = 0.28  # ... denser (mean hematoxylin + DAB OD) than this: lymphocytes
     lymphocyte_fibroblast_ratio: float = 1.1  # ... and than this x the slide's fibroblast density

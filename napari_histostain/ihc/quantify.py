@@ -39,15 +39,29 @@ def analysis_level(slide: Slide, params: IHCParams) -> int:
     return best
 
 
-def slide_grid(slide: Slide, *, tile_mpp: float = TILE_MPP, tile_size: int = TILE_SIZE,
-               region=None, min_tissue: float = MIN_TISSUE) -> TileGrid:
+def slide_grid(
+    slide: Slide,
+    *,
+    tile_mpp: float = TILE_MPP,
+    tile_size: int = TILE_SIZE,
+    region=None,
+    min_tissue: float = MIN_TISSUE,
+) -> TileGrid:
     """The prediction tile grid of an IHC slide over its tissue (all tiles with `min_tissue=0`)."""
-    return make_grid(slide, tile_mpp=tile_mpp, tile_size=tile_size, region=region,
-                     min_tissue=min_tissue)
+    return make_grid(
+        slide, tile_mpp=tile_mpp, tile_size=tile_size, region=region, min_tissue=min_tissue
+    )
 
 
-def _sample_tissue_od(slide: Slide, grid: TileGrid, level: int, indices: np.ndarray,
-                      params: IHCParams, n_tiles: int = 12, max_pixels: int = 200_000) -> np.ndarray:
+def _sample_tissue_od(
+    slide: Slide,
+    grid: TileGrid,
+    level: int,
+    indices: np.ndarray,
+    params: IHCParams,
+    n_tiles: int = 12,
+    max_pixels: int = 200_000,
+) -> np.ndarray:
     """OD of tissue pixels from up to `n_tiles` tiles spread over the grid (for stain estimation)."""
     if len(indices) == 0:
         return np.zeros((0, 3), np.float32)
@@ -65,8 +79,9 @@ def _sample_tissue_od(slide: Slide, grid: TileGrid, level: int, indices: np.ndar
     return od
 
 
-def _read_tiles(slide: Slide, grid: TileGrid, indices, level: int, margin0: float, threads: int
-                ) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int], float]]:
+def _read_tiles(
+    slide: Slide, grid: TileGrid, indices, level: int, margin0: float, threads: int
+) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int], float]]:
     """Yield (index, rgb with margin, core box in read px, downsample) in order, read ahead."""
     ds = float(slide.level_downsamples[level])
     core = max(1, int(round(grid.tile_px0 / ds)))
@@ -83,8 +98,13 @@ def _read_tiles(slide: Slide, grid: TileGrid, indices, level: int, margin0: floa
         return
     from ..engine.tile_stream import read_ahead
 
-    yield from read_ahead(read, (int(i) for i in indices), threads=threads,
-                          queue_size=max(2, threads * 2), reader_nice=0)
+    yield from read_ahead(
+        read,
+        (int(i) for i in indices),
+        threads=threads,
+        queue_size=max(2, threads * 2),
+        reader_nice=0,
+    )
 
 
 def quantify_slide(
@@ -115,8 +135,9 @@ def quantify_slide(
         if grid is None:
             grid = slide_grid(s, region=region)
         indices = None if region is None else grid.tiles_in_box(region)
-        return _quantify(s, marker, grid, indices, params, stains, threads, progress, cancel,
-                         on_tile)
+        return _quantify(
+            s, marker, grid, indices, params, stains, threads, progress, cancel, on_tile
+        )
     finally:
         if owned:
             s.close()
@@ -143,10 +164,18 @@ def quantify_image(
     return _quantify(slide, marker, grid, None, params, stains, 0, None, None, None)
 
 
-def _quantify(slide: Slide, marker: str, grid: TileGrid, indices, params: IHCParams,
-              stains: StainVectors | None, threads: int, progress: ProgressHook | None,
-              cancel: CancelHook | None, on_tile: Callable[[int, float], None] | None
-              ) -> IHCResult:
+def _quantify(
+    slide: Slide,
+    marker: str,
+    grid: TileGrid,
+    indices,
+    params: IHCParams,
+    stains: StainVectors | None,
+    threads: int,
+    progress: ProgressHook | None,
+    cancel: CancelHook | None,
+    on_tile: Callable[[int, float], None] | None,
+) -> IHCResult:
     """Quantify `slide` tile by tile on `grid` (the tiles at `indices`, default all)."""
     get_marker(marker)
     if params.cells not in ("tumour", "all"):
@@ -169,7 +198,9 @@ def _quantify(slide: Slide, marker: str, grid: TileGrid, indices, params: IHCPar
     if stains is None:
         stains = estimate_stains(sample)
         if stains.source != "macenko":
-            messages.append(f"stain vectors: {stains.source} (too little of one stain to estimate it)")
+            messages.append(
+                f"stain vectors: {stains.source} (too little of one stain to estimate it)"
+            )
 
     tissue_px = np.zeros(n_tiles, np.int64)
     positive_px = np.zeros(n_tiles, np.int64)
@@ -184,8 +215,13 @@ def _quantify(slide: Slide, marker: str, grid: TileGrid, indices, params: IHCPar
         tissue_px[i], positive_px[i] = q.tissue_px, q.positive_px
         x0, y0 = grid.coords[i]
         # read px -> level-0 px: the read started `core[0]` read px before the tile's corner
-        xy = np.stack([x0 + (q.nuclei.xy[:, 0] - core[0] + 0.5) * ds - 0.5,
-                       y0 + (q.nuclei.xy[:, 1] - core[1] + 0.5) * ds - 0.5], axis=1)
+        xy = np.stack(
+            [
+                x0 + (q.nuclei.xy[:, 0] - core[0] + 0.5) * ds - 0.5,
+                y0 + (q.nuclei.xy[:, 1] - core[1] + 0.5) * ds - 0.5,
+            ],
+            axis=1,
+        )
         parts.append(q.nuclei.replace(xy=xy, tile=np.full(len(xy), i)))
         if on_tile is not None:
             on_tile(int(i), float(tile_positivity(marker, q.counts, q.n_membrane_positive, params)))
@@ -195,14 +231,30 @@ def _quantify(slide: Slide, marker: str, grid: TileGrid, indices, params: IHCPar
     nuclei = Nuclei.concat(parts)
     nuclei = nuclei.replace(excluded=nuclei.exclusions(params))
     counted = nuclei.counted
-    counts = np.bincount(nuclei.tile[counted].astype(np.int64) * 4 + nuclei.cls[counted],
-                         minlength=n_tiles * 4).reshape(n_tiles, 4).astype(np.int64)
-    membrane = np.bincount(nuclei.tile[counted & nuclei.membrane],
-                           minlength=n_tiles).astype(np.int64)
+    counts = (
+        np.bincount(
+            nuclei.tile[counted].astype(np.int64) * 4 + nuclei.cls[counted], minlength=n_tiles * 4
+        )
+        .reshape(n_tiles, 4)
+        .astype(np.int64)
+    )
+    membrane = np.bincount(nuclei.tile[counted & nuclei.membrane], minlength=n_tiles).astype(
+        np.int64
+    )
     result = IHCResult(
-        marker=marker, source_path=name, grid=grid, mpp=mpp, level=level, stains=stains,
-        params=params, counts=counts, membrane_positive=membrane, tissue_px=tissue_px,
-        positive_px=positive_px, nuclei=nuclei, messages=messages,
+        marker=marker,
+        source_path=name,
+        grid=grid,
+        mpp=mpp,
+        level=level,
+        stains=stains,
+        params=params,
+        counts=counts,
+        membrane_positive=membrane,
+        tissue_px=tissue_px,
+        positive_px=positive_px,
+        nuclei=nuclei,
+        messages=messages,
     )
     if result.n_nuclei.sum() == 0:
         result.messages.append("no nuclei were found; check the pixel size (mpp) and the stain.")
@@ -233,5 +285,13 @@ def observe_slide(
             raise IHCError(f"no tissue tiles {where}.")
         if on_grid is not None:
             on_grid(grid, n)
-        return quantify_slide(slide, marker, grid=grid, region=region, progress=progress,
-                              cancel=cancel, on_tile=on_tile, params=params)
+        return quantify_slide(
+            slide,
+            marker,
+            grid=grid,
+            region=region,
+            progress=progress,
+            cancel=cancel,
+            on_tile=on_tile,
+            params=params,
+        )

@@ -19,12 +19,26 @@ from .stains import StainVectors
 
 #: Value columns of the IHC tile table (after the common tile columns).
 TILE_VALUE_COLUMNS = (
-    "n_nuclei", *(f"n_{name}" for name in CLASS_NAMES), "ki67_index", "h_score", "pdl1_tps",
-    "positive_pixel_fraction", "positivity",
+    "n_nuclei",
+    *(f"n_{name}" for name in CLASS_NAMES),
+    "ki67_index",
+    "h_score",
+    "pdl1_tps",
+    "positive_pixel_fraction",
+    "positivity",
 )
 #: Columns of the nuclei table.
-NUCLEI_COLUMNS = ("x", "y", "class", "dab_od", "membrane", "tile", "counted", "excluded_as",
-                  "area_um2")
+NUCLEI_COLUMNS = (
+    "x",
+    "y",
+    "class",
+    "dab_od",
+    "membrane",
+    "tile",
+    "counted",
+    "excluded_as",
+    "area_um2",
+)
 
 
 @dataclass
@@ -81,7 +95,9 @@ class IHCResult:
     @property
     def positive_pixel_fraction(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.tissue_px > 0, self.positive_px / np.maximum(self.tissue_px, 1), 0.0)
+            return np.where(
+                self.tissue_px > 0, self.positive_px / np.maximum(self.tissue_px, 1), 0.0
+            )
 
     @property
     def positivity(self) -> np.ndarray:
@@ -90,8 +106,13 @@ class IHCResult:
 
     # -- whole slide -----------------------------------------------------------------------------
     def summary(self) -> dict:
-        s = summarise(self.counts.sum(axis=0), int(self.membrane_positive.sum()),
-                      int(self.tissue_px.sum()), int(self.positive_px.sum()), self.params)
+        s = summarise(
+            self.counts.sum(axis=0),
+            int(self.membrane_positive.sum()),
+            int(self.tissue_px.sum()),
+            int(self.positive_px.sum()),
+            self.params,
+        )
         s["marker"] = self.marker
         s["label"] = weak_label(self.marker, s, self.params)
         return s
@@ -104,12 +125,14 @@ class IHCResult:
             "mpp": list(self.mpp),
             "analysis_level": self.level,
             "tile_px0": float(self.grid.tile_px0),
-            "n_tiles": int(len(self.grid.coords)),
+            "n_tiles": len(self.grid.coords),
             "stains": self.stains.to_dict(),
             "thresholds": list(self.params.thresholds),
             "params": asdict(self.params),
             "summary": _json_safe(self.summary()),
-            "not_counted": {name: int(n) for name, n in zip(*np.unique(reasons, return_counts=True))},
+            "not_counted": {
+                name: int(n) for name, n in zip(*np.unique(reasons, return_counts=True))
+            },
             "messages": list(self.messages),
         }
 
@@ -118,23 +141,35 @@ class IHCResult:
         """The tile table's rows (common tile columns + `TILE_VALUE_COLUMNS`)."""
         values: dict[str, Any] = {"n_nuclei": self.n_nuclei}
         values.update({f"n_{name}": self.counts[:, k] for k, name in enumerate(CLASS_NAMES)})
-        values.update({
-            "ki67_index": _rounded(self.labelling_index), "h_score": _rounded(self.h_score),
-            "pdl1_tps": _rounded(self.membrane_fraction * 100),
-            "positive_pixel_fraction": _rounded(self.positive_pixel_fraction),
-            "positivity": _rounded(self.positivity),
-        })
+        values.update(
+            {
+                "ki67_index": _rounded(self.labelling_index),
+                "h_score": _rounded(self.h_score),
+                "pdl1_tps": _rounded(self.membrane_fraction * 100),
+                "positive_pixel_fraction": _rounded(self.positive_pixel_fraction),
+                "positivity": _rounded(self.positivity),
+            }
+        )
         return tile_rows(self.grid, values)
 
     def nuclei_table(self) -> list[dict]:
         """One row per nucleus (`NUCLEI_COLUMNS`)."""
         n = self.nuclei
         return [
-            {"x": round(float(x), 1), "y": round(float(y), 1), "class": CLASS_NAMES[c],
-             "dab_od": round(float(d), 4), "membrane": int(m), "tile": int(t), "counted": int(k),
-             "excluded_as": reason, "area_um2": round(float(a), 1)}
+            {
+                "x": round(float(x), 1),
+                "y": round(float(y), 1),
+                "class": CLASS_NAMES[c],
+                "dab_od": round(float(d), 4),
+                "membrane": int(m),
+                "tile": int(t),
+                "counted": int(k),
+                "excluded_as": reason,
+                "area_um2": round(float(a), 1),
+            }
             for (x, y), c, d, m, t, k, reason, a in zip(
-                n.xy, n.cls, n.dab, n.membrane, n.tile, n.counted, n.exclusion_reasons, n.area_um2)
+                n.xy, n.cls, n.dab, n.membrane, n.tile, n.counted, n.exclusion_reasons, n.area_um2
+            )
         ]
 
     def save(self, out_dir: str | Path, stem: str | None = None) -> list[Path]:

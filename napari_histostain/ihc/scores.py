@@ -23,7 +23,10 @@ def p53_pattern(counts: np.ndarray, params: IHCParams = IHCParams()) -> str:
 
 
 def summarise(
-    counts: np.ndarray, membrane_positive: int, tissue_px: int, positive_px: int,
+    counts: np.ndarray,
+    membrane_positive: int,
+    tissue_px: int,
+    positive_px: int,
     params: IHCParams = IHCParams(),
 ) -> dict:
     """Index values from nucleus class counts (negative, 1+, 2+, 3+) and pixel counts."""
@@ -35,15 +38,18 @@ def summarise(
         "counts": {name: int(c) for name, c in zip(CLASS_NAMES, counts)},
         "ki67_index": float(pct[1:].sum()) if total else float("nan"),
         "h_score": float(pct[1] + 2 * pct[2] + 3 * pct[3]) if total else float("nan"),
-        "strong_fraction": float(pct[params.p53_strong_class :].sum() / 100) if total else float("nan"),
+        "strong_fraction": float(pct[params.p53_strong_class :].sum() / 100)
+        if total
+        else float("nan"),
         "pdl1_tps": float(membrane_positive / total * 100) if total else float("nan"),
         "positive_pixel_fraction": float(positive_px / tissue_px) if tissue_px else 0.0,
         "p53_pattern": p53_pattern(counts, params),
     }
 
 
-def tile_positivity(marker: str, counts: np.ndarray, membrane: np.ndarray,
-                    params: IHCParams = IHCParams()) -> np.ndarray:
+def tile_positivity(
+    marker: str, counts: np.ndarray, membrane: np.ndarray | int, params: IHCParams = IHCParams()
+) -> np.ndarray:
     """Observed positivity in [0, 1] from per-tile counted nuclei per class (..., 4) and membrane
     positives (...): Ki-67 positive, p53 strong or PD-L1 membrane fraction; NaN without nuclei."""
     counts = np.asarray(counts, np.float64)

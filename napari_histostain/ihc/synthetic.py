@@ -63,7 +63,13 @@ def render_dab(
     if tissue_box is not None:
         by, bx, bh, bw = tissue_box
         inside = (cy >= by) & (cy < by + bh) & (cx >= bx) & (cx < bx + bw)
-        cy, cx, dab, membrane, radius = cy[inside], cx[inside], dab[inside], membrane[inside], radius[inside]
+        cy, cx, dab, membrane, radius = (
+            cy[inside],
+            cx[inside],
+            dab[inside],
+            membrane[inside],
+            radius[inside],
+        )
 
     yy = np.arange(y0, y0 + height, dtype=np.float32)[:, None]
     xx = np.arange(x0, x0 + width, dtype=np.float32)[None, :]
@@ -76,7 +82,9 @@ def render_dab(
         c_h += 0.06 * ((yy >= by) & (yy < by + bh) & (xx >= bx) & (xx < bx + bw))
     reach = period * 0.55
     for k in range(len(cy)):
-        ys = slice(max(int(cy[k] - reach) - y0, 0), max(min(int(cy[k] + reach) + 1 - y0, height), 0))
+        ys = slice(
+            max(int(cy[k] - reach) - y0, 0), max(min(int(cy[k] + reach) + 1 - y0, height), 0)
+        )
         xs = slice(max(int(cx[k] - reach) - x0, 0), max(min(int(cx[k] + reach) + 1 - x0, width), 0))
         if ys.start >= ys.stop or xs.start >= xs.stop:
             continue
@@ -95,7 +103,12 @@ def render_dab(
     rng = np.random.default_rng([seed, y0, x0])
     od += rng.normal(0, 0.015, od.shape)
     rgb = np.clip(255.0 * np.power(10.0, -od), 0, 255).astype(np.uint8)
-    vis = (cy >= y0 - r_nuc) & (cy < y0 + height + r_nuc) & (cx >= x0 - r_nuc) & (cx < x0 + width + r_nuc)
+    vis = (
+        (cy >= y0 - r_nuc)
+        & (cy < y0 + height + r_nuc)
+        & (cx >= x0 - r_nuc)
+        & (cx < x0 + width + r_nuc)
+    )
     truth = DabTruth(np.stack([cy[vis] - y0, cx[vis] - x0], axis=1), dab[vis], membrane[vis])
     return rgb, truth
 

@@ -10,4 +10,11 @@ from .errors import SlideError
 from .metadata import MissingMppWarning, SlideInfo
 from .slide import Slide, open_slide, slide_from_array
 
-__all__ = ["MissingMppWarning", "Slide", "SlideError", "SlideInfo", "open_slide", "slide_from_array"]
+__all__ = [
+    "MissingMppWarning",
+    "Slide",
+    "SlideError",
+    "SlideInfo",
+    "open_slide",
+    "slide_from_array",
+]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import errno
+import io
 import json
 import os
 import tempfile
@@ -50,7 +50,9 @@ def ensure_dir(path: str | Path) -> Path:
     except OSError as exc:
         raise _explain(p, exc) from exc
     if not os.access(p, os.W_OK):
-        raise OutputError(f"could not write to {p}: the folder is read-only; choose another output folder.")
+        raise OutputError(
+            f"could not write to {p}: the folder is read-only; choose another output folder."
+        )
     return p
 
 
@@ -71,7 +73,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         if tmp_path.is_file():
-            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get normal permissions
+            os.chmod(
+                tmp_path, 0o666 & ~_UMASK
+            )  # mkstemp makes 0600; outputs get normal permissions
         os.replace(tmp_path, target)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
@@ -84,11 +88,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside `path` for writing; rename it to `path` when the block succeeds."""
-    with atomic_path(path) as tmp:
-        with open(tmp, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:
@@ -102,7 +105,9 @@ def write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> Path:
     """Atomically write `rows` (dicts; missing cells empty, extra keys ignored) as a CSV table."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer = csv.DictWriter(
+        buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
     writer.writerows(rows)
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:

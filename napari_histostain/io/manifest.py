@@ -62,7 +62,8 @@ def read_manifest(
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read {what} {p}: {exc}") from None
     numbered = [
-        (i, ln) for i, ln in enumerate(text.splitlines(), start=1)
+        (i, ln)
+        for i, ln in enumerate(text.splitlines(), start=1)
         if ln.strip() and not ln.lstrip().startswith("#")
     ]
     if not numbered:
@@ -72,7 +73,9 @@ def read_manifest(
         named = {c.lower() for c in first} & {c.lower() for c in (*path_columns, *required)}
         if plain_list_column and not named and len(first) == 1:
             return ManifestTable(
-                p, [plain_list_column], [{plain_list_column: ln.strip()} for _, ln in numbered],
+                p,
+                [plain_list_column],
+                [{plain_list_column: ln.strip()} for _, ln in numbered],
                 [i for i, _ in numbered],
             )
         reader = csv.reader(io.StringIO("\n".join(ln for _, ln in numbered[1:])))

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 #: Micrometres per pixel of a 10x objective; mpp is estimated as this / (objective / 10) when missing.
 MPP_AT_10X = 1.0
@@ -67,6 +70,14 @@ class SlideInfo:
             lines.append(f"  {i}: {w} x {h} px, downsample {ds:.3f}, tile {tw} x {th}")
         lines.append(f"associated:  {', '.join(self.associated_images) or 'none'}")
         return "\n".join(lines)
+
+
+def mpp_pair(mpp: float | tuple[float, float] | list[float] | Any) -> tuple[float, float]:
+    """(mpp_x, mpp_y) from one number (square pixels) or a pair."""
+    values = [float(v) for v in np.asarray(mpp, dtype=float).ravel()]
+    if len(values) not in (1, 2):
+        raise ValueError(f"mpp is one number or a pair, got {mpp!r}")
+    return values[0], values[-1]
 
 
 def hex_colour(value: str | None) -> tuple[int, int, int]:

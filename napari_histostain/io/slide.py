@@ -18,14 +18,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import SlideError
-from .metadata import MissingMppWarning, SlideInfo
+from .metadata import MissingMppWarning, SlideInfo, mpp_pair
 
 if TYPE_CHECKING:
     from .backends import SlideBackend
     from .native_tiles import TiffTiles
 
 __all__ = [
-    "SLIDE_SUFFIXES", "MissingMppWarning", "Slide", "SlideError", "SlideInfo", "open_slide",
+    "SLIDE_SUFFIXES",
+    "MissingMppWarning",
+    "Slide",
+    "SlideError",
+    "SlideInfo",
+    "open_slide",
     "slide_from_array",
 ]
 
@@ -33,13 +38,31 @@ log = logging.getLogger(__name__)
 
 #: File name suffixes that announce a whole-slide image.
 SLIDE_SUFFIXES = (
-    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm",
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".scn",
+    ".mrxs",
+    ".svslide",
+    ".bif",
+    ".dcm",
 )
 
 #: Vendors whose slides are tiled TIFFs: their tiles are decoded directly (`native_tiles.TiffTiles`).
 #: Set HISTOSTAIN_DIRECT_TILES=0 to read every pixel through OpenSlide / tifffile+zarr instead.
 DIRECT_TILE_VENDORS = ("aperio", "generic-tiff", "philips", "tiff", "ome-tiff")
-_DIRECT_LOCK = threading.Lock()
+
+
+class _LazyTiles:
+    """A slide's direct tile decoder, opened on first use and shared by views of the slide."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.opened = False
+        self.tiles: TiffTiles | None = None
 
 
 def _resolve_path(path: str | Path) -> Path:
@@ -67,9 +90,10 @@ class Slide:
     pixels, `size` is (width, height) in pixels of the requested level.
     """
 
-    def __init__(self, info: SlideInfo, backend: SlideBackend):
+    def __init__(self, info: SlideInfo, backend: SlideBackend, direct: _LazyTiles | None = None):
         self.info = info
         self._backend = backend
+        self._direct = direct or _LazyTiles()
 
     # -- facts ---------------------------------------------------------------------------------
     @property
@@ -106,11 +130,11 @@ class Slide:
 
     def with_mpp(self, mpp: float | tuple[float, float]) -> Slide:
         """A view of this slide with a user-given pixel size (the file handle is shared)."""
-        mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
+        mx, my = mpp_pair(mpp)
         if not (mx > 0 and my > 0):
             raise SlideError(f"mpp must be positive, got {mpp}")
-        info = dataclasses.replace(self.info, mpp=(float(mx), float(my)), mpp_source="user")
-        return Slide(info, self._backend)
+        info = dataclasses.replace(self.info, mpp=(mx, my), mpp_source="user")
+        return Slide(info, self._backend, self._direct)
 
     def level_mpp(self, level: int) -> tuple[float, float]:
         """(mpp_x, mpp_y) of a pyramid level."""
@@ -126,14 +150,18 @@ class Slide:
         return best
 
     # -- pixels --------------------------------------------------------------------------------
-    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
         """Read a (height, width, 3) uint8 RGB region; thread-safe.
 
         `location` is (x, y) in level-0 pixels, `size` (width, height) in pixels of `level`.
         Areas outside the slide or transparent in the file get the background colour.
         """
         if not 0 <= level < self.level_count:
-            raise SlideError(f"{self.path.name}: level {level} does not exist (0..{self.level_count - 1}).")
+            raise SlideError(
+                f"{self.path.name}: level {level} does not exist (0..{self.level_count - 1})."
+            )
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0:
             raise ValueError(f"region size must be positive, got {size}")
@@ -176,23 +204,25 @@ class Slide:
 
     def _direct_tiles(self) -> TiffTiles | None:
         """The direct tile decoder of a TIFF-family slide, opened on first use (None: not used)."""
-        backend = self._backend
-        if not hasattr(backend, "direct_tiles"):
-            with _DIRECT_LOCK:
-                if not hasattr(backend, "direct_tiles"):
-                    tiles = None
-                    if self.info.vendor in DIRECT_TILE_VENDORS and os.environ.get("HISTOSTAIN_DIRECT_TILES") != "0":
+        lazy = self._direct
+        if not lazy.opened:
+            with lazy.lock:
+                if not lazy.opened:
+                    if (
+                        self.info.vendor in DIRECT_TILE_VENDORS
+                        and os.environ.get("HISTOSTAIN_DIRECT_TILES") != "0"
+                    ):
                         from .native_tiles import TiffTiles
 
-                        tiles = TiffTiles.open(
+                        lazy.tiles = TiffTiles.open(
                             self.info.path,
                             self.level_dimensions,
                             self.level_downsamples,
                             self.background,
-                            reference=backend.read_region,
+                            reference=self._backend.read_region,
                         )
-                    backend.direct_tiles = tiles
-        return backend.direct_tiles
+                    lazy.opened = True
+        return lazy.tiles
 
     def associated_image(self, name: str) -> np.ndarray:
         """An associated image (e.g. 'thumbnail', 'label', 'macro') as RGB uint8."""
@@ -215,13 +245,14 @@ class Slide:
 
             scale = max_size / max(lw, lh)
             out_shape = (max(1, round(lh * scale)), max(1, round(lw * scale)))
-            img = (resize(img, out_shape, anti_aliasing=True, preserve_range=True) + 0.5).astype(np.uint8)
+            img = (resize(img, out_shape, anti_aliasing=True, preserve_range=True) + 0.5).astype(
+                np.uint8
+            )
         return img
 
     def close(self) -> None:
-        tiles = getattr(self._backend, "direct_tiles", None)
-        if tiles is not None:
-            tiles.close()
+        if self._direct.tiles is not None:
+            self._direct.tiles.close()
         self._backend.close()
 
     def __enter__(self) -> Slide:
@@ -232,7 +263,9 @@ class Slide:
 
     def __repr__(self) -> str:
         w, h = self.dimensions
-        return f"Slide({self.path.name!r}, {w}x{h}, {self.level_count} levels, mpp={self.mpp[0]:.3f})"
+        return (
+            f"Slide({self.path.name!r}, {w}x{h}, {self.level_count} levels, mpp={self.mpp[0]:.3f})"
+        )
 
     def __reduce__(self):
         # Slides travel to dask workers as their path and reopen there.
@@ -294,7 +327,9 @@ def open_slide(path: str | Path) -> Slide:
     return slide
 
 
-def slide_from_array(rgb: np.ndarray, mpp: float | tuple[float, float], name: str = "image") -> Slide:
+def slide_from_array(
+    rgb: np.ndarray, mpp: float | tuple[float, float], name: str = "image"
+) -> Slide:
     """An RGB uint8 array (a field of view, a PNG/JPEG image) as a one-level `Slide` at `mpp`."""
     from .backends.array import array_slide_parts
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metadata import mpp_pair
+
 RegionRenderer = Callable[[int, int, int, int], np.ndarray]
 """render(y0, x0, height, width) -> (height, width, C) uint8 for level-0 pixels."""
 
@@ -72,7 +74,7 @@ def write_slide(
     if mpp is None:
         res_kw: dict = {}
     else:
-        mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
+        mx, my = mpp_pair(mpp)
         res_kw = {"resolutionunit": "CENTIMETER", "resolution": (1e4 / mx, 1e4 / my)}
     if channels == 4:
         comp: dict = {"compression": "zlib", "extrasamples": ["unassalpha"]}
@@ -91,7 +93,10 @@ def write_slide(
                 if li + 1 < len(shapes):
                     nh, nw = shapes[li + 1]
                     nxt = np.memmap(
-                        os.path.join(tmpdir, f"l{li + 1}.raw"), np.uint8, "w+", shape=(nh, nw, channels)
+                        os.path.join(tmpdir, f"l{li + 1}.raw"),
+                        np.uint8,
+                        "w+",
+                        shape=(nh, nw, channels),
                     )
 
                 def strips(lh=lh, lw=lw, li=li, prev=prev, nxt=nxt) -> Iterator[np.ndarray]:
@@ -142,7 +147,10 @@ def _scaled_res(res_kw: dict, downsample: float) -> dict:
     if not res_kw:
         return {}
     rx, ry = res_kw["resolution"]
-    return {"resolutionunit": res_kw["resolutionunit"], "resolution": (rx / downsample, ry / downsample)}
+    return {
+        "resolutionunit": res_kw["resolutionunit"],
+        "resolution": (rx / downsample, ry / downsample),
+    }
 
 
 def _tiles_of_strip(block: np.ndarray, tile: int) -> Iterator[np.ndarray]:
@@ -221,6 +229,13 @@ def write_synthetic_slide(
     """A synthetic H&E-like tissue slide (see `tissue_renderer`) written with `write_slide`."""
     render = tissue_renderer(height, width, seed, transparent_outside=rgba)
     return write_slide(
-        path, height, width, render, mpp, tile=tile, levels=levels, channels=4 if rgba else 3,
+        path,
+        height,
+        width,
+        render,
+        mpp,
+        tile=tile,
+        levels=levels,
+        channels=4 if rgba else 3,
         quality=quality,
     )

@@ -10,6 +10,7 @@ from cachetools import LRUCache
 #: Default size of the tile cache of the pyramid in bytes (256 MiB holds ~1,300 RGB tiles of 256 x 256).
 DEFAULT_CACHE_BYTES = 256 * 2**20
 
+
 class TileCache:
     """A bounded, thread-safe LRU cache of decoded tiles, sized in bytes."""
 

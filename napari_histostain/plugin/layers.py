@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.tiling import mpp_xy
+from ..io.metadata import mpp_pair
 from ..markers import marker_name
 from ..results.colours import IHC_COLOURS
 from ..results.maps import META_KEY, PredictionMaps
@@ -33,8 +33,13 @@ def overlay_colormap(name: str) -> Any:
     if name == "ihc":
         return Colormap(IHC_COLOURS, name="histostain-ihc", nan_color="transparent")
     cmap = ensure_colormap(name)
-    return Colormap(cmap.colors, controls=cmap.controls, name=f"histostain-{name}",
-                    interpolation=cmap.interpolation, nan_color="transparent")
+    return Colormap(
+        cmap.colors,
+        controls=cmap.controls,
+        name=f"histostain-{name}",
+        interpolation=cmap.interpolation,
+        nan_color="transparent",
+    )
 
 
 def overlay_name(marker: str, kind: str) -> str:
@@ -69,7 +74,7 @@ def overlay_layer_kwargs(
 
 def tissue_mask_layer(mask: np.ndarray, downsample: float, mpp: Any) -> tuple[np.ndarray, dict]:
     """(data, kwargs) of a tissue-mask Labels-style image: mask px `downsample` level-0 px wide."""
-    mx, my = mpp_xy(mpp)
+    mx, my = mpp_pair(mpp)
     half = (downsample - 1.0) / 2.0
     kwargs = {
         "name": "Tissue mask",

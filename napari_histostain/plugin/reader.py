@@ -125,7 +125,11 @@ def read_associated_layers(path: str | Path, names: list[str] | None = None) -> 
         wanted = names if names is not None else list(slide.info.associated_images)
         stem = Path(path).stem
         return [
-            (slide.associated_image(n), {"name": f"{stem} [{n}]", "rgb": True, "visible": False}, "image")
+            (
+                slide.associated_image(n),
+                {"name": f"{stem} [{n}]", "rgb": True, "visible": False},
+                "image",
+            )
             for n in wanted
         ]
 

@@ -39,7 +39,11 @@ def sample_case_paths(marker: str) -> tuple[Path, Path]:
     done = folder / f"{case_id}.json"
     if not (he.is_file() and ihc.is_file() and done.is_file()):
         simulate_case(
-            cache_dir(), [marker], case_id=case_id, size_um=SAMPLE_SIZE_UM, mpp=0.5,
+            cache_dir(),
+            [marker],
+            case_id=case_id,
+            size_um=SAMPLE_SIZE_UM,
+            mpp=0.5,
             seed=SAMPLE_SEEDS[marker],
         )
     return he, ihc
@@ -50,7 +54,10 @@ def _layers(marker: str) -> list:
 
     he, ihc = sample_case_paths(marker)
     out = []
-    for path, name in ((he, f"simulated {marker} case: H&E"), (ihc, f"simulated {marker} case: IHC")):
+    for path, name in (
+        (he, f"simulated {marker} case: H&E"),
+        (ihc, f"simulated {marker} case: IHC"),
+    ):
         data, kwargs, kind = read_slide_layer(path)
         kwargs = dict(kwargs, name=name)
         out.append((data, kwargs, kind))

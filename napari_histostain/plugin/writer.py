@@ -41,8 +41,9 @@ def layer_maps(data: Any, meta: dict):
     rows, cols = np.nonzero(np.isfinite(arr))
     rowcol = np.stack([rows, cols], axis=1)
     coords = np.round(np.asarray(lattice.origin) + rowcol[:, ::-1] * lattice.tile_px0)
-    maps = PredictionMaps(lattice, coords, rowcol, np.ones(len(rowcol)),
-                          slide_path=entry.get("slide_path", ""))
+    maps = PredictionMaps(
+        lattice, coords, rowcol, np.ones(len(rowcol)), slide_path=entry.get("slide_path", "")
+    )
     values = arr[rows, cols]
     if kind == "attention":
         maps.update(marker, np.arange(len(rowcol)), np.full(len(rowcol), np.nan), values)
@@ -58,7 +59,9 @@ def write_heatmap(path: str, data: Any, meta: dict) -> list[str]:
 
     arr = np.asarray(data, np.float32)
     if arr.ndim != 2:
-        raise HistostainError(f"a heatmap layer must be 2-D; {meta.get('name')!r} has shape {arr.shape}.")
+        raise HistostainError(
+            f"a heatmap layer must be 2-D; {meta.get('name')!r} has shape {arr.shape}."
+        )
     entry = _ours(meta)
     if entry is not None:
         lattice = TileLattice.from_dict(entry["geometry"])
@@ -67,7 +70,9 @@ def write_heatmap(path: str, data: Any, meta: dict) -> list[str]:
         sy, sx = (float(v) for v in meta.get("scale", (1.0, 1.0))[-2:])
         ty, tx = (float(v) for v in meta.get("translate", (0.0, 0.0))[-2:])
         if not np.isclose(sx, sy):
-            raise HistostainError("the layer's pixels are not square; cannot write a heatmap OME-TIFF.")
+            raise HistostainError(
+                "the layer's pixels are not square; cannot write a heatmap OME-TIFF."
+            )
         lattice = TileLattice((tx - (sx - 1) / 2, ty - (sy - 1) / 2), sx, (1.0, 1.0), *arr.shape)
         info = {}
     info["name"] = meta.get("name", "")

@@ -18,4 +18,6 @@ def finite(v: float) -> float | None:
 def check_marker(maps, marker: str) -> None:
     if marker not in maps.markers:
         have = ", ".join(maps.markers) or "none"
-        raise ExportError(f"no predictions for marker {marker!r} (have: {have}); run a prediction first.")
+        raise ExportError(
+            f"no predictions for marker {marker!r} (have: {have}); run a prediction first."
+        )

@@ -30,8 +30,11 @@ EXPORT_KINDS = ("geojson", "csv", "heatmaps", "report")
 def export_paths(out_dir: str | Path, stem: str, markers: Iterable[str]) -> dict[str, Path]:
     """The file names `export_predictions` uses."""
     d = Path(out_dir)
-    paths = {"csv": d / f"{stem}.tiles.csv", "report_json": d / f"{stem}.report.json",
-             "report_png": d / f"{stem}.report.png"}
+    paths = {
+        "csv": d / f"{stem}.tiles.csv",
+        "report_json": d / f"{stem}.report.json",
+        "report_png": d / f"{stem}.report.png",
+    }
     for m in markers:
         paths[f"geojson:{m}"] = d / f"{stem}.{m}.tiles.geojson"
         for kind in KINDS:
@@ -70,25 +73,36 @@ def export_predictions(
     try:
         if "geojson" in what:
             for m in markers:
-                written.append(write_tiles_geojson(paths[f"geojson:{m}"], maps, m,
-                                                   tile_threshold=tile_threshold))
+                written.append(
+                    write_tiles_geojson(
+                        paths[f"geojson:{m}"], maps, m, tile_threshold=tile_threshold
+                    )
+                )
         if "csv" in what:
             rows = tile_rows(maps, prediction_values(maps.markers), np.flatnonzero(maps.done))
             written.append(write_tile_table(paths["csv"], rows, prediction_columns(markers)))
         if "heatmaps" in what:
             for m in markers:
                 for kind in KINDS:
-                    meta = {"marker": m, "kind": kind, "slide_path": maps.slide_path,
-                            "name": f"{marker_name(m)} {kind}"}
-                    written.append(write_heatmap(paths[f"heatmap:{m}:{kind}"],
-                                                 maps.heatmap(m, kind), maps.lattice, meta))
+                    meta = {
+                        "marker": m,
+                        "kind": kind,
+                        "slide_path": maps.slide_path,
+                        "name": f"{marker_name(m)} {kind}",
+                    }
+                    written.append(
+                        write_heatmap(
+                            paths[f"heatmap:{m}:{kind}"], maps.heatmap(m, kind), maps.lattice, meta
+                        )
+                    )
         if "report" in what:
             rep = slide_report(maps, tile_threshold=tile_threshold, slide=slide, messages=messages)
             rep["files"] = [p.name for p in written] + [paths["report_png"].name]
             if slide is not None:
                 thumb = slide.thumbnail(768)
-                img = report_image(thumb, slide.dimensions, maps, markers,
-                                   maps.summary(tile_threshold))
+                img = report_image(
+                    thumb, slide.dimensions, maps, markers, maps.summary(tile_threshold)
+                )
                 written.append(write_png(paths["report_png"], img))
             else:
                 rep["files"].pop()
@@ -110,5 +124,11 @@ def export_prediction(
 ) -> list[Path]:
     """`export_predictions` for a finished `inference.SlidePrediction` (used by the CLI)."""
     maps = PredictionMaps.from_prediction(prediction)
-    return export_predictions(out_dir, maps, slide=slide, what=what, tile_threshold=tile_threshold,
-                              messages=getattr(prediction, "messages", ()))
+    return export_predictions(
+        out_dir,
+        maps,
+        slide=slide,
+        what=what,
+        tile_threshold=tile_threshold,
+        messages=getattr(prediction, "messages", ()),
+    )

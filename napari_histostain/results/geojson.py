@@ -37,28 +37,30 @@ def tiles_geojson(maps: PredictionMaps, marker: str, *, tile_threshold: float = 
         pos = float(mm.positivity[i])
         positive = pos >= tile_threshold
         colour = get_marker(marker).colour if positive else NEGATIVE_COLOUR
-        features.append({
-            "type": "Feature",
-            "id": f"tile-{int(i)}",
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {
-                "objectType": "tile",
-                "name": f"tile {int(i)}",
-                "classification": {
-                    "name": f"{name} {'positive' if positive else 'negative'}",
-                    "color": list(colour),
+        features.append(
+            {
+                "type": "Feature",
+                "id": f"tile-{int(i)}",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "objectType": "tile",
+                    "name": f"tile {int(i)}",
+                    "classification": {
+                        "name": f"{name} {'positive' if positive else 'negative'}",
+                        "color": list(colour),
+                    },
+                    "measurements": {
+                        "positivity": pos,
+                        "attention": finite(mm.attention[i]),
+                        "probability": prob,
+                    },
+                    "tile_id": int(i),
+                    "row": int(maps.rowcol[i, 0]),
+                    "col": int(maps.rowcol[i, 1]),
+                    "tissue_fraction": float(maps.tissue_fraction[i]),
                 },
-                "measurements": {
-                    "positivity": pos,
-                    "attention": finite(mm.attention[i]),
-                    "probability": prob,
-                },
-                "tile_id": int(i),
-                "row": int(maps.rowcol[i, 0]),
-                "col": int(maps.rowcol[i, 1]),
-                "tissue_fraction": float(maps.tissue_fraction[i]),
-            },
-        })
+            }
+        )
     return {
         "type": "FeatureCollection",
         GEOJSON_KEY: {
@@ -101,18 +103,27 @@ def read_tiles_geojson(path: str | Path) -> PredictionMaps:
         raise ExportError(f"{path} is not a HistoStain tile GeoJSON (no '{GEOJSON_KEY}' member).")
     lattice = TileLattice.from_dict(meta["geometry"])
     feats = [f for f in obj.get("features", []) if f["properties"].get("objectType") == "tile"]
-    coords = np.array(
-        [f["geometry"]["coordinates"][0][0] for f in feats], dtype=float
-    ).reshape(-1, 2)
-    rowcol = np.array([[f["properties"]["row"], f["properties"]["col"]] for f in feats]).reshape(-1, 2)
-    tf = [f["properties"].get("tissue_fraction", 1.0) for f in feats]
-    maps = PredictionMaps(lattice, np.round(coords), rowcol, tf, slide_path=meta.get("slide_path", ""))
+    coords = np.array([f["geometry"]["coordinates"][0][0] for f in feats], dtype=float).reshape(
+        -1, 2
+    )
+    rowcol = np.array([[f["properties"]["row"], f["properties"]["col"]] for f in feats]).reshape(
+        -1, 2
+    )
+    tf = np.array([f["properties"].get("tissue_fraction", 1.0) for f in feats], np.float32)
+    maps = PredictionMaps(
+        lattice, np.round(coords), rowcol, tf, slide_path=meta.get("slide_path", "")
+    )
     marker = meta["marker"]
     meas = [f["properties"]["measurements"] for f in feats]
     pos = [m["positivity"] for m in meas]
     att = [np.nan if m.get("attention") is None else m["attention"] for m in meas]
     maps.update(marker, np.arange(len(feats)), pos, att)
     prob = meta.get("probability")
-    maps.set_slide_call(marker, np.nan if prob is None else prob, meta.get("label", ""),
-                        meta.get("threshold", 0.5), meta.get("scope", ""))
+    maps.set_slide_call(
+        marker,
+        np.nan if prob is None else prob,
+        meta.get("label", ""),
+        meta.get("threshold", 0.5),
+        meta.get("scope", ""),
+    )
     return maps

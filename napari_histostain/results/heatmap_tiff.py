@@ -71,12 +71,24 @@ def write_heatmap(
     levels = heatmap_pyramid(array)
     tile = (256, 256) if max(array.shape) > 256 else None
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, ome=True) as tw:
-        tw.write(levels[0], subifds=len(levels) - 1, tile=tile, metadata=metadata,
-                 resolution=(1e4 / sx, 1e4 / sy), resolutionunit="CENTIMETER")
+        tw.write(
+            levels[0],
+            subifds=len(levels) - 1,
+            tile=tile,
+            metadata=metadata,
+            resolution=(1e4 / sx, 1e4 / sy),
+            resolutionunit="CENTIMETER",
+        )
         for k, lev in enumerate(levels[1:], start=1):
             f = 2**k
-            tw.write(lev, subfiletype=1, tile=tile, metadata=None,
-                     resolution=(1e4 / (sx * f), 1e4 / (sy * f)), resolutionunit="CENTIMETER")
+            tw.write(
+                lev,
+                subfiletype=1,
+                tile=tile,
+                metadata=None,
+                resolution=(1e4 / (sx * f), 1e4 / (sy * f)),
+                resolutionunit="CENTIMETER",
+            )
     return Path(path)
 
 
@@ -88,7 +100,7 @@ def read_heatmap(path: str | Path) -> tuple[np.ndarray, TileLattice, dict]:
         with tifffile.TiffFile(path) as tf:
             xml = tf.ome_metadata
             array = tf.series[0].levels[0].asarray()
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is "not ours"
+    except Exception as exc:
         raise ExportError(f"cannot read {path} as OME-TIFF: {exc}") from exc
     if not xml:
         raise ExportError(f"{path} has no OME metadata; it is not a HistoStain heatmap.")
@@ -99,7 +111,9 @@ def read_heatmap(path: str | Path) -> tuple[np.ndarray, TileLattice, dict]:
         info = json.loads(image.get("Description", ""))
         lattice = TileLattice.from_dict(info["geometry"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{path} is not a HistoStain heatmap (no lattice in its description).") from exc
+        raise ExportError(
+            f"{path} is not a HistoStain heatmap (no lattice in its description)."
+        ) from exc
     return np.asarray(array, np.float32), lattice, info
 
 

@@ -12,7 +12,7 @@ finished `SlidePrediction`) and keeps the heatmap arrays that the overlay layers
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,7 @@ class PredictionMaps:
     tissue_fraction: np.ndarray
     slide_path: str = ""
     markers: dict[str, MarkerMaps] = field(default_factory=dict)
-    done: np.ndarray = field(default=None)  # type: ignore[assignment]
+    done: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     info: dict = field(default_factory=dict)
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
@@ -67,7 +67,7 @@ class PredictionMaps:
         self.coords = np.asarray(self.coords, dtype=np.int64).reshape(-1, 2)
         self.rowcol = np.asarray(self.rowcol, dtype=np.int64).reshape(-1, 2)
         self.tissue_fraction = np.asarray(self.tissue_fraction, dtype=np.float32).reshape(-1)
-        if self.done is None:
+        if len(self.done) != len(self.coords):
             self.done = np.zeros(len(self.coords), bool)
 
     # -- construction --------------------------------------------------------------------------
@@ -147,7 +147,12 @@ class PredictionMaps:
         self._refresh_heatmaps(marker)
 
     def set_slide_call(
-        self, marker: str, probability: float, label: str = "", threshold: float = 0.5, scope: str = ""
+        self,
+        marker: str,
+        probability: float,
+        label: str = "",
+        threshold: float = 0.5,
+        scope: str = "",
     ) -> None:
         mm = self.add_marker(marker)
         mm.probability = float(probability)
@@ -189,7 +194,7 @@ class PredictionMaps:
     def tile_scores(self, index: int) -> dict:
         """A tile's position and per-marker scores, for display."""
         x, y = (int(v) for v in self.coords[index])
-        out = {
+        out: dict[str, Any] = {
             "tile": int(index),
             "row": int(self.rowcol[index, 0]),
             "col": int(self.rowcol[index, 1]),
@@ -197,10 +202,11 @@ class PredictionMaps:
             "y": y,
             "tissue_fraction": float(self.tissue_fraction[index]),
             "computed": bool(self.done[index]),
-            "markers": {},
         }
+        markers: dict[str, dict] = {}
+        out["markers"] = markers
         for key, mm in self.markers.items():
-            out["markers"][key] = {
+            markers[key] = {
                 "positivity": float(mm.positivity[index]),
                 "attention": float(mm.attention[index]),
             }
@@ -252,7 +258,9 @@ def fill_heatmap(arr: np.ndarray, rowcol: np.ndarray, values: np.ndarray) -> np.
 def heatmap(lattice: TileLattice, rowcol: Any, values: Any) -> np.ndarray:
     """A (n_rows, n_cols) float32 heatmap from per-tile values, NaN where there is no tile."""
     arr = np.full(lattice.shape, np.nan, np.float32)
-    return fill_heatmap(arr, np.asarray(rowcol, np.int64).reshape(-1, 2), np.asarray(values, np.float32))
+    return fill_heatmap(
+        arr, np.asarray(rowcol, np.int64).reshape(-1, 2), np.asarray(values, np.float32)
+    )
 
 
 def softmax_over_finite(logits: np.ndarray) -> np.ndarray:

@@ -46,8 +46,11 @@ def overlay_thumbnail(
 
 
 def report_image(
-    thumbnail: np.ndarray, slide_dimensions: tuple[int, int], maps: PredictionMaps,
-    markers: Sequence[str], summary: dict,
+    thumbnail: np.ndarray,
+    slide_dimensions: tuple[int, int],
+    maps: PredictionMaps,
+    markers: Sequence[str],
+    summary: dict,
 ) -> np.ndarray:
     """Panels side by side: the H&E thumbnail, then one positivity overlay per marker, with titles."""
     from PIL import Image, ImageDraw, ImageFont
@@ -56,8 +59,14 @@ def report_image(
     for m in markers:
         s = summary[m]
         p = s["probability"]
-        title = f"{marker_name(m)}: {s['label'] or '-'} p={p:.2f}" if np.isfinite(p) else marker_name(m)
-        title += f"  pos. tissue {s['positive_fraction']:.0%}" if np.isfinite(s["positive_fraction"]) else ""
+        title = (
+            f"{marker_name(m)}: {s['label'] or '-'} p={p:.2f}" if np.isfinite(p) else marker_name(m)
+        )
+        title += (
+            f"  pos. tissue {s['positive_fraction']:.0%}"
+            if np.isfinite(s["positive_fraction"])
+            else ""
+        )
         panels.append((title, overlay_thumbnail(thumbnail, slide_dimensions, maps, m)))
     th, tw = thumbnail.shape[:2]
     size = max(12, tw // 32)
@@ -86,8 +95,13 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     return Path(path)
 
 
-def slide_report(maps: PredictionMaps, *, tile_threshold: float = 0.5, slide: Any = None,
-                 messages: Iterable[str] = ()) -> dict:
+def slide_report(
+    maps: PredictionMaps,
+    *,
+    tile_threshold: float = 0.5,
+    slide: Any = None,
+    messages: Iterable[str] = (),
+) -> dict:
     """The slide report as a JSON-able dict."""
     summary = maps.summary(tile_threshold)
     markers = {
@@ -105,7 +119,9 @@ def slide_report(maps: PredictionMaps, *, tile_threshold: float = 0.5, slide: An
         "tiles_computed": int(maps.done.sum()),
         "markers": markers,
         "messages": list(messages),
-        "info": {k: v for k, v in maps.info.items() if isinstance(v, (str, int, float, list, dict))},
+        "info": {
+            k: v for k, v in maps.info.items() if isinstance(v, (str, int, float, list, dict))
+        },
     }
     if slide is not None:
         rep["slide"] = {"dimensions": list(slide.dimensions), "mpp": list(slide.mpp)}

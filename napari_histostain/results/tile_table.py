@@ -53,9 +53,15 @@ def tile_rows(
     for i in idx:
         x, y = int(coords[i, 0]), int(coords[i, 1])
         row = {
-            "tile": i, "row": int(rowcol[i, 0]), "col": int(rowcol[i, 1]), "x": x, "y": y,
-            "width": side, "height": side,
-            "x_um": round((x + half) * mx, 3), "y_um": round((y + half) * my, 3),
+            "tile": i,
+            "row": int(rowcol[i, 0]),
+            "col": int(rowcol[i, 1]),
+            "x": x,
+            "y": y,
+            "width": side,
+            "height": side,
+            "x_um": round((x + half) * mx, 3),
+            "y_um": round((y + half) * my, 3),
             "tissue": round(float(tissue[i]), 4),
         }
         for name, col in values.items():

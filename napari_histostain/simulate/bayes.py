@@ -63,7 +63,9 @@ def best_weighted_f1(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     return float(wf1[i]), float(score[order][i])
 
 
-def posterior(marker: str, z: np.ndarray, sd: float, cutoff: float, n_grid: int = 1500) -> np.ndarray:
+def posterior(
+    marker: str, z: np.ndarray, sd: float, cutoff: float, n_grid: int = 1500
+) -> np.ndarray:
     """P(latent >= cutoff | drive z) by integrating over a latent sample from the prior."""
     rng = np.random.default_rng(12345)
     lat = np.sort(sample_latents_vec(marker, rng, n_grid))
@@ -80,7 +82,11 @@ def posterior(marker: str, z: np.ndarray, sd: float, cutoff: float, n_grid: int 
 
 @functools.lru_cache(maxsize=64)
 def bayes_reference(
-    marker: str, difficulty: float = 1.0, cutoff: float | None = None, n_mc: int = 40000, seed: int = 0
+    marker: str,
+    difficulty: float = 1.0,
+    cutoff: float | None = None,
+    n_mc: int = 40000,
+    seed: int = 0,
 ) -> dict:
     """Monte-Carlo Bayes-optimal weighted F1 / AUC of a marker's label from the H&E morphology."""
     cutoff = DEFAULT_CUTOFFS[marker] if cutoff is None else float(cutoff)

@@ -67,7 +67,9 @@ class Section:
         til = layout.sample(layout.til, v, u, 1).astype(np.float32)
         self.fibre_blend = layout.sample(layout.fibre_blend, v, u, 1).astype(np.float32)
         del v, u
-        self.cells = _make_cells(self.labels, til, morph, layout.fibre_angle - transform.angle, rng, self)
+        self.cells = _make_cells(
+            self.labels, til, morph, layout.fibre_angle - transform.angle, rng, self
+        )
 
     def label_at(self, y_px: np.ndarray, x_px: np.ndarray) -> np.ndarray:
         ly = np.clip((np.asarray(y_px) // COARSE).astype(np.int64), 0, self.labels.shape[0] - 1)
@@ -119,11 +121,20 @@ def _make_cells(labels, til, morph: Morphology, fibre_angle: float, rng, section
     b[mit] = r[mit] * 0.42
     hh = 1.0 * morph.hyperchromasia * np.exp(0.12 * rng.standard_normal(n))
     hh[mit] *= 1.8
-    parts.append(dict(
-        y=ty, x=tx, a=a, b=b, theta=rng.uniform(0, np.pi, n), h=hh,
-        chrom=np.full(n, 0.12 + 0.45 * morph.chromatin_contrast), kind=TUMOUR_CELL, mitosis=mit,
-        cell_r=np.maximum(spacing / 2 * rng.uniform(0.9, 1.05, n), a + 1.5),
-    ))
+    parts.append(
+        dict(
+            y=ty,
+            x=tx,
+            a=a,
+            b=b,
+            theta=rng.uniform(0, np.pi, n),
+            h=hh,
+            chrom=np.full(n, 0.12 + 0.45 * morph.chromatin_contrast),
+            kind=TUMOUR_CELL,
+            mitosis=mit,
+            cell_r=np.maximum(spacing / 2 * rng.uniform(0.9, 1.05, n), a + 1.5),
+        )
+    )
 
     # fibroblasts (elongated, along the fibres) and stromal lymphocytes
     is_stroma = labels == STROMA
@@ -135,11 +146,20 @@ def _make_cells(labels, til, morph: Morphology, fibre_angle: float, rng, section
         np.clip((y // COARSE).astype(np.int64), 0, labels.shape[0] - 1),
         np.clip((x // COARSE).astype(np.int64), 0, labels.shape[1] - 1),
     ]
-    parts.append(dict(
-        y=y, x=x, a=a, b=b, theta=fibre_angle + FIBRE_TURN * blend + 0.2 * rng.standard_normal(n),
-        h=0.9 * np.exp(0.1 * rng.standard_normal(n)), chrom=np.full(n, 0.15), kind=FIBROBLAST,
-        mitosis=np.zeros(n, bool), cell_r=a + 1.5,
-    ))
+    parts.append(
+        dict(
+            y=y,
+            x=x,
+            a=a,
+            b=b,
+            theta=fibre_angle + FIBRE_TURN * blend + 0.2 * rng.standard_normal(n),
+            h=0.9 * np.exp(0.1 * rng.standard_normal(n)),
+            chrom=np.full(n, 0.15),
+            kind=FIBROBLAST,
+            mitosis=np.zeros(n, bool),
+            cell_r=a + 1.5,
+        )
+    )
     lam = (
         is_stroma * (morph.til_density * til)
         + (labels == TUMOUR) * (0.3 * morph.til_density * til)
@@ -149,20 +169,38 @@ def _make_cells(labels, til, morph: Morphology, fibre_angle: float, rng, section
     n = y.size
     r = rng.uniform(2.4, 3.0, n) / mpp
     asp = 1.0 + 0.12 * rng.uniform(0, 1, n)
-    parts.append(dict(
-        y=y, x=x, a=r * np.sqrt(asp), b=r / np.sqrt(asp), theta=rng.uniform(0, np.pi, n),
-        h=1.5 * np.exp(0.08 * rng.standard_normal(n)), chrom=np.full(n, 0.08), kind=LYMPHOCYTE,
-        mitosis=np.zeros(n, bool), cell_r=r * 1.35,
-    ))
+    parts.append(
+        dict(
+            y=y,
+            x=x,
+            a=r * np.sqrt(asp),
+            b=r / np.sqrt(asp),
+            theta=rng.uniform(0, np.pi, n),
+            h=1.5 * np.exp(0.08 * rng.standard_normal(n)),
+            chrom=np.full(n, 0.08),
+            kind=LYMPHOCYTE,
+            mitosis=np.zeros(n, bool),
+            cell_r=r * 1.35,
+        )
+    )
     # necrotic debris (karyorrhexis)
     y, x = _poisson_points(rng, (labels == NECROSIS) * (DENSITY["debris"] * cell_area_mm2))
     n = y.size
     r = rng.uniform(0.6, 1.8, n) / mpp
-    parts.append(dict(
-        y=y, x=x, a=r * 1.3, b=r / 1.3, theta=rng.uniform(0, np.pi, n),
-        h=1.2 * np.exp(0.2 * rng.standard_normal(n)), chrom=np.full(n, 0.05), kind=DEBRIS,
-        mitosis=np.zeros(n, bool), cell_r=r * 1.3,
-    ))
+    parts.append(
+        dict(
+            y=y,
+            x=x,
+            a=r * 1.3,
+            b=r / 1.3,
+            theta=rng.uniform(0, np.pi, n),
+            h=1.2 * np.exp(0.2 * rng.standard_normal(n)),
+            chrom=np.full(n, 0.05),
+            kind=DEBRIS,
+            mitosis=np.zeros(n, bool),
+            cell_r=r * 1.3,
+        )
+    )
 
     cols_out: dict[str, list] = {k: [] for k in parts[0]}
     for p in parts:
@@ -184,7 +222,6 @@ def _make_cells(labels, til, morph: Morphology, fibre_angle: float, rng, section
             v = v.astype(np.float32)
         out[k] = v
     return Cells(**out)
-
 
 
 def assign_marker(

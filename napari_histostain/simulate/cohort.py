@@ -34,8 +34,19 @@ from .params import (
 )
 
 MANIFEST_COLUMNS = (
-    "case_id", "marker", "he_path", "ihc_path", "label", "latent", "seed", "truth_path",
-    "label_name", "pattern", "true_index", "difficulty", "mpp",
+    "case_id",
+    "marker",
+    "he_path",
+    "ihc_path",
+    "label",
+    "latent",
+    "seed",
+    "truth_path",
+    "label_name",
+    "pattern",
+    "true_index",
+    "difficulty",
+    "mpp",
 )
 DEFAULT_SIZE_UM = 2048.0
 DEFAULT_TRUTH_TILE_UM = 112.0
@@ -102,15 +113,17 @@ class CaseModel:
         self.layout = CaseLayout(seed, (self.height * mpp, self.width * mpp), self.morph)
         tr = SectionTransform.random(_rng(seed, 21), self.height, self.width, mpp, reference=True)
         self.he = Section(self.layout, tr, self.morph, _rng(seed, 22))
-        self.he_renderer = SectionRenderer(self.he, StainParams.random(_rng(seed, 23), "he"),
-                                           _rng(seed, 24))
+        self.he_renderer = SectionRenderer(
+            self.he, StainParams.random(_rng(seed, 23), "he"), _rng(seed, 24)
+        )
         self.ihc: dict = {}
         self.ihc_renderers: dict = {}
         self.truths: dict[str, dict] = {}
         for m in markers:
             base = 100 * MARKER_STREAM[m]
-            tr = SectionTransform.random(_rng(seed, base + 1), self.height, self.width, mpp,
-                                         reference=False)
+            tr = SectionTransform.random(
+                _rng(seed, base + 1), self.height, self.width, mpp, reference=False
+            )
             sec = Section(self.layout, tr, self.morph, _rng(seed, base + 2))
             self.truths[m] = assign_marker(
                 sec.cells, m, self.latents, sec.hetero_at_cells(m), _rng(seed, base + 3)
@@ -122,8 +135,11 @@ class CaseModel:
 
     def sections_info(self) -> dict:
         def one(sec, rend) -> dict:
-            return {"transform": sec.transform.to_dict(), "stain": rend.stain.to_dict(),
-                    "n_cells": len(sec.cells)}
+            return {
+                "transform": sec.transform.to_dict(),
+                "stain": rend.stain.to_dict(),
+                "n_cells": len(sec.cells),
+            }
 
         out = {"HE": one(self.he, self.he_renderer)}
         for m, sec in self.ihc.items():
@@ -181,7 +197,12 @@ def simulate_case(
     height, width = model.height, model.width
     he_path = out / f"{case_id}_HE.tiff"
     write_slide(
-        he_path, height, width, model.he_renderer, mpp, quality=quality,
+        he_path,
+        height,
+        width,
+        model.he_renderer,
+        mpp,
+        quality=quality,
         description=f"napari-histostain simulated H&E; case {case_id}; seed {seed}",
     )
     model.he_renderer.release()
@@ -191,33 +212,71 @@ def simulate_case(
     for m in markers:
         path = out / f"{case_id}_{m}.tiff"
         write_slide(
-            path, height, width, model.ihc_renderers[m], mpp, quality=quality,
+            path,
+            height,
+            width,
+            model.ihc_renderers[m],
+            mpp,
+            quality=quality,
             description=f"napari-histostain simulated {m} IHC; case {case_id}; seed {seed}",
         )
         model.ihc_renderers[m].release()
         ml = model.latents.markers[m]
         tpath = save_truth(
-            out / f"{case_id}_{m}.truth.npz", model.he, model.ihc[m], m, model.truths[m], ml, tile_px
+            out / f"{case_id}_{m}.truth.npz",
+            model.he,
+            model.ihc[m],
+            m,
+            model.truths[m],
+            ml,
+            tile_px,
         )
         ihc_paths[m], truth_paths[m] = path, tpath
-        rows.append({
-            "case_id": case_id, "marker": m, "he_path": str(he_path.resolve()),
-            "ihc_path": str(path.resolve()), "label": ml.label, "latent": ml.latent, "seed": seed,
-            "truth_path": str(tpath.resolve()), "label_name": ml.label_name, "pattern": ml.pattern,
-            "true_index": round(model.truths[m]["true_index"], 6), "difficulty": difficulty,
-            "mpp": mpp,
-        })
+        rows.append(
+            {
+                "case_id": case_id,
+                "marker": m,
+                "he_path": str(he_path.resolve()),
+                "ihc_path": str(path.resolve()),
+                "label": ml.label,
+                "latent": ml.latent,
+                "seed": seed,
+                "truth_path": str(tpath.resolve()),
+                "label_name": ml.label_name,
+                "pattern": ml.pattern,
+                "true_index": round(model.truths[m]["true_index"], 6),
+                "difficulty": difficulty,
+                "mpp": mpp,
+            }
+        )
     info = {
-        "case_id": case_id, "seed": seed, "simulator_version": __version__,
-        "size_px": [height, width], "mpp": mpp, "difficulty": difficulty, "cutoffs": cut,
-        "latents": model.latents.to_dict(), "morphology": model.morph.to_dict(),
-        "layout": model.layout.params, "truth_tile_px": tile_px, "sections": model.sections_info(),
+        "case_id": case_id,
+        "seed": seed,
+        "simulator_version": __version__,
+        "size_px": [height, width],
+        "mpp": mpp,
+        "difficulty": difficulty,
+        "cutoffs": cut,
+        "latents": model.latents.to_dict(),
+        "morphology": model.morph.to_dict(),
+        "layout": model.layout.params,
+        "truth_tile_px": tile_px,
+        "sections": model.sections_info(),
         "truth": model.truths,
         "files": {"HE": he_path.name, **{m: p.name for m, p in ihc_paths.items()}},
     }
     json_path = write_json(out / f"{case_id}.json", info)
-    return SimulatedCase(case_id, seed, he_path, ihc_paths, truth_paths, json_path,
-                         model.latents.to_dict(), model.truths, rows)
+    return SimulatedCase(
+        case_id,
+        seed,
+        he_path,
+        ihc_paths,
+        truth_paths,
+        json_path,
+        model.latents.to_dict(),
+        model.truths,
+        rows,
+    )
 
 
 def case_seed(cohort_seed: int, index: int) -> int:
@@ -262,9 +321,18 @@ def simulate_cohort(
     out = ensure_dir(out_dir)
     width = max(4, len(str(n_cases - 1)))
     jobs = [
-        dict(out_dir=out, markers=markers, case_id=f"case{i:0{width}d}", size_um=size_um, mpp=mpp,
-             seed=case_seed(seed, i), difficulty=difficulty, cutoffs=cut,
-             truth_tile_um=truth_tile_um, quality=quality)
+        dict(
+            out_dir=out,
+            markers=markers,
+            case_id=f"case{i:0{width}d}",
+            size_um=size_um,
+            mpp=mpp,
+            seed=case_seed(seed, i),
+            difficulty=difficulty,
+            cutoffs=cut,
+            truth_tile_um=truth_tile_um,
+            quality=quality,
+        )
         for i in range(int(n_cases))
     ]
     cases: list[SimulatedCase] = []
@@ -286,11 +354,19 @@ def simulate_cohort(
     write_manifest(manifest, rows)
     meta = {
         "simulator_version": __version__,
-        "seed": seed, "n_cases": int(n_cases), "markers": list(markers),
-        "size_um": list(check_size(size_um, mpp)), "mpp": mpp, "difficulty": difficulty,
-        "cutoffs": cut, "truth_tile_um": truth_tile_um, "manifest": manifest.name,
+        "seed": seed,
+        "n_cases": int(n_cases),
+        "markers": list(markers),
+        "size_um": list(check_size(size_um, mpp)),
+        "mpp": mpp,
+        "difficulty": difficulty,
+        "cutoffs": cut,
+        "truth_tile_um": truth_tile_um,
+        "manifest": manifest.name,
         "label_counts": {
-            m: {str(k): sum(1 for r in rows if r["marker"] == m and r["label"] == k) for k in (0, 1)}
+            m: {
+                str(k): sum(1 for r in rows if r["marker"] == m and r["label"] == k) for k in (0, 1)
+            }
             for m in markers
         },
         "bayes_optimal": {m: bayes_reference(m, difficulty, cut[m]) for m in markers},

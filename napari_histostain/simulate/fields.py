@@ -45,14 +45,6 @@ def periodic_texture(
     return tex.astype(np.float32)
 
 
-def sample_periodic(tex: np.ndarray, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-    """The (h, w[, C]) window of a periodic texture at absolute pixel offset (y0, x0)."""
-    ph, pw = tex.shape[:2]
-    rows = np.arange(y0, y0 + h) % ph
-    cols = np.arange(x0, x0 + w) % pw
-    return tex[rows][:, cols]
-
-
 def wavy(tex: np.ndarray, angle: float, amplitude: float, wavelength: float, rng) -> np.ndarray:
     """Bend a periodic texture's features running along `angle` into waves (stays periodic)."""
     from scipy import ndimage

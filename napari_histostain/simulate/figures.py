@@ -1,6 +1,6 @@
 """Figures of docs/simulator.md: real vs simulated tiles at 0.5 um/px, and a case overview.
 
-    python -m napari_histostain.simulate.figures docs/images [--data ../shared/data]
+python -m napari_histostain.simulate.figures docs/images [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -63,11 +63,21 @@ def real_vs_simulated(data: Path, out: Path, workdir: Path) -> Path:
     sim = tumour_tiles(case, "ki67", 3)
     slides = data / "slides"
     rows = [
-        ("real H&E (CMU-1)", [read_tile(slides / "CMU-1-Small-Region.svs", x, y)
-                              for x, y in ((0.6, 0.5), (0.5, 0.8), (0.45, 0.3))]),
+        (
+            "real H&E (CMU-1)",
+            [
+                read_tile(slides / "CMU-1-Small-Region.svs", x, y)
+                for x, y in ((0.6, 0.5), (0.5, 0.8), (0.45, 0.3))
+            ],
+        ),
         ("simulated H&E", [read_tile(p, x, y) for p, x, y in sim[:3]]),
-        ("real Ki-67 IHC (OS-2)", [read_tile(slides / "OS-2-Ki67-crop.tiff", x, y)
-                                   for x, y in ((0.2, 0.2), (0.5, 0.5), (0.8, 0.8))]),
+        (
+            "real Ki-67 IHC (OS-2)",
+            [
+                read_tile(slides / "OS-2-Ki67-crop.tiff", x, y)
+                for x, y in ((0.2, 0.2), (0.5, 0.5), (0.8, 0.8))
+            ],
+        ),
         ("simulated Ki-67 IHC", [read_tile(p, x, y) for p, x, y in sim[3:]]),
     ]
     fig, axes = plt.subplots(4, 3, figsize=(9, 12.4), dpi=110)
@@ -130,7 +140,9 @@ def case_overview(out: Path, workdir: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
+    ap.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data"
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -80,12 +80,16 @@ def check_size(size_um, mpp: float) -> tuple[float, float]:
         try:
             hw = tuple(float(v) for v in size_um)
         except (TypeError, ValueError):
-            raise SimulationError(f"size_um must be a number or (height, width), got {size_um!r}") from None
+            raise SimulationError(
+                f"size_um must be a number or (height, width), got {size_um!r}"
+            ) from None
         if len(hw) != 2:
             raise SimulationError(f"size_um must be a number or (height, width), got {size_um!r}")
     for v in hw:
         if not math.isfinite(v) or v <= 0:
-            raise SimulationError(f"slide size must be a positive number of micrometres, got {size_um!r}")
+            raise SimulationError(
+                f"slide size must be a positive number of micrometres, got {size_um!r}"
+            )
         if v / mpp < 64:
             raise SimulationError(
                 f"slide side {v} um is under 64 px at {mpp} um/px; ask for at least {64 * mpp:g} um"
@@ -152,7 +156,9 @@ def case_latents(seed: int, difficulty: float, cutoffs: dict[str, float]) -> Cas
         label = int(latent >= cutoffs[m])
         pattern = ""
         if m == "p53":
-            pattern = "wild-type" if not label else ("overexpression" if pattern_u < 0.7 else "null")
+            pattern = (
+                "wild-type" if not label else ("overexpression" if pattern_u < 0.7 else "null")
+            )
         out.markers[m] = MarkerLatent(
             marker=m,
             latent=round(latent, 6),

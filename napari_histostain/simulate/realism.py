@@ -27,7 +27,9 @@ def tile_stats(rgb: np.ndarray, mpp: float) -> dict[str, float]:
     out["h_od"] = float(hed[..., 0][tissue].mean())
     out["e_od"] = float(hed[..., 1][tissue].mean())
     out["dab_od"] = float(hed[..., 2][tissue].mean())
-    out["nuclei_per_mm2"] = count_nuclei(rgb, mpp) / (frac * rgb.shape[0] * rgb.shape[1] * mpp**2 / 1e6)
+    out["nuclei_per_mm2"] = count_nuclei(rgb, mpp) / (
+        frac * rgb.shape[0] * rgb.shape[1] * mpp**2 / 1e6
+    )
     return out
 
 
@@ -56,7 +58,9 @@ def count_nuclei(rgb: np.ndarray, mpp: float) -> int:
     return int(np.sum((areas >= 8.0) & (areas <= 400.0)))
 
 
-def slide_tile_stats(slide, mpp: float = 0.5, tile_um: float = 128.0, max_tiles: int = 400) -> list[dict]:
+def slide_tile_stats(
+    slide, mpp: float = 0.5, tile_um: float = 128.0, max_tiles: int = 400
+) -> list[dict]:
     """`tile_stats` of tissue tiles of an open `Slide`, read at (about) `mpp`."""
     smpp = slide.mpp[0] if slide.mpp and slide.mpp[0] else mpp
     ds = mpp / smpp

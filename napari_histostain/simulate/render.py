@@ -26,12 +26,18 @@ DAB = np.array([0.268, 0.570, 0.776])
 
 # base stain concentrations per compartment: (hematoxylin, eosin-or-DAB, fibre weight)
 HE_BASE = {
-    STROMA: (0.05, 0.32, 1.0), TUMOUR: (0.17, 0.6, 0.0), LUMEN: (0.015, 0.05, 0.0),
-    LYMPH: (0.10, 0.22, 0.3), NECROSIS: (0.24, 0.75, 0.0),
+    STROMA: (0.05, 0.32, 1.0),
+    TUMOUR: (0.17, 0.6, 0.0),
+    LUMEN: (0.015, 0.05, 0.0),
+    LYMPH: (0.10, 0.22, 0.3),
+    NECROSIS: (0.24, 0.75, 0.0),
 }
 IHC_BASE = {
-    STROMA: (0.02, 0.01, 1.0), TUMOUR: (0.10, 0.02, 0.0), LUMEN: (0.01, 0.0, 0.0),
-    LYMPH: (0.08, 0.01, 0.3), NECROSIS: (0.16, 0.04, 0.0),
+    STROMA: (0.02, 0.01, 1.0),
+    TUMOUR: (0.10, 0.02, 0.0),
+    LUMEN: (0.01, 0.0, 0.0),
+    LYMPH: (0.08, 0.01, 0.3),
+    NECROSIS: (0.16, 0.04, 0.0),
 }
 FIBRE_EOSIN = 0.8  # eosin of collagen bundles (H&E)
 FIBRE_HEMATOXYLIN = 0.035  # faint counterstain of collagen (IHC)
@@ -63,8 +69,13 @@ class StainParams:
         v_x = _unit(np.clip(second + rng.normal(0, 0.04, 3), 0.02, None))
         bg = np.clip(rng.normal(240, 3, 1) + rng.normal(0, 1.2, 3), 228, 250)
         return cls(
-            kind, v_h, v_x, float(np.exp(rng.normal(0, 0.12))), float(np.exp(rng.normal(0, 0.12))),
-            bg, float(rng.uniform(1.5, 3.0)),
+            kind,
+            v_h,
+            v_x,
+            float(np.exp(rng.normal(0, 0.12))),
+            float(np.exp(rng.normal(0, 0.12))),
+            bg,
+            float(rng.uniform(1.5, 3.0)),
         )
 
     def to_dict(self) -> dict:
@@ -123,7 +134,9 @@ class SectionRenderer:
             self.r_mem = np.ceil(self.cells.cell_r + 1.5).astype(np.int32)
         else:
             self.r_mem = None
-        self.max_r = int(max(self.r_nuc.max(initial=1), 1 if self.r_mem is None else self.r_mem.max()))
+        self.max_r = int(
+            max(self.r_nuc.max(initial=1), 1 if self.r_mem is None else self.r_mem.max())
+        )
 
     # -- helpers ----------------------------------------------------------------------------
     def _upsample(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
@@ -149,7 +162,9 @@ class SectionRenderer:
         xr[..., :half] = a * (1 - f[:half]) + b * f[:half]
         xr[..., half:] = b * (1 - f[half:]) + c * f[half:]
         off = x0 - j0 * COARSE
-        xr = np.ascontiguousarray(xr.reshape(m.shape[0], m.shape[1], nj * COARSE)[:, :, off : off + w])
+        xr = np.ascontiguousarray(
+            xr.reshape(m.shape[0], m.shape[1], nj * COARSE)[:, :, off : off + w]
+        )
         out = np.empty((m.shape[0], h, w), np.float32)
         starts = np.flatnonzero(np.diff(iy, prepend=iy[0] - 1))
         for k, s0 in enumerate(starts):

@@ -119,7 +119,9 @@ class CaseLayout:
             ).astype(np.float32)
         return self._hetero[marker]
 
-    def sample(self, field: np.ndarray, v_um: np.ndarray, u_um: np.ndarray, order: int) -> np.ndarray:
+    def sample(
+        self, field: np.ndarray, v_um: np.ndarray, u_um: np.ndarray, order: int
+    ) -> np.ndarray:
         """Values of a grid field at case coordinates (nearest for labels, linear for fields)."""
         from scipy import ndimage
 
@@ -142,7 +144,9 @@ class SectionTransform:
     warp_k: tuple[tuple[float, float, float], ...]  # (kv, ku, phase) per sinusoid
 
     @classmethod
-    def random(cls, rng: np.random.Generator, height: int, width: int, mpp: float, *, reference: bool):
+    def random(
+        cls, rng: np.random.Generator, height: int, width: int, mpp: float, *, reference: bool
+    ):
         size_um = min(height, width) * mpp
         if reference:  # the H&E: close to the case frame
             angle, shift, amp = rng.uniform(-0.05, 0.05), rng.uniform(-0.01, 0.01, 2), 0.0
@@ -154,10 +158,21 @@ class SectionTransform:
         for _ in range(3):
             wl = rng.uniform(0.4, 1.2) * max(size_um, 200.0)
             th = rng.uniform(0, 2 * np.pi)
-            ks.append((2 * np.pi / wl * np.sin(th), 2 * np.pi / wl * np.cos(th), rng.uniform(0, 2 * np.pi)))
+            ks.append(
+                (
+                    2 * np.pi / wl * np.sin(th),
+                    2 * np.pi / wl * np.cos(th),
+                    rng.uniform(0, 2 * np.pi),
+                )
+            )
         return cls(
-            height, width, mpp, float(angle),
-            (float(shift[0] * size_um), float(shift[1] * size_um)), float(amp), tuple(ks),
+            height,
+            width,
+            mpp,
+            float(angle),
+            (float(shift[0] * size_um), float(shift[1] * size_um)),
+            float(amp),
+            tuple(ks),
         )
 
     def to_case(self, y_px: np.ndarray, x_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -95,10 +95,15 @@ def save_truth(
         "ihc_n_positive": ihc_p.astype(np.int32),
         "ihc_positivity": ihc_pos,
         "ihc_tissue_fraction": tissue_fraction(ihc, tile_px),
-        "he_cells_x": he.cells.x, "he_cells_y": he.cells.y, "he_cells_kind": he.cells.kind,
+        "he_cells_x": he.cells.x,
+        "he_cells_y": he.cells.y,
+        "he_cells_kind": he.cells.kind,
         "he_cells_expected": expected,
-        "ihc_cells_x": ihc.cells.x, "ihc_cells_y": ihc.cells.y, "ihc_cells_kind": ihc.cells.kind,
-        "ihc_cells_positive": ihc.cells.positive, "ihc_cells_dab": ihc.cells.dab,
+        "ihc_cells_x": ihc.cells.x,
+        "ihc_cells_y": ihc.cells.y,
+        "ihc_cells_kind": ihc.cells.kind,
+        "ihc_cells_positive": ihc.cells.positive,
+        "ihc_cells_dab": ihc.cells.dab,
         "ihc_cells_membrane": ihc.cells.membrane,
     }
     with atomic_path(path) as tmp:

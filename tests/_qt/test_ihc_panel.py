@@ -17,8 +17,14 @@ def case(tmp_path_factory):
     from napari_histostain.ihc import quantify_slide
     from napari_histostain.simulate import simulate_case
 
-    c = simulate_case(tmp_path_factory.mktemp("ihc_case"), ["ki67"], case_id="gui_ihc",
-                      size_um=1000, mpp=0.5, seed=2022)
+    c = simulate_case(
+        tmp_path_factory.mktemp("ihc_case"),
+        ["ki67"],
+        case_id="gui_ihc",
+        size_um=1000,
+        mpp=0.5,
+        seed=2022,
+    )
     return c.he_path, c.ihc_paths["ki67"], quantify_slide(c.ihc_paths["ki67"], "ki67")
 
 
@@ -47,7 +53,7 @@ def _measure(qtbot, panel):
 
 
 def test_whole_slide_observed_map_aligned_and_equal_to_headless(qtbot, gui, case, tmp_path):
-    viewer, widget, panel = gui
+    viewer, _widget, panel = gui
     headless = case[2]
     # defaults: the IHC layer (named so) and its marker; no prediction yet -> default grid
     assert panel.ihc_combo.currentText() == "case Ki-67 IHC" and panel.marker == "ki67"
@@ -85,7 +91,9 @@ def test_whole_slide_observed_map_aligned_and_equal_to_headless(qtbot, gui, case
     np.testing.assert_allclose(pts.data[:, 0], headless.nuclei.xy[:, 1] * my, atol=1e-3)
     np.testing.assert_allclose(pts.data[:, 1], headless.nuclei.xy[:, 0] * mx, atol=1e-3)
     k = int(np.flatnonzero(headless.nuclei.counted & (headless.nuclei.cls == 3))[0])
-    np.testing.assert_allclose(pts.border_color[k, :3], [0xD6 / 255, 0x27 / 255, 0x28 / 255], atol=0.01)
+    np.testing.assert_allclose(
+        pts.border_color[k, :3], [0xD6 / 255, 0x27 / 255, 0x28 / 255], atol=0.01
+    )
     names = np.asarray(["negative", "1+", "2+", "3+"])[headless.nuclei.cls]
     assert list(pts.features["class"]) == list(names)
     assert list(pts.features["excluded_as"]) == list(headless.nuclei.exclusion_reasons)
@@ -96,7 +104,7 @@ def test_count_stroma_box_turns_the_stroma_rule_off(qtbot, gui, case):
     """Ticked, the panel's result equals the headless one with the stroma rule off."""
     from napari_histostain.ihc import IHCParams, quantify_slide
 
-    viewer, widget, panel = gui
+    _viewer, _widget, panel = gui
     assert not panel.stroma_box.isChecked()
     panel.stroma_box.setChecked(True)
     _measure(qtbot, panel)
@@ -108,7 +116,7 @@ def test_count_stroma_box_turns_the_stroma_rule_off(qtbot, gui, case):
 
 
 def test_visible_region_measures_only_the_view(qtbot, gui, case):
-    viewer, widget, panel = gui
+    viewer, _widget, panel = gui
     camera = (viewer.scene if hasattr(viewer, "scene") else viewer).camera
     camera.center = (300.0, 300.0)
     camera.zoom = 2.0
@@ -128,7 +136,7 @@ def test_visible_region_measures_only_the_view(qtbot, gui, case):
 
 
 def test_cancel_leaves_consistent_state(qtbot, gui):
-    viewer, widget, panel = gui
+    viewer, _widget, panel = gui
     panel.nuclei_box.setChecked(False)
     panel.run()
     panel.cancel()  # before the first tile: nothing is measured
@@ -148,7 +156,7 @@ def test_cancel_leaves_consistent_state(qtbot, gui):
 
 
 def test_he_slide_is_refused_with_a_message(qtbot, gui):
-    viewer, widget, panel = gui
+    viewer, _widget, panel = gui
     n_layers = len(viewer.layers)
     panel.set_ihc_layer("case H&E")
     _measure(qtbot, panel)
@@ -182,7 +190,7 @@ def test_observed_grid_follows_the_prediction(qtbot, gui, tmp_path):
 
 def test_observed_map_streams_while_measuring(qtbot, gui):
     """The observed map appears at the first measured tile and fills in before the run ends."""
-    viewer, widget, panel = gui
+    viewer, _widget, panel = gui
     panel.nuclei_box.setChecked(False)
     panel_stream = panel._stream_map
     seen = []

@@ -52,7 +52,7 @@ def _wait_view_done(qtbot, widget):
 
 
 def test_widget_defaults_to_active_slide_layer(widget_on_slide):
-    viewer, widget, slide_layer = widget_on_slide
+    _viewer, widget, slide_layer = widget_on_slide
     assert widget.slide_combo.currentText() == slide_layer.name
     assert widget.markers == ["ki67"]
     assert "Ki-67" in widget.model_label.text()
@@ -66,8 +66,10 @@ def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file
     widget.batch_size = 4
     log = []
     widget.run()
-    qtbot.waitUntil(lambda: widget.predictor is not None and widget._whole_worker is not None,
-                    timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: widget.predictor is not None and widget._whole_worker is not None,
+        timeout=TIMEOUT_MS,
+    )
     widget._whole_worker.yielded.connect(
         lambda _: log.append(int(np.isfinite(viewer.layers["Ki-67 positivity"].data).sum()))
     )
@@ -89,24 +91,29 @@ def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file
     y0, x0 = grid.coords[0, 1] + half, grid.coords[0, 0] + half
     np.testing.assert_allclose(slide_layer.data_to_world((y0, x0)), world[0], atol=1e-6)
     # same numbers as the headless engine
-    ref = predict_slide(str(widget.predictor.slide.path), ["ki67"],
-                        PredictOptions(models={"ki67": model_file}))
-    np.testing.assert_allclose(pos_layer.data[tuple(grid.rowcol.T)], ref.markers["ki67"].positivity,
-                               rtol=1e-5)
-    np.testing.assert_allclose(att_layer.data[tuple(grid.rowcol.T)], ref.markers["ki67"].attention,
-                               rtol=1e-4)
+    ref = predict_slide(
+        str(widget.predictor.slide.path), ["ki67"], PredictOptions(models={"ki67": model_file})
+    )
+    np.testing.assert_allclose(
+        pos_layer.data[tuple(grid.rowcol.T)], ref.markers["ki67"].positivity, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        att_layer.data[tuple(grid.rowcol.T)], ref.markers["ki67"].attention, rtol=1e-4
+    )
     assert att_layer.contrast_limits[1] == pytest.approx(np.nanmax(att_layer.data), rel=1e-5)
     # results panel
-    assert widget.table.rowCount() == 1
-    assert widget.table.item(0, 2).text() == f"{ref.markers['ki67'].probability:.3f}"
-    assert widget.table.item(0, 4).text() == f"{n}/{n}"
-    assert "whole slide" in widget.scope_label.text()
+    assert widget.results.table.rowCount() == 1
+    assert widget.results.table.item(0, 2).text() == f"{ref.markers['ki67'].probability:.3f}"
+    assert widget.results.table.item(0, 4).text() == f"{n}/{n}"
+    assert "whole slide" in widget.results.scope_label.text()
     # clicking a tile shows its scores
     i = n // 2
     s = widget.show_tile_at(grid.centres_um()[i])
     assert s["tile"] == i
-    assert s["markers"]["ki67"]["positivity"] == pytest.approx(ref.markers["ki67"].positivity[i], rel=1e-5)
-    assert f"Tile {i}" in widget.tile_label.text()
+    assert s["markers"]["ki67"]["positivity"] == pytest.approx(
+        ref.markers["ki67"].positivity[i], rel=1e-5
+    )
+    assert f"Tile {i}" in widget.results.tile_label.text()
     # display controls
     widget.opacity_slider.setValue(30)
     assert pos_layer.opacity == pytest.approx(0.3)
@@ -129,7 +136,9 @@ def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file
         poly = shapely.geometry.shape(f["geometry"])
         r = rows[f["properties"]["tile_id"]]
         assert poly.bounds[:2] == (float(r["x"]), float(r["y"]))
-        assert f["properties"]["measurements"]["positivity"] == pytest.approx(float(r["ki67_positivity"]))
+        assert f["properties"]["measurements"]["positivity"] == pytest.approx(
+            float(r["ki67_positivity"])
+        )
     tif = next(p for p in paths if p.name.endswith("ki67-positivity.heatmap.ome.tif"))
     with tifffile.TiffFile(tif) as t:
         px = tifffile.xml2dict(t.ome_metadata)["OME"]["Image"]["Pixels"]
@@ -152,8 +161,11 @@ def test_cancel_mid_run_leaves_consistent_state(qtbot, widget_on_slide):
     from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
     from qtpy.QtWidgets import QApplication
 
-    bars = [w for w in QApplication.allWidgets()
-            if isinstance(w, QtLabeledProgressBar) and w.progress is widget._progress]
+    bars = [
+        w
+        for w in QApplication.allWidgets()
+        if isinstance(w, QtLabeledProgressBar) and w.progress is widget._progress
+    ]
     assert len(bars) == 1
     bars[0].cancel_button.click()
     _wait_idle(qtbot, widget)
@@ -166,7 +178,7 @@ def test_cancel_mid_run_leaves_consistent_state(qtbot, widget_on_slide):
     assert np.isfinite(viewer.layers["Ki-67 positivity"].data).sum() == done
     assert np.isfinite(viewer.layers["Ki-67 attention"].data).sum() == done
     assert np.nansum(viewer.layers["Ki-67 attention"].data) == pytest.approx(1.0, rel=1e-5)
-    assert widget.table.item(0, 4).text() == f"{done}/{n}"
+    assert widget.results.table.item(0, 4).text() == f"{done}/{n}"
     # and a new run completes
     widget.run()
     _wait_idle(qtbot, widget)
@@ -206,11 +218,11 @@ def test_visible_region_computes_view_and_caches(qtbot, widget_on_slide):
     done = set(np.flatnonzero(widget.predictor.maps.done).tolist())
     assert done == first  # only the tiles intersecting the view
     assert widget.predictor.computed_count == len(first)
-    assert "first_tile_s" in widget.timings
+    assert "first_tile_s" in widget.timing.marks
     assert np.isfinite(viewer.layers["Ki-67 positivity"].data).sum() == len(first)
     att = viewer.layers["Ki-67 attention"].data
     assert np.nansum(att) == pytest.approx(1.0, rel=1e-5)  # normalised over tiles seen
-    assert "tiles seen" in widget.scope_label.text()
+    assert "tiles seen" in widget.results.scope_label.text()
     # pan to an overlapping view with new tiles: only those are computed, the rest is cached
     for c in g.centres_um():
         viewer.camera.center = tuple(c)  # the event loop does not run here: nothing is queued
@@ -234,9 +246,9 @@ def test_visible_region_computes_view_and_caches(qtbot, widget_on_slide):
 
 
 def test_live_state_drops_tiles_that_left_the_view():
-    from napari_histostain._qt.widget import _LiveState
+    from napari_histostain._qt.workers import LiveState
 
-    s = _LiveState(batch_size=2)
+    s = LiveState(batch_size=2)
     s.replace([5, 6, 7, 8])
     assert s.take(1) == [5]
     s.replace([5, 8, 9])  # 6 and 7 left the view; 5 is in flight
@@ -260,8 +272,8 @@ def test_errors_are_shown_not_raised(widget_on_slide, make_napari_viewer, tmp_pa
 
 
 def test_bundled_models_predict_tiles_headless(synthetic_slide):
-    from napari_histostain.engine.region_predictor import RegionPredictor
     from napari_histostain.engine.model_files import bundled_model_path
+    from napari_histostain.engine.region_predictor import RegionPredictor
 
     if not bundled_model_path("ki67").is_file():
         pytest.skip("no bundled Ki-67 model installed")

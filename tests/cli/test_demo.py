@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from napari_histostain.markers import MARKERS
 from napari_histostain.cli import main
+from napari_histostain.markers import MARKERS
 
 
 def test_demo_headless_predicts_the_sample_case(tmp_path, monkeypatch, capsys):

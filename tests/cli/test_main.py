@@ -52,8 +52,13 @@ def test_importing_package_and_cli_is_cheap():
         "print(','.join(heavy))"
     )
     # run outside the checkout, so the installed package is imported (not the source folder)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=Path(sys.executable).parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(sys.executable).parent,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"heavy modules imported eagerly: {out.stdout}"
 
@@ -64,9 +69,13 @@ def test_npe2_validates_installed_manifest():
 
     manifest = PluginManifest.from_distribution("napari-histostain")
     assert manifest.name == "napari-histostain"
-    assert {r.command for r in manifest.contributions.readers} >= {"napari-histostain.get_slide_reader"}
+    assert {r.command for r in manifest.contributions.readers} >= {
+        "napari-histostain.get_slide_reader"
+    }
     npe2 = Path(sys.executable).parent / "npe2"
-    out = subprocess.run([str(npe2), "validate", "napari-histostain"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(npe2), "validate", "napari-histostain"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout.lower()
 
@@ -82,4 +91,6 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     ci_cmd = [ln for ln in ci.splitlines() if ln.strip() and not ln.startswith("#")][-1].strip()
-    assert re.search(re.escape(ci_cmd), readme), f"README does not give CI's test command {ci_cmd!r}"
+    assert re.search(re.escape(ci_cmd), readme), (
+        f"README does not give CI's test command {ci_cmd!r}"
+    )

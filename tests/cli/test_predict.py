@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_histostain.engine import model_files as model_mod
 from napari_histostain.cli import main
+from napari_histostain.engine import model_files as model_mod
 from napari_histostain.engine.model_files import save_model_file, seeded_model
 
 
@@ -29,8 +29,11 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     torch.manual_seed(0)
     enc = d / "tiny.pt"
-    torch.jit.save(torch.jit.script(_Tiny()), str(enc),
-                   _extra_files={"histostain.json": json.dumps({"id": "tiny"})})
+    torch.jit.save(
+        torch.jit.script(_Tiny()),
+        str(enc),
+        _extra_files={"histostain.json": json.dumps({"id": "tiny"})},
+    )
     models = {}
     for i, m in enumerate(("p53", "ki67")):
         net, cfg = seeded_model(m, seed=i, in_dim=8, encoder_id="tiny")
@@ -40,16 +43,32 @@ def files(tmp_path_factory):
 
 def _args(slide, out, files, *extra):
     enc, models = files
-    return ["predict", str(slide), "--out", str(out), "--encoder", str(enc), "--marker", "p53",
-            "--marker", "ki67", "--model", f"p53={models['p53']}", "--model",
-            f"ki67={models['ki67']}", *extra]
+    return [
+        "predict",
+        str(slide),
+        "--out",
+        str(out),
+        "--encoder",
+        str(enc),
+        "--marker",
+        "p53",
+        "--marker",
+        "ki67",
+        "--model",
+        f"p53={models['p53']}",
+        "--model",
+        f"ki67={models['ki67']}",
+        *extra,
+    ]
 
 
 def test_predict_writes_json_and_csv(synthetic_slide, files, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(_args(synthetic_slide, out, files, "--tile-mpp", "0.5")) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["synthetic.prediction.json",
-                                                     "synthetic.tiles.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "synthetic.prediction.json",
+        "synthetic.tiles.csv",
+    ]
     doc = json.loads((out / "synthetic.prediction.json").read_text())
     assert set(doc["markers"]) == {"p53", "ki67"} and doc["grid"]["tile_mpp"] == 0.5
     lines = (out / "synthetic.tiles.csv").read_text().splitlines()
@@ -61,8 +80,14 @@ def test_predict_writes_json_and_csv(synthetic_slide, files, tmp_path, capsys):
 
 def test_region_and_mpp_options(synthetic_slide, files, tmp_path):
     out = tmp_path / "out"
-    assert main(_args(synthetic_slide, out, files, "--region", "0,0,1500,1000", "--mpp", "0.25",
-                      "--quiet")) == 0
+    assert (
+        main(
+            _args(
+                synthetic_slide, out, files, "--region", "0,0,1500,1000", "--mpp", "0.25", "--quiet"
+            )
+        )
+        == 0
+    )
     doc = json.loads((out / "synthetic.prediction.json").read_text())
     assert doc["grid"]["region"] == [0, 0, 1500, 1000] and doc["grid"]["slide_mpp"] == [0.25, 0.25]
 
@@ -104,17 +129,27 @@ def test_bad_options_give_clear_errors(synthetic_slide, files, tmp_path, capsys,
 
 
 def test_missing_slide_and_missing_bundled_model(synthetic_slide, tmp_path, capsys, monkeypatch):
-    assert main(["predict", str(tmp_path / "nope.svs"), "--out", str(tmp_path / "o"),
-                 "--marker", "p53"]) == 2
+    assert (
+        main(
+            ["predict", str(tmp_path / "nope.svs"), "--out", str(tmp_path / "o"), "--marker", "p53"]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
     monkeypatch.setattr(model_mod, "MODELS_DIR", tmp_path / "empty")
-    assert main(["predict", str(synthetic_slide), "--out", str(tmp_path / "o"),
-                 "--marker", "pdl1"]) == 2
+    assert (
+        main(["predict", str(synthetic_slide), "--out", str(tmp_path / "o"), "--marker", "pdl1"])
+        == 2
+    )
     assert "no bundled PD-L1 model" in capsys.readouterr().err
 
 
 def test_help_is_quick_and_lists_options():
-    r = subprocess.run([sys.executable, "-m", "napari_histostain.cli", "predict", "--help"],
-                       cwd=Path(sys.executable).parent,  # import the installed package
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "napari_histostain.cli", "predict", "--help"],
+        cwd=Path(sys.executable).parent,  # import the installed package
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "--tile-mpp" in r.stdout and "--marker" in r.stdout

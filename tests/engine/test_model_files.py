@@ -75,7 +75,7 @@ def test_padded_batch_matches_single_bags(feats):
             single = net(b)
             torch.testing.assert_close(batched.logits[i], single.logits, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(batched.embedding[i], single.embedding, atol=1e-5, rtol=1e-5)
-            assert float(batched.attention[i, len(b):].sum()) == 0.0
+            assert float(batched.attention[i, len(b) :].sum()) == 0.0
 
 
 def test_tile_maps_of_an_empty_bag():
@@ -85,8 +85,14 @@ def test_tile_maps_of_an_empty_bag():
 
 def test_save_load_roundtrip(tmp_path, feats):
     net = _trained_like()
-    cfg = ModelConfig(marker="ki67", embedding_dim=64, encoder_id="test", threshold=0.4,
-                      training={"cases": 3}, metrics={"auc": 0.9})
+    cfg = ModelConfig(
+        marker="ki67",
+        embedding_dim=64,
+        encoder_id="test",
+        threshold=0.4,
+        training={"cases": 3},
+        metrics={"auc": 0.9},
+    )
     path = save_model_file(tmp_path / "m.pt", net, cfg)
     assert path.exists() and not list(tmp_path.glob("*.part"))
     sidecar = json.loads((tmp_path / "m.json").read_text())
@@ -105,8 +111,11 @@ def test_save_rejects_inconsistent_config(tmp_path):
     with pytest.raises(ModelFileError, match="64-d"):
         save_model_file(tmp_path / "m.pt", net, ModelConfig(marker="p53", embedding_dim=1280))
     with pytest.raises(ModelFileError, match="classes"):
-        save_model_file(tmp_path / "m.pt", net, {"marker": "p53", "embedding_dim": 64,
-                                                 "class_names": ["a", "b", "c"]})
+        save_model_file(
+            tmp_path / "m.pt",
+            net,
+            {"marker": "p53", "embedding_dim": 64, "class_names": ["a", "b", "c"]},
+        )
     with pytest.raises(ModelFileError, match="unknown marker"):
         save_model_file(tmp_path / "m.pt", net, ModelConfig(marker="her2", embedding_dim=64))
     assert not list(tmp_path.iterdir())

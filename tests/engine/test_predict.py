@@ -39,8 +39,11 @@ class TinyEncoder(torch.nn.Module):
 def tiny_encoder(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("enc") / "tiny.pt"
-    torch.jit.save(torch.jit.script(TinyEncoder()), str(path),
-                   _extra_files={"histostain.json": json.dumps({"id": "tiny-test"})})
+    torch.jit.save(
+        torch.jit.script(TinyEncoder()),
+        str(path),
+        _extra_files={"histostain.json": json.dumps({"id": "tiny-test"})},
+    )
     return get_encoder(path)
 
 
@@ -84,8 +87,12 @@ def test_whole_slide_prediction_is_exact_and_deterministic(slide, tiny_encoder, 
     # the streaming result equals the slide encoder run on all tile features at once
     from napari_histostain.engine.tile_stream import iter_batches
 
-    feats = torch.cat([torch.from_numpy(tiny_encoder.embed(t)) for _, t in
-                       iter_batches(slide, whole.grid, batch_size=64)])
+    feats = torch.cat(
+        [
+            torch.from_numpy(tiny_encoder.embed(t))
+            for _, t in iter_batches(slide, whole.grid, batch_size=64)
+        ]
+    )
     net, _ = _models()["ki67"]
     with torch.inference_mode():
         out = net(feats)
@@ -106,7 +113,9 @@ def test_region_equals_whole_slide_for_the_same_tiles(slide, tiny_encoder, whole
         w, p = whole.markers[m], part.markers[m]
         np.testing.assert_allclose(p.positivity, w.positivity[idx], atol=1e-5)
         np.testing.assert_allclose(p.scores, w.scores[idx], atol=1e-5)
-        np.testing.assert_allclose(p.attention, w.attention[idx] / w.attention[idx].sum(), atol=1e-5)
+        np.testing.assert_allclose(
+            p.attention, w.attention[idx] / w.attention[idx].sum(), atol=1e-5
+        )
 
 
 def test_streaming_callbacks_and_cancel(slide, tiny_encoder, whole, tmp_path):
@@ -114,11 +123,17 @@ def test_streaming_callbacks_and_cancel(slide, tiny_encoder, whole, tmp_path):
 
     def on_batch(idx, partial):
         seen.append(idx)
-        np.testing.assert_allclose(partial["p53"]["positivity"],
-                                   whole.markers["p53"].positivity[idx], atol=1e-5)
+        np.testing.assert_allclose(
+            partial["p53"]["positivity"], whole.markers["p53"].positivity[idx], atol=1e-5
+        )
 
-    predict_slide(slide, MARKERS, _opts(tiny_encoder, batch_size=8), on_batch=on_batch,
-                  progress=lambda d, n: progress.append((d, n)))
+    predict_slide(
+        slide,
+        MARKERS,
+        _opts(tiny_encoder, batch_size=8),
+        on_batch=on_batch,
+        progress=lambda d, n: progress.append((d, n)),
+    )
     n = len(whole.grid)
     np.testing.assert_array_equal(np.concatenate(seen), np.arange(n))
     assert progress[0] == (0, n) and progress[-1] == (n, n)
@@ -126,8 +141,13 @@ def test_streaming_callbacks_and_cancel(slide, tiny_encoder, whole, tmp_path):
     batches = []
     out = tmp_path / "out"
     with pytest.raises(PredictionCancelled, match="cancelled after 8 of"):
-        pred = predict_slide(slide, MARKERS, _opts(tiny_encoder, batch_size=8),
-                             on_batch=lambda i, p: batches.append(i), cancel=lambda: len(batches) >= 1)
+        pred = predict_slide(
+            slide,
+            MARKERS,
+            _opts(tiny_encoder, batch_size=8),
+            on_batch=lambda i, p: batches.append(i),
+            cancel=lambda: len(batches) >= 1,
+        )
         save_prediction(pred, out)
     assert len(batches) == 1  # stopped before the next batch
     assert not out.exists()
@@ -161,8 +181,13 @@ def test_output_names_follow_the_slide_name():
 
 
 def test_no_tissue_gives_an_empty_result_with_a_message(tiny_encoder, tmp_path):
-    path = write_slide(tmp_path / "glass.tif", 1024, 1024,
-                       lambda y, x, h, w: np.full((h, w, 3), 242, np.uint8), 0.5)
+    path = write_slide(
+        tmp_path / "glass.tif",
+        1024,
+        1024,
+        lambda y, x, h, w: np.full((h, w, 3), 242, np.uint8),
+        0.5,
+    )
     pred = predict_slide(path, MARKERS, _opts(tiny_encoder))
     assert pred.is_empty and "no tissue" in pred.messages[0]
     assert np.isnan(pred.markers["p53"].probability) and pred.markers["p53"].label is None
@@ -189,8 +214,11 @@ def test_he_slide_passes_the_stain_check(tiny_encoder):
 
 def test_encoder_model_mismatch_is_a_clear_error(slide, tiny_encoder):
     with pytest.raises(EncoderError, match="expects 1280-d tile embeddings"):
-        predict_slide(slide, MARKERS, _opts(
-            tiny_encoder, _models(in_dim=1280, encoder_id="efficientnet-lite0")))
+        predict_slide(
+            slide,
+            MARKERS,
+            _opts(tiny_encoder, _models(in_dim=1280, encoder_id="efficientnet-lite0")),
+        )
 
 
 def test_mpp_override_changes_the_grid(slide, tiny_encoder, whole):

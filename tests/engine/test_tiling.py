@@ -7,11 +7,10 @@ import threading
 import numpy as np
 import pytest
 
-from napari_histostain.io.slide import open_slide
 from napari_histostain.engine.tile_stream import iter_batches, iter_tiles
 from napari_histostain.engine.tiling import TilingError, make_grid, read_tile
 from napari_histostain.engine.tissue import detect_tissue
-
+from napari_histostain.io.slide import open_slide
 from shared_data import shared_file
 
 

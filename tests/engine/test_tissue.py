@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_histostain.io.slide import open_slide
-from napari_histostain.io.synthetic import tissue_renderer, write_slide
 from napari_histostain.engine.tiling import make_grid
 from napari_histostain.engine.tissue import TissueMask, detect_tissue
-
+from napari_histostain.io.slide import open_slide
+from napari_histostain.io.synthetic import tissue_renderer, write_slide
 from shared_data import shared_file
 
 
@@ -21,7 +20,9 @@ def _image(name: str) -> np.ndarray:
 
 def _as_slide(rgb: np.ndarray, path, mpp=0.5):
     h, w = rgb.shape[:2]
-    write_slide(path, h, w, lambda y, x, hh, ww: rgb[y : y + hh, x : x + ww], mpp, tile=128, levels=1)
+    write_slide(
+        path, h, w, lambda y, x, hh, ww: rgb[y : y + hh, x : x + ww], mpp, tile=128, levels=1
+    )
     return open_slide(path)
 
 

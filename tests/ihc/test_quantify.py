@@ -12,7 +12,6 @@ import pytest
 
 from napari_histostain import ihc
 from napari_histostain.ihc import cell_rules
-from napari_histostain.ihc import quantify as ihc_quantify
 from napari_histostain.ihc.synthetic import dab_slide_renderer, render_dab
 from shared_data import SHARED_DATA
 
@@ -41,8 +40,12 @@ def test_ki67_index_matches_rendered_truth(fraction):
 def test_nuclei_positions_are_level0_pixels():
     rgb, truth = render_dab(300, 500, 0.5, positive_fraction=0.5, seed=1)
     result = ihc.quantify_image(rgb, 0.5, "ki67")
-    inside = (truth.centres[:, 0] >= 0) & (truth.centres[:, 0] < 300) & (truth.centres[:, 1] >= 0) \
+    inside = (
+        (truth.centres[:, 0] >= 0)
+        & (truth.centres[:, 0] < 300)
+        & (truth.centres[:, 1] >= 0)
         & (truth.centres[:, 1] < 500)
+    )
     true_xy = truth.centres[inside][:, ::-1]
     d = np.linalg.norm(result.nuclei.xy[:, None, :] - true_xy[None], axis=2).min(axis=1)
     assert np.median(d) < 1.5
@@ -102,14 +105,15 @@ def dab_slide(tmp_path_factory):
     from napari_histostain.io.synthetic import write_slide
 
     path = tmp_path_factory.mktemp("ihc") / "dab.tiff"
-    write_slide(path, 1024, 1024, dab_slide_renderer(1024, 1024, 0.5, positive_fraction=0.3, seed=4),
-                0.5)
+    write_slide(
+        path, 1024, 1024, dab_slide_renderer(1024, 1024, 0.5, positive_fraction=0.3, seed=4), 0.5
+    )
     return path
 
 
 def test_slide_result_is_on_the_prediction_grid(dab_slide, tmp_path):
-    from napari_histostain.io.slide import open_slide
     from napari_histostain.engine.tiling import make_grid
+    from napari_histostain.io.slide import open_slide
 
     with open_slide(dab_slide) as slide:
         grid = make_grid(slide, min_tissue=0)
@@ -125,8 +129,11 @@ def test_slide_result_is_on_the_prediction_grid(dab_slide, tmp_path):
     s = result.summary()
     assert 24 <= s["ki67_index"] <= 36
     paths = result.save(tmp_path)
-    assert [p.name for p in paths] == ["dab.ki67.ihc.json", "dab.ki67.ihc_tiles.csv",
-                                       "dab.ki67.ihc_nuclei.csv"]
+    assert [p.name for p in paths] == [
+        "dab.ki67.ihc.json",
+        "dab.ki67.ihc_tiles.csv",
+        "dab.ki67.ihc_nuclei.csv",
+    ]
     doc = json.loads(paths[0].read_text())
     assert doc["summary"]["n_nuclei"] == s["n_nuclei"] and doc["n_tiles"] == len(grid.coords)
     rows = list(csv.DictReader(paths[2].open()))
@@ -190,8 +197,10 @@ def test_cli_quantify_slide_and_refusal(dab_slide, tmp_path, capsys):
     from napari_histostain.cli import main
     from napari_histostain.io.synthetic import write_synthetic_slide
 
-    assert main(["quantify", str(dab_slide), "--marker", "ki67", "--out", str(tmp_path),
-                 "--figure"]) == 0
+    assert (
+        main(["quantify", str(dab_slide), "--marker", "ki67", "--out", str(tmp_path), "--figure"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Ki-67 index" in out and (tmp_path / "dab.ki67.ihc.png").exists()
     he = write_synthetic_slide(tmp_path / "he.tiff", 512, 512, 0.5)
@@ -253,8 +262,9 @@ def test_lymphocyte_density_is_calibrated_by_the_slides_fibroblasts():
     counted = cell_rules.counted_cells(area, elong, width, hema, dab, p)
     assert not counted[:n_fib].any()  # fibroblasts
     assert counted[n_fib] and not counted[n_fib + 1]  # 0.35 < 1.1 x 0.4 < 0.6
-    assert cell_rules.lymphocyte_density(hema, np.r_[np.ones(n_fib, bool), False, False], p) == \
-        pytest.approx(p.lymphocyte_fibroblast_ratio * 0.4)
+    assert cell_rules.lymphocyte_density(
+        hema, np.r_[np.ones(n_fib, bool), False, False], p
+    ) == pytest.approx(p.lymphocyte_fibroblast_ratio * 0.4)
     # too few fibroblasts to calibrate: the fixed density applies, both small nuclei are left out
     few = slice(n_fib - 5, None)
     counted = cell_rules.counted_cells(area[few], elong[few], width[few], hema[few], dab[few], p)
@@ -275,10 +285,11 @@ def test_a_lymphocyte_is_small_dense_and_round():
     assert (elong[2:] >= p.lymphocyte_max_elongation).all()
     # a dense fragment below half a lymphocyte's area (necrotic debris) is left out, whatever its
     # shape; a pale one (a small tumour nucleus) counts
-    fragment = cell_rules.counted_cells(np.full(2, 12.0), np.full(2, 1.6), np.full(2, 3.0),
-                                 np.array([0.5, 0.2]), np.zeros(2), p)
+    fragment = cell_rules.counted_cells(
+        np.full(2, 12.0), np.full(2, 1.6), np.full(2, 3.0), np.array([0.5, 0.2]), np.zeros(2), p
+    )
     assert fragment.tolist() == [False, True]
-    assert 12.0 < p.fragment_area_um2
+    assert p.fragment_area_um2 > 12.0
 
 
 def test_exclusion_codes_name_each_rule():
@@ -299,8 +310,12 @@ def test_exclusion_codes_name_each_rule():
     assert set(names[4:29]) == {""} and names[29] == "stroma"
     counted = cell_rules.counted_cells(area, elong, width, hema, dab, p, inscribed, context)
     np.testing.assert_array_equal(counted, codes == 0)
-    assert (cell_rules.exclusion_codes(area, elong, width, hema, dab, replace(p, cells="all"),
-                                inscribed, context) == 0).all()
+    assert (
+        cell_rules.exclusion_codes(
+            area, elong, width, hema, dab, replace(p, cells="all"), inscribed, context
+        )
+        == 0
+    ).all()
 
 
 def _hdab_rgb(od_h: np.ndarray, od_d: np.ndarray) -> np.ndarray:
@@ -342,7 +357,9 @@ def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
     inscribed = np.array([2.8, 4.0, 2.8, 2.8])
     counted = cell_rules.counted_cells(area, elong, width, hema, dab, p, inscribed_um=inscribed)
     assert counted.tolist() == [False, True, True, True]
-    assert cell_rules.counted_cells(area, elong, width, hema, dab, p).all()  # no inscribed radii given
+    assert cell_rules.counted_cells(
+        area, elong, width, hema, dab, p
+    ).all()  # no inscribed radii given
 
 
 def test_nuclei_in_pale_stroma_are_not_counted_unless_large():
@@ -367,9 +384,13 @@ def test_nuclei_in_pale_stroma_are_not_counted_unless_large():
     assert large.sum() == 1 and q.nuclei.counted[large].all()
     assert q.nuclei.counted[x < 352].all()
     assert not q.nuclei.counted[(x > 352) & ~large].any()
-    assert (q.nuclei.context[x < 352].min() > q.nuclei.context[(x > 352) & ~large].max())
-    off = ihc.quantify_tile(_hdab_rgb(od_h, od_d), 0.5, marker="ki67",
-                            params=replace(ihc.IHCParams(), context_min_nuclei=0))
+    assert q.nuclei.context[x < 352].min() > q.nuclei.context[(x > 352) & ~large].max()
+    off = ihc.quantify_tile(
+        _hdab_rgb(od_h, od_d),
+        0.5,
+        marker="ki67",
+        params=replace(ihc.IHCParams(), context_min_nuclei=0),
+    )
     assert off.nuclei.counted.all()
 
 
@@ -383,14 +404,47 @@ def test_cli_plain_image_needs_mpp(tmp_path, capsys):
     imsave(png, rgb)
     assert main(["quantify", str(png), "--marker", "ki67", "--out", str(tmp_path / "o")]) == 2
     assert "--mpp" in capsys.readouterr().err
-    assert main(["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--out",
-                 str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            ["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--out", str(tmp_path / "o")]
+        )
+        == 0
+    )
     doc = json.loads((tmp_path / "o" / "ihc.ki67.ihc.json").read_text())
     assert doc["params"]["cells"] == "tumour" and doc["summary"]["n_nuclei"] > 20
-    assert main(["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--ki67-cutoff", "150",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "quantify",
+                str(png),
+                "--marker",
+                "ki67",
+                "--mpp",
+                "0.5",
+                "--ki67-cutoff",
+                "150",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "percentage" in capsys.readouterr().err
-    assert main(["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--count-stroma",
-                 "--out", str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "quantify",
+                str(png),
+                "--marker",
+                "ki67",
+                "--mpp",
+                "0.5",
+                "--count-stroma",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     doc = json.loads((tmp_path / "s" / "ihc.ki67.ihc.json").read_text())
     assert doc["params"]["context_min_nuclei"] == 0 and "stroma" not in doc["not_counted"]

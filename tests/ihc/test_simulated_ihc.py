@@ -60,8 +60,20 @@ def test_sim_cohort_weak_labels(tmp_path):
         assert o["label"] == str(int(float(o["ki67_index"]) >= 20))
     # a lab's own cutoff: every case is "high" at 0 %, none at 100 %
     for cutoff, label in (("0", "1"), ("100", "0")):
-        assert main(["quantify", "--cohort", str(manifest), "--out", str(tmp_path / cutoff),
-                     "--ki67-cutoff", cutoff]) == 0
+        assert (
+            main(
+                [
+                    "quantify",
+                    "--cohort",
+                    str(manifest),
+                    "--out",
+                    str(tmp_path / cutoff),
+                    "--ki67-cutoff",
+                    cutoff,
+                ]
+            )
+            == 0
+        )
         rows = list(csv.DictReader((tmp_path / cutoff / "weak_labels.csv").open()))
         assert {r["label"] for r in rows} == {label}
 

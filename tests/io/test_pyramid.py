@@ -9,7 +9,6 @@ import pytest
 from napari_histostain.io.pyramid import TileCache, level_arrays, slide_pyramid
 from napari_histostain.io.slide import open_slide
 from napari_histostain.io.synthetic import write_synthetic_slide
-
 from shared_data import shared_file
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_histostain.plugin.reader import get_slide_reader, read_associated_layers, read_slide_layer
 from napari_histostain.io.synthetic import write_synthetic_slide
-
+from napari_histostain.plugin.reader import (
+    get_slide_reader,
+    read_associated_layers,
+    read_slide_layer,
+)
 from shared_data import shared_file
 
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
+from napari_histostain.engine.tiling import make_grid
+from napari_histostain.io.slide import open_slide
+from napari_histostain.plugin.layers import overlay_layer_kwargs
 from napari_histostain.plugin.prediction_reader import get_prediction_reader
 from napari_histostain.plugin.writer import layer_maps, write_heatmap, write_tiles_geojson
-from napari_histostain.plugin.layers import overlay_layer_kwargs
 from napari_histostain.results.maps import PredictionMaps
-from napari_histostain.io.slide import open_slide
-from napari_histostain.engine.tiling import make_grid
 
 PLUGIN = "napari-histostain"
 
@@ -35,8 +36,10 @@ def test_save_and_drop_back_in_place(make_napari_viewer, maps, tmp_path):
     import napari
 
     viewer = make_napari_viewer()
-    layers = {k: viewer.add_image(maps.heatmap("pdl1", k), **overlay_layer_kwargs(maps, "pdl1", k))
-              for k in ("positivity", "attention")}
+    layers = {
+        k: viewer.add_image(maps.heatmap("pdl1", k), **overlay_layer_kwargs(maps, "pdl1", k))
+        for k in ("positivity", "attention")
+    }
     hm = tmp_path / "case.pdl1-positivity.heatmap.ome.tif"
     gj = tmp_path / "case.pdl1.tiles.geojson"
     assert napari.save_layers(str(hm), [layers["positivity"]], plugin=PLUGIN) == [str(hm)]
@@ -45,8 +48,11 @@ def test_save_and_drop_back_in_place(make_napari_viewer, maps, tmp_path):
     assert len(back) == 1 and back[0].name.startswith("PD-L1 positivity")
     np.testing.assert_array_equal(back[0].data, layers["positivity"].data)
     rc = maps.rowcol
-    np.testing.assert_allclose([back[0].data_to_world(r) for r in rc],
-                               [layers["positivity"].data_to_world(r) for r in rc], atol=1e-9)
+    np.testing.assert_allclose(
+        [back[0].data_to_world(r) for r in rc],
+        [layers["positivity"].data_to_world(r) for r in rc],
+        atol=1e-9,
+    )
     dropped = viewer.open(gj, plugin=PLUGIN)
     assert {ly.name.split(" [")[0] for ly in dropped} == {"PD-L1 positivity", "PD-L1 attention"}
     for ly in dropped:
@@ -63,18 +69,25 @@ def test_save_and_drop_back_in_place(make_napari_viewer, maps, tmp_path):
 
 def test_writers_headless(maps, tmp_path):
     kw = overlay_layer_kwargs(maps, "pdl1", "positivity")
-    meta = {"name": kw["name"], "scale": kw["scale"], "translate": kw["translate"],
-            "metadata": kw["metadata"]}
+    meta = {
+        "name": kw["name"],
+        "scale": kw["scale"],
+        "translate": kw["translate"],
+        "metadata": kw["metadata"],
+    }
     data = maps.heatmap("pdl1", "positivity")
     out = write_heatmap(str(tmp_path / "a.heatmap.ome.tif"), data, meta)
     with tifffile.TiffFile(out[0]) as tf:
         assert tf.is_ome
     gj = write_tiles_geojson(str(tmp_path / "a.geojson"), data, meta)
-    fc = json.loads(open(gj[0]).read())
+    fc = json.loads(Path(gj[0]).read_text())
     assert fc["features"][0]["properties"]["objectType"] == "tile"
     # a plain layer is written in its own units; GeoJSON needs a HistoStain overlay
-    plain = write_heatmap(str(tmp_path / "p.ome.tif"), np.ones((3, 4)),
-                          {"name": "x", "scale": (2.0, 2.0), "translate": (1.0, 1.0), "metadata": {}})
+    plain = write_heatmap(
+        str(tmp_path / "p.ome.tif"),
+        np.ones((3, 4)),
+        {"name": "x", "scale": (2.0, 2.0), "translate": (1.0, 1.0), "metadata": {}},
+    )
     with tifffile.TiffFile(plain[0]) as tf:
         px = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]["Pixels"]
     assert float(px["PhysicalSizeX"]) == 2.0

@@ -81,7 +81,10 @@ def test_layer_kwargs_and_colours(synth_slide):
     assert contrast_limits(np.array([np.nan]), "attention") == [0.0, 1.0]
     rgb = colour_ramp(np.array([0.0, 1.0]))
     assert rgb.shape == (2, 3) and rgb[0, 2] > rgb[0, 0] and rgb[1, 0] > rgb[1, 2]
-    assert np.isnan(heatmap(maps.lattice, grid.rowcol[:1], [0.5])).sum() == grid.n_rows * grid.n_cols - 1
+    assert (
+        np.isnan(heatmap(maps.lattice, grid.rowcol[:1], [0.5])).sum()
+        == grid.n_rows * grid.n_cols - 1
+    )
 
 
 def test_tissue_mask_layer_alignment():

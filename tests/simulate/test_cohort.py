@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from napari_histostain.errors import HistostainError
+from napari_histostain.io.slide import open_slide
 from napari_histostain.simulate import (
     MANIFEST_COLUMNS,
     SimulationError,
@@ -20,7 +21,6 @@ from napari_histostain.simulate import (
 )
 from napari_histostain.simulate.cohort import CaseModel, case_seed
 from napari_histostain.simulate.params import DEFAULT_CUTOFFS
-from napari_histostain.io.slide import open_slide
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,10 @@ def test_cohort_manifest_files_and_metadata(cohort):
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0].keys()) == MANIFEST_COLUMNS
     assert [(r["case_id"], r["marker"]) for r in rows] == [
-        ("case0000", "ki67"), ("case0000", "pdl1"), ("case0001", "ki67"), ("case0001", "pdl1"),
+        ("case0000", "ki67"),
+        ("case0000", "pdl1"),
+        ("case0001", "ki67"),
+        ("case0001", "pdl1"),
     ]
     # one H&E per case, shared by its IHC sections
     assert rows[0]["he_path"] == rows[1]["he_path"] != rows[2]["he_path"]
@@ -52,9 +55,14 @@ def test_cohort_manifest_files_and_metadata(cohort):
         assert truth["marker"] == r["marker"]
         assert truth["true_index"] == pytest.approx(float(r["true_index"]), abs=1e-5)
         # the quota makes the rendered index equal the latent up to rounding
-        assert truth["true_index"] == pytest.approx(latent, abs=1.0 / max(truth["ihc_n_tumour"].sum(), 1) + 1e-6)
+        assert truth["true_index"] == pytest.approx(
+            latent, abs=1.0 / max(truth["ihc_n_tumour"].sum(), 1) + 1e-6
+        )
         assert truth["ihc_n_tumour"].shape == truth["he_n_tumour"].shape == (4, 4)  # 224-px tiles
-        assert truth["ihc_n_positive"].sum() == truth["ihc_cells_positive"][truth["ihc_cells_kind"] == 0].sum()
+        assert (
+            truth["ihc_n_positive"].sum()
+            == truth["ihc_cells_positive"][truth["ihc_cells_kind"] == 0].sum()
+        )
         pos = truth["ihc_positivity"]
         assert np.all((pos[np.isfinite(pos)] >= 0) & (pos[np.isfinite(pos)] <= 1))
     meta = json.loads((cohort.parent / "cohort.json").read_text())
@@ -73,8 +81,12 @@ def test_same_seed_identical_bytes_other_seed_differs(tmp_path):
     a = simulate_case(tmp_path / "a", ["ki67"], size_um=256, seed=3)
     b = simulate_case(tmp_path / "b", ["ki67"], size_um=256, seed=3)
     c = simulate_case(tmp_path / "c", ["ki67"], size_um=256, seed=4)
-    for pa, pb in ((a.he_path, b.he_path), (a.ihc_paths["ki67"], b.ihc_paths["ki67"]),
-                   (a.truth_paths["ki67"], b.truth_paths["ki67"]), (a.json_path, b.json_path)):
+    for pa, pb in (
+        (a.he_path, b.he_path),
+        (a.ihc_paths["ki67"], b.ihc_paths["ki67"]),
+        (a.truth_paths["ki67"], b.truth_paths["ki67"]),
+        (a.json_path, b.json_path),
+    ):
         assert pa.read_bytes() == pb.read_bytes()
     assert a.he_path.read_bytes() != c.he_path.read_bytes()
     assert a.latents != c.latents
@@ -107,6 +119,7 @@ def test_render_independent_of_strip_boundaries():
 def test_sections_are_consecutive_not_registered():
     model = CaseModel(8, (400.0, 400.0), 0.5, ("ki67",), 1.0, dict(DEFAULT_CUTOFFS))
     he, ihc = model.he, model.ihc["ki67"]
+
     # same composition (tumour share of tissue), different cells and a different transform
     def tumour_share(sec):
         lab = sec.labels
@@ -151,8 +164,28 @@ def test_cli_simulate(tmp_path, capsys):
     from napari_histostain.cli import main
 
     out = tmp_path / "cli"
-    assert main(["simulate", str(out), "-n", "1", "--markers", "p53", "--size-um", "200", "300",
-                 "--seed", "2", "--cutoff", "p53=0.5", "--difficulty", "hard"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(out),
+                "-n",
+                "1",
+                "--markers",
+                "p53",
+                "--size-um",
+                "200",
+                "300",
+                "--seed",
+                "2",
+                "--cutoff",
+                "p53=0.5",
+                "--difficulty",
+                "hard",
+            ]
+        )
+        == 0
+    )
     rows = read_manifest(out / "manifest.csv")
     assert len(rows) == 1 and rows[0]["marker"] == "p53"
     with open_slide(rows[0]["ihc_path"]) as s:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from napari_histostain.io.slide import open_slide
 from napari_histostain.simulate import load_truth, simulate_case
 from napari_histostain.simulate.realism import slide_tile_stats, tile_stats
-from napari_histostain.io.slide import open_slide
 from shared_data import SHARED_DATA
 
 SLIDES = SHARED_DATA / "slides"
@@ -40,9 +39,12 @@ def _inside(sim: np.ndarray, lo: float, hi: float) -> None:
 
 @pytest.mark.parametrize("key", ["h_od", "e_od"])
 def test_he_optical_density_in_real_range(sim_case, key):
-    real = np.concatenate([
-        _stats(SLIDES / "CMU-1-Small-Region.svs", key), _stats(SLIDES / "TCGA-CR-7395-01A-01-TS1.svs", key),
-    ])
+    real = np.concatenate(
+        [
+            _stats(SLIDES / "CMU-1-Small-Region.svs", key),
+            _stats(SLIDES / "TCGA-CR-7395-01A-01-TS1.svs", key),
+        ]
+    )
     lo, hi = np.nanpercentile(real, [5, 95])
     _inside(_stats(sim_case.he_path, key), lo, hi)
 
@@ -61,10 +63,12 @@ def _tumour_tile_stats(case, key):
     tile = int(truth["tile_px"])
     rows, cols = np.nonzero(n >= np.percentile(n[n > 0], 60))
     with open_slide(case.ihc_paths["ki67"]) as s:
-        return np.array([
-            tile_stats(s.read_region((int(c) * tile, int(r) * tile), 0, (tile, tile)), 0.5)[key]
-            for r, c in zip(rows, cols)
-        ])
+        return np.array(
+            [
+                tile_stats(s.read_region((int(c) * tile, int(r) * tile), 0, (tile, tile)), 0.5)[key]
+                for r, c in zip(rows, cols)
+            ]
+        )
 
 
 @pytest.mark.parametrize("key", ["h_od", "dab_od"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_histostain.io.slide import open_slide
 from napari_histostain.simulate import bayes_reference, load_case_model, simulate_case
 from napari_histostain.simulate.cells import TUMOUR_CELL
 from napari_histostain.simulate.cohort import CaseModel
 from napari_histostain.simulate.params import DEFAULT_CUTOFFS
-from napari_histostain.io.slide import open_slide
 
 
 def _nuclear_dab(rgb: np.ndarray, ids: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +50,9 @@ def test_p53_patterns_and_pdl1_tps():
         cells = model.ihc["p53"].cells
         tum = cells.kind == TUMOUR_CELL
         if pattern == "overexpression":
-            assert t["true_index"] >= 0.8 and np.mean(cells.dab[tum][cells.positive[tum]] >= 0.8) == 1
+            assert (
+                t["true_index"] >= 0.8 and np.mean(cells.dab[tum][cells.positive[tum]] >= 0.8) == 1
+            )
         elif pattern == "null":
             assert t["true_index"] == 0 and cells.dab[tum].max() == 0
             assert cells.dab[~tum].max() > 0  # internal control still stains
@@ -92,11 +94,17 @@ def test_he_correlates_follow_the_drives():
         tum = (cells.kind == TUMOUR_CELL) & (area > 10)
         stroma_mm2 = (model.he.labels == 1).sum() * (8 * 0.5) ** 2 / 1e6
         lat = model.latents.markers
-        rows.append((
-            lat["ki67"].drive, lat["p53"].drive, lat["pdl1"].drive,
-            np.median(area[tum]), np.mean(hema[tum] / area[tum]), np.std(np.log(area[tum])),
-            (cells.kind == LYMPHOCYTE).sum() / max(stroma_mm2, 1e-3),
-        ))
+        rows.append(
+            (
+                lat["ki67"].drive,
+                lat["p53"].drive,
+                lat["pdl1"].drive,
+                np.median(area[tum]),
+                np.mean(hema[tum] / area[tum]),
+                np.std(np.log(area[tum])),
+                (cells.kind == LYMPHOCYTE).sum() / max(stroma_mm2, 1e-3),
+            )
+        )
     r = np.array(rows)
     assert spearmanr(r[:, 0], r[:, 3])[0] > 0.7  # nuclear size
     assert spearmanr(r[:, 0], r[:, 4])[0] > 0.5  # hyperchromasia

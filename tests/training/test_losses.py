@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from napari_histostain.training.losses import (
     LossWeights,
     class_loss,
@@ -30,15 +31,17 @@ def test_info_nce_identity_pairs_by_hand():
     assert float(info_nce(eye, swapped, 1.0)) == pytest.approx(math.log(1 + math.e), abs=1e-6)
     # embeddings are L2-normalised first: scale does not matter
     assert float(info_nce(t([[2, 0], [0, 3]]), t([[5, 0], [0, 0.1]]), 1.0)) == pytest.approx(
-        math.log(1 + math.exp(-1)), abs=1e-6)
+        math.log(1 + math.exp(-1)), abs=1e-6
+    )
 
 
 def test_info_nce_is_symmetric_mean_of_both_directions_by_hand():
     he = t([[1, 0], [0, 1]])
     ihc = t([[1, 0], [1, 1]])  # cos matrix S = [[1, r], [0, r]], r = 1/sqrt(2)
     r = 1 / math.sqrt(2)
-    he_to_ihc = (-math.log(math.e / (math.e + math.exp(r)))
-                 - math.log(math.exp(r) / (1 + math.exp(r)))) / 2
+    he_to_ihc = (
+        -math.log(math.e / (math.e + math.exp(r))) - math.log(math.exp(r) / (1 + math.exp(r)))
+    ) / 2
     ihc_to_he = (-math.log(math.e / (math.e + 1)) + math.log(2)) / 2  # S.T = [[1, 0], [r, r]]
     expected = (he_to_ihc + ihc_to_he) / 2
     assert float(info_nce(he, ihc, 1.0)) == pytest.approx(expected, abs=1e-6)
@@ -71,8 +74,9 @@ def test_total_loss_weights_and_baseline():
     assert parts["ce"] == pytest.approx(math.log(2), abs=1e-6)
     assert parts["infonce"] == pytest.approx(math.log(1 + math.e), abs=1e-6)
     assert parts["mse"] == pytest.approx(0.25)
-    assert float(total) == pytest.approx(0.5 * math.log(2) + 2 * math.log(1 + math.e) + 0.75,
-                                         abs=1e-5)
+    assert float(total) == pytest.approx(
+        0.5 * math.log(2) + 2 * math.log(1 + math.e) + 0.75, abs=1e-5
+    )
     base = LossWeights.only_class()
     assert base.is_baseline and base.temperature == 0.01
     total, parts = total_loss(base, he=he, ihc=ihc, he_masked=masked, logits=logits, labels=labels)
@@ -85,8 +89,10 @@ def test_sample_tokens_with_and_without_replacement():
     assert len(many) == 4096 and len(np.unique(many)) == 4096  # enough tiles: no repeats
     few = sample_tokens(30, 4096, rng)
     assert len(few) == 4096 and set(few) == set(range(30))  # fewer: with replacement, all used
-    assert np.array_equal(sample_tokens(50, 20, np.random.default_rng(3)),
-                          sample_tokens(50, 20, np.random.default_rng(3)))
+    assert np.array_equal(
+        sample_tokens(50, 20, np.random.default_rng(3)),
+        sample_tokens(50, 20, np.random.default_rng(3)),
+    )
     with pytest.raises(ValueError):
         sample_tokens(0, 10, rng)
 
@@ -127,4 +133,6 @@ def test_kfold_by_case_is_stratified_fixed_and_honours_given_folds():
     for k in range(5):
         members = [lab for lab, f in zip(labels, folds) if f == k]
         assert len(members) == 8 and sum(members) == 2
-    assert kfold_by_case(ids, labels, 5, given=[i % 5 for i in range(40)]) == [i % 5 for i in range(40)]
+    assert kfold_by_case(ids, labels, 5, given=[i % 5 for i in range(40)]) == [
+        i % 5 for i in range(40)
+    ]

@@ -9,6 +9,10 @@ from .base import EncoderError, TileEncoder
 from .registry import DEFAULT_ENCODER, available_encoders, get_encoder, register_encoder
 
 __all__ = [
-    "DEFAULT_ENCODER", "EncoderError", "TileEncoder", "available_encoders", "get_encoder",
+    "DEFAULT_ENCODER",
+    "EncoderError",
+    "TileEncoder",
+    "available_encoders",
+    "get_encoder",
     "register_encoder",
 ]

@@ -85,5 +85,7 @@ def pool_features(y):
     if y.dim() == 4:
         return y.mean(dim=(2, 3))
     if y.dim() != 2:
-        raise EncoderError(f"the encoder returned shape {tuple(y.shape)}; expected (N, D) or (N, D, h, w)")
+        raise EncoderError(
+            f"the encoder returned shape {tuple(y.shape)}; expected (N, D) or (N, D, h, w)"
+        )
     return y

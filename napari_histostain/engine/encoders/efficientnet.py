@@ -53,8 +53,9 @@ def efficientnet_lite0_multiscale(checkpoint: str | Path | None = None) -> TileE
         final = net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
         return torch.cat([final, texture], dim=1)
 
-    return TileEncoder(net, features, id="efficientnet-lite0-multiscale",
-                       dim=1280 + _texture_dim(net))
+    return TileEncoder(
+        net, features, id="efficientnet-lite0-multiscale", dim=1280 + _texture_dim(net)
+    )
 
 
 def _texture_pass(net, x, last_block: int):
@@ -99,13 +100,20 @@ def _load_efficientnet_lite0(checkpoint: str | Path | None = None):
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     except Exception as exc:
-        raise EncoderError(f"could not load EfficientNet-Lite0 weights from {checkpoint}: {exc}") from exc
+        raise EncoderError(
+            f"could not load EfficientNet-Lite0 weights from {checkpoint}: {exc}"
+        ) from exc
     return fuse_efficientnet(net.eval())
 
 
 #: (conv, batch norm) attribute pairs of efficientnet_lite_pytorch's EfficientNet and MBConvBlock.
-_CONV_BN = [("_conv_stem", "_bn0"), ("_conv_head", "_bn1"), ("_expand_conv", "_bn0"),
-            ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]
+_CONV_BN = [
+    ("_conv_stem", "_bn0"),
+    ("_conv_head", "_bn1"),
+    ("_expand_conv", "_bn0"),
+    ("_depthwise_conv", "_bn1"),
+    ("_project_conv", "_bn2"),
+]
 
 
 def fuse_efficientnet(net):

@@ -29,10 +29,15 @@ def register_encoder(name: str, factory: Callable[..., TileEncoder]) -> None:
 
 
 def available_encoders() -> list[str]:
-    return sorted({*BUILTIN, *_FACTORIES}) + ["<TorchScript file>", "timm:<name> (with checkpoint=, needs timm)"]
+    return sorted({*BUILTIN, *_FACTORIES}) + [
+        "<TorchScript file>",
+        "timm:<name> (with checkpoint=, needs timm)",
+    ]
 
 
-def get_encoder(name: str | Path = DEFAULT_ENCODER, *, checkpoint: str | Path | None = None) -> TileEncoder:
+def get_encoder(
+    name: str | Path = DEFAULT_ENCODER, *, checkpoint: str | Path | None = None
+) -> TileEncoder:
     """A (cached) tile encoder by registry name, TorchScript path or `timm:<name>`."""
     key = (str(name), str(checkpoint) if checkpoint else None)
     with _LOCK:

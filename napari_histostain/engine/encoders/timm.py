@@ -25,12 +25,17 @@ def timm_encoder(model_name: str, checkpoint: str | Path | None) -> TileEncoder:
         net = timm.create_model(model_name, pretrained=False, num_classes=0)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
-        net.load_state_dict({k: v for k, v in state.items() if not k.startswith(("head.fc", "fc.",
-                                                                                  "classifier."))})
+        net.load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith(("head.fc", "fc.", "classifier."))}
+        )
     except Exception as exc:
         raise EncoderError(f"could not build timm:{model_name} from {checkpoint}: {exc}") from exc
     cfg = getattr(net, "pretrained_cfg", {}) or {}
     return TileEncoder(
-        net, net, id=f"timm:{model_name}", dim=net.num_features,
-        mean=cfg.get("mean", IMAGENET_MEAN), std=cfg.get("std", IMAGENET_STD),
+        net,
+        net,
+        id=f"timm:{model_name}",
+        dim=net.num_features,
+        mean=cfg.get("mean", IMAGENET_MEAN),
+        std=cfg.get("std", IMAGENET_STD),
     )

@@ -37,6 +37,11 @@ def torchscript_encoder(path: str | Path) -> TileEncoder:
     with torch.inference_mode():
         dim = features(torch.zeros(1, 3, tile, tile)).shape[1]
     return TileEncoder(
-        module, features, id=meta.get("id", f"torchscript:{p.name}"), dim=dim,
-        mean=meta.get("mean", IMAGENET_MEAN), std=meta.get("std", IMAGENET_STD), tile_size=tile,
+        module,
+        features,
+        id=meta.get("id", f"torchscript:{p.name}"),
+        dim=dim,
+        mean=meta.get("mean", IMAGENET_MEAN),
+        std=meta.get("std", IMAGENET_STD),
+        tile_size=tile,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SlideError
-from ..metadata import SlideInfo
+from ..metadata import SlideInfo, mpp_pair
 
 WHITE = (255, 255, 255)
 
@@ -19,7 +19,7 @@ class ArrayBackend:
         self._rgb = rgb
         self._bg = background
 
-    def read_region(self, location, level, size) -> np.ndarray:
+    def read_region(self, location, level, size) -> np.ndarray:  # noqa: ARG002 - one level
         x, y = (int(v) for v in location)
         w, h = (int(v) for v in size)
         out = np.empty((h, w, 3), np.uint8)
@@ -43,16 +43,26 @@ def array_slide_parts(
     """(SlideInfo, backend) of an RGB uint8 array with a known pixel size (um/px)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
-        raise SlideError(f"{name}: expected an RGB image (height, width, 3), got shape {rgb.shape}.")
+        raise SlideError(
+            f"{name}: expected an RGB image (height, width, 3), got shape {rgb.shape}."
+        )
     if rgb.dtype != np.uint8:
         raise SlideError(f"{name}: expected 8-bit RGB (uint8), got {rgb.dtype}. Convert it first.")
-    mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp
-    if not (mx and my and mx > 0 and my > 0):
+    mx, my = mpp_pair(mpp)
+    if not (mx > 0 and my > 0):
         raise SlideError(f"{name}: give the pixel size in micrometres per pixel (e.g. mpp=0.5).")
     h, w = rgb.shape[:2]
     info = SlideInfo(
-        path=str(name), vendor="image", backend="array", level_dimensions=((w, h),),
-        level_downsamples=(1.0,), tile_sizes=((w, h),), mpp=(float(mx), float(my)),
-        mpp_source="user", objective_power=None, background=WHITE, associated_images=(),
+        path=str(name),
+        vendor="image",
+        backend="array",
+        level_dimensions=((w, h),),
+        level_downsamples=(1.0,),
+        tile_sizes=((w, h),),
+        mpp=(float(mx), float(my)),
+        mpp_source="user",
+        objective_power=None,
+        background=WHITE,
+        associated_images=(),
     )
     return info, ArrayBackend(np.ascontiguousarray(rgb[..., :3]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,15 +90,19 @@ def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None
             mpp_x, mpp_y = tiff_resolution_mpp(levels[0].pages[0])
         mpp, source = resolve_mpp(mpp_x, mpp_y, None, display)
         store = tif.aszarr()
-        group = zarr.open(store, mode="r")
-        arrays = [group[str(i)] for i in range(len(levels))] if len(levels) > 1 else [group]
+        group: Any = zarr.open(store, mode="r")
+        arrays: list[Any] = (
+            [group[str(i)] for i in range(len(levels))] if len(levels) > 1 else [group]
+        )
         W0 = shapes[0][1]
         dims = tuple((int(s[1]), int(s[0])) for s in shapes)
         downs = tuple(W0 / d[0] for d in dims)
         tiles = []
         for lv in levels:
-            pg = lv.pages[0]
-            tiles.append((int(pg.tilewidth or pg.imagewidth), int(pg.tilelength or pg.rowsperstrip)))
+            pg: Any = lv.pages[0]
+            tiles.append(
+                (int(pg.tilewidth or pg.imagewidth), int(pg.tilelength or pg.rowsperstrip))
+            )
     except SlideError:
         raise
     except Exception as exc:

@@ -1,44 +1,10 @@
-"""Qt pieces shared by the prediction widget and the observed-IHC panel."""
+"""The Mode row (visible region / whole slide) and status line shared by the widget's panels."""
 
 from __future__ import annotations
-
-import queue
-import threading
-from collections.abc import Callable, Generator
-from typing import Any
 
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QRadioButton
 
 VISIBLE, WHOLE = "visible", "whole"
-
-
-def stream_from_thread(
-    job: Callable[[Callable[[Any], None]], Any], name: str
-) -> Generator[Any, None, Any]:
-    """Run `job(put)` in a helper thread; yield what it `put`s, return its result.
-
-    For napari generator workers: the blocking call runs in its own thread so its callbacks can
-    stream items back while the worker yields them; an exception of `job` is re-raised here.
-    """
-    q: queue.Queue = queue.Queue()
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = job(q.put)
-        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread below
-            out["error"] = exc
-        finally:
-            q.put(None)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    while (item := q.get()) is not None:
-        yield item
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["result"]
 
 
 class ModeAndStatus:

@@ -1,0 +1,94 @@
+"""The overlay layers of one prediction's maps in the viewer: made once, then updated in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..plugin.layers import (
+    contrast_limits,
+    overlay_colormap,
+    overlay_layer_kwargs,
+    overlay_name,
+    tissue_mask_layer,
+)
+from ..results.maps import KINDS, META_KEY, PredictionMaps
+
+TISSUE_LAYER = "Tissue mask"
+
+
+class OverlayLayers:
+    """A positivity and an attention layer per marker over `PredictionMaps`, plus the tissue mask.
+
+    Adding napari layers is slow, so layers of an earlier run are reused (new data, same layer)
+    and redraws only refresh them.
+    """
+
+    def __init__(self, viewer: Any):
+        self.viewer = viewer
+        self.layers: dict[tuple[str, str], Any] = {}
+
+    def make(
+        self, maps: PredictionMaps, markers: list[str], *, opacity: float, colormap: str
+    ) -> None:
+        """One positivity (shown) and one attention (hidden) layer per marker on `maps`."""
+        for m in markers:
+            for kind in KINDS:
+                kw = overlay_layer_kwargs(
+                    maps,
+                    m,
+                    kind,
+                    opacity=opacity,
+                    colormap=colormap if kind == "positivity" else None,
+                )
+                name = overlay_name(m, kind)
+                old = self.viewer.layers[name] if name in self.viewer.layers else None
+                if old is not None and META_KEY in old.metadata:  # reuse: adding layers is slow
+                    old.metadata = kw["metadata"]
+                    old.scale, old.translate = kw["scale"], kw["translate"]
+                    old.data = maps.heatmap(m, kind)
+                    old.contrast_limits_range = kw["contrast_limits"]
+                    old.contrast_limits = kw["contrast_limits"]
+                    self.layers[(m, kind)] = old
+                    continue
+                kw["visible"] = kind == "positivity"
+                self.layers[(m, kind)] = self.viewer.add_image(maps.heatmap(m, kind), **kw)
+
+    def refresh(self, maps: PredictionMaps) -> None:
+        """Redraw the overlays (napari skips hidden layers and refreshes them when shown)."""
+        for (m, kind), layer in list(self.layers.items()):
+            if layer not in self.viewer.layers:
+                continue
+            if kind == "attention":
+                lim = contrast_limits(maps.values(m, kind), kind)
+                layer.contrast_limits_range = lim
+                layer.contrast_limits = lim
+            if layer.visible:
+                layer.refresh()
+
+    def forget(self, layer: Any) -> None:
+        """A layer the user removed is no longer ours to update."""
+        for key, ly in list(self.layers.items()):
+            if ly is layer:
+                del self.layers[key]
+
+    def set_opacity(self, opacity: float) -> None:
+        for layer in self.layers.values():
+            layer.opacity = opacity
+
+    def set_colormap(self, name: str) -> None:
+        """The colormap of the positivity layers."""
+        for (_, kind), layer in self.layers.items():
+            if kind == "positivity":
+                layer.colormap = overlay_colormap(name)
+
+    def show_tissue(self, tissue: Any | None, slide_mpp: Any) -> None:
+        """Add the tissue-mask layer (once), or remove it with `tissue=None`."""
+        if tissue is None:
+            if TISSUE_LAYER in self.viewer.layers:
+                self.viewer.layers.remove(TISSUE_LAYER)
+            return
+        if TISSUE_LAYER in self.viewer.layers:
+            return
+        data, kw = tissue_mask_layer(tissue.mask, tissue.downsample, slide_mpp)
+        kw["visible"] = True
+        self.viewer.add_image(data, **kw)
