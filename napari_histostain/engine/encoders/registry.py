@@ -1,22 +1,39 @@
-"""The encoder registry: names -> factories, TorchScript files given explicitly, and a cache."""
+"""The encoder registry: names -> factories, NAME:PATH specs, TorchScript files, a cache per device."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .base import EncoderError, TileEncoder
 
 DEFAULT_ENCODER = "efficientnet-lite0"
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
-#: Built-in encoders: name -> (module of this package, factory), imported on first use.
-BUILTIN: dict[str, tuple[str, str]] = {
-    "efficientnet-lite0": ("efficientnet", "efficientnet_lite0"),
-    "efficientnet-lite0-texture": ("efficientnet", "efficientnet_lite0_texture"),
-    "efficientnet-lite0-multiscale": ("efficientnet", "efficientnet_lite0_multiscale"),
+#: Foundation-model presets (`foundation.PRESETS`, in the same order).
+PRESET_NAMES = (
+    "uni",
+    "uni2-h",
+    "virchow2",
+    "h-optimus-0",
+    "h-optimus-1",
+    "prov-gigapath",
+    "phikon-v2",
+    "conch-v1.5",
+    "vit-tiny-test",
+)
+
+#: Built-in encoders: name -> (module of this package, factory, leading factory arguments),
+#: imported on first use. Every module also has `describe(name)` for `histostain encoders`.
+BUILTIN: dict[str, tuple[str, str, tuple]] = {
+    "efficientnet-lite0": ("efficientnet", "efficientnet_lite0", ()),
+    "efficientnet-lite0-texture": ("efficientnet", "efficientnet_lite0_texture", ()),
+    "efficientnet-lite0-multiscale": ("efficientnet", "efficientnet_lite0_multiscale", ()),
+    **{name: ("foundation", "preset_encoder", (name,)) for name in PRESET_NAMES},
 }
 _FACTORIES: dict[str, Callable[..., TileEncoder]] = {}
 _CACHE: dict[tuple, TileEncoder] = {}
@@ -30,28 +47,62 @@ def register_encoder(name: str, factory: Callable[..., TileEncoder]) -> None:
 
 def available_encoders() -> list[str]:
     return sorted({*BUILTIN, *_FACTORIES}) + [
+        "NAME:WEIGHTS_FILE",
         "<TorchScript file>",
         "timm:<name> (with checkpoint=, needs timm)",
     ]
 
 
+def is_preset(name: str) -> bool:
+    """Whether `name` is a foundation-model preset."""
+    return name in PRESET_NAMES
+
+
+def split_encoder_spec(spec: str | Path) -> tuple[str, Path | None]:
+    """ "uni:/data/w.bin" -> ("uni", Path); anything else (a name, a file, "timm:x") -> (spec, None)."""
+    text = str(spec)
+    name, sep, path = text.partition(":")
+    if sep and path and (name in BUILTIN or name in _FACTORIES):
+        return name, Path(path).expanduser()
+    return text, None
+
+
 def get_encoder(
-    name: str | Path = DEFAULT_ENCODER, *, checkpoint: str | Path | None = None
+    name: str | Path = DEFAULT_ENCODER,
+    *,
+    checkpoint: str | Path | None = None,
+    device: Any = "cpu",
 ) -> TileEncoder:
-    """A (cached) tile encoder by registry name, TorchScript path or `timm:<name>`."""
-    key = (str(name), str(checkpoint) if checkpoint else None)
+    """A (cached) tile encoder on `device` (see `engine.device`), by registry name, NAME:PATH
+    (a preset or built-in encoder with that weights file), TorchScript path or `timm:<name>`."""
+    from ..device import resolve_device
+
+    name, spec_path = split_encoder_spec(name)
+    checkpoint = checkpoint or spec_path
+    dev = resolve_device(device)
+    key = (name, str(Path(checkpoint).expanduser().resolve()) if checkpoint else None, str(dev))
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _make_encoder(str(name), checkpoint)
+            encoder = _make_encoder(name, checkpoint)
+            _CACHE[key] = encoder if dev.type == "cpu" else encoder.to_device(dev)
         return _CACHE[key]
+
+
+def describe_encoders() -> list[dict[str, Any]]:
+    """One row per built-in encoder: name, dim, tile_size, um_per_px, weights, source, licence."""
+    return [
+        importlib.import_module(f"{__package__}.{module}").describe(name)
+        for name, (module, _, _) in BUILTIN.items()
+    ]
 
 
 def _factory(name: str) -> Callable[..., TileEncoder] | None:
     if name in _FACTORIES:
         return _FACTORIES[name]
     if name in BUILTIN:
-        module, attr = BUILTIN[name]
-        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        module, attr, args = BUILTIN[name]
+        factory = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        return functools.partial(factory, *args) if args else factory
     return None
 
 
