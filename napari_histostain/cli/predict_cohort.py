@@ -50,7 +50,8 @@ def register(subparsers) -> None:
         type=count,
         default=None,
         metavar="N",
-        help="local worker processes (default: 2; 0 = no dask, one slide after another)",
+        help="local worker processes (default: one per GPU when predicting on CUDA GPUs, else 2; "
+        "0 = no dask, one slide after another)",
     )
     p.add_argument(
         "--threads-per-worker",
@@ -86,6 +87,14 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def default_workers(device: str) -> int:
+    """Local worker processes: one per CUDA GPU the device can use (each worker takes its own GPU,
+    `engine.device.worker_device`), else 2."""
+    from ..engine.device import gpu_count
+
+    return gpu_count(device) or 2
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `histostain predict-cohort`."""
     from ..cohort.runner import ClusterOptions, run_cohort
@@ -104,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     predict = prediction_options(args, markers, must_exist=True)
     cluster = ClusterOptions(
         scheduler=args.scheduler,
-        workers=2 if args.workers is None else args.workers,
+        workers=default_workers(predict.device) if args.workers is None else args.workers,
         threads_per_worker=args.threads_per_worker,
         memory_limit=args.memory_limit,
         inference_threads=args.inference_threads,

@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from ..markers import MARKERS
+from .options import add_device
 
 
 def register(subparsers) -> None:
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
         help="fraction of cases held out for testing (ignored with a split column)",
     )
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    add_device(t)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run)
 

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import BATCH_SIZE, MIN_TISSUE, READER_THREADS
+from ..defaults import MIN_TISSUE, READER_THREADS
 from ..errors import Cancelled, HistostainError
 from ..markers import MARKERS, check_markers
 from ..progress import CancelHook, ProgressHook, cancelled
+from .device import DEFAULT_DEVICE, reader_threads_for
 from .prediction import MarkerPrediction, SlidePrediction
 from .stain_check import StainCheck, StainWarning
-from .tile_stream import iter_batches
+from .tile_stream import embedded_batches
 from .tiling import make_grid
 from .tissue import TissueMask, detect_tissue
 
@@ -46,17 +47,19 @@ ModelSpec = Any  # None (bundled) | path | (SlideEncoder, ModelConfig)
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """How slides are predicted: which models and encoder, at which resolution, how fast."""
+    """How slides are predicted: which models and encoder, at which resolution, where, how fast."""
 
     models: Mapping[str, ModelSpec] = field(
         default_factory=dict
     )  # marker -> model (default bundled)
-    encoder: Any = None  # a TileEncoder or registry name (default: the models' `encoder_id`)
+    encoder: Any = None  # a TileEncoder, registry name or NAME:PATH (default: the models')
     tile_mpp: float | None = None  # tile resolution (default: the models')
     mpp: float | tuple[float, float] | None = None  # override the slide's pixel size
     min_tissue: float = MIN_TISSUE  # smallest tissue fraction of a predicted tile
-    batch_size: int = BATCH_SIZE  # tiles per encoder batch
-    reader_threads: int = READER_THREADS  # tile reader threads
+    batch_size: int | None = None  # tiles per encoder batch (default: the encoder's)
+    reader_threads: int | None = None  # tile reader threads (default: 2; up to 16 on a GPU)
+    device: str = DEFAULT_DEVICE  # auto, cpu, cuda, cuda:N, mps (a TileEncoder keeps its own)
+    allow_other_encoder_weights: bool = False  # run a model with other weights than its own
 
     #: the options that change results (what makes stored outputs current)
     RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder")
@@ -101,9 +104,11 @@ def _common(configs: dict, attr: str, what: str):
     return values.pop()
 
 
-def check_encoder(encoder, configs: dict) -> list[str]:
-    """Raise when the encoder's embedding size differs from a model's; note other mismatches."""
+def check_encoder(encoder, configs: dict, *, allow_other_weights: bool = False) -> list[str]:
+    """Raise when the encoder's embedding size differs from a model's, or its weights differ from
+    those the model was trained with (unless `allow_other_weights`); note other mismatches."""
     from .encoders import EncoderError
+    from .encoders.weights import short_fingerprint
 
     notes = []
     for m, cfg in configs.items():
@@ -118,7 +123,42 @@ def check_encoder(encoder, configs: dict) -> list[str]:
                 f"the {MARKERS[m]} model was trained on {cfg.encoder_id} features; using "
                 f"{encoder.id} (same size) may give meaningless results."
             )
+        trained = getattr(cfg, "encoder_weights", "")
+        if trained and encoder.weights_fingerprint != trained:
+            msg = (
+                f"the {MARKERS[m]} model was trained on {cfg.encoder_id} features from weights "
+                f"{short_fingerprint(trained)}, but the tile encoder {encoder.id} has weights "
+                f"{short_fingerprint(encoder.weights_fingerprint)}: other weights give other "
+                "features, so its predictions would be meaningless"
+            )
+            if not allow_other_weights:
+                raise EncoderError(
+                    f"{msg}. Give the weights file the model was trained with (--encoder "
+                    f"{cfg.encoder_id}:PATH, or the weights folder), or run anyway with "
+                    "--allow-other-encoder-weights."
+                )
+            notes.append(f"{msg}; running anyway, as asked (--allow-other-encoder-weights).")
     return notes
+
+
+def resolve_encoder(options: PredictOptions, encoder_id: str):
+    """The options' tile encoder on its device: a given `TileEncoder` as it is, else by name
+    (default `encoder_id`, the models') on `options.device`."""
+    from .encoders import TileEncoder, get_encoder
+
+    encoder = options.encoder
+    if isinstance(encoder, TileEncoder):
+        return encoder
+    return get_encoder(encoder or encoder_id, device=options.device)
+
+
+def models_on(loaded: dict, device) -> dict:
+    """The slide models on `device` (copies when it is not the CPU; the given ones stay put)."""
+    import copy
+
+    if device.type == "cpu":
+        return loaded
+    return {m: (copy.deepcopy(net).to(device), cfg) for m, (net, cfg) in loaded.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,8 +229,6 @@ def predict_slide(
             )
     import torch
 
-    from .encoders import TileEncoder, get_encoder
-
     messages: list[str] = []
     if opts.mpp is not None:
         slide = slide.with_mpp(opts.mpp)
@@ -206,12 +244,10 @@ def predict_slide(
     tile_mpp = model_mpp if opts.tile_mpp is None else float(opts.tile_mpp)
     if not math.isclose(tile_mpp, model_mpp, rel_tol=1e-3):
         messages.append(f"tiles at {tile_mpp} um/px; the models were trained at {model_mpp} um/px.")
-    encoder = opts.encoder
-    if encoder is None:
-        encoder = get_encoder(_common(configs, "encoder_id", "tile encoders"))
-    elif not isinstance(encoder, TileEncoder):
-        encoder = get_encoder(encoder)
-    messages += check_encoder(encoder, configs)
+    encoder = resolve_encoder(opts, _common(configs, "encoder_id", "tile encoders"))
+    messages += check_encoder(
+        encoder, configs, allow_other_weights=opts.allow_other_encoder_weights
+    )
 
     if tissue is None:
         tissue = detect_tissue(slide)
@@ -240,22 +276,29 @@ def predict_slide(
         return result
 
     acc = {m: _Accumulator(n, net.n_classes, net.hidden_dim) for m, (net, _) in loaded.items()}
+    nets = models_on(loaded, encoder.device)
     stain = StainCheck()
     done = 0
     if progress:
         progress(0, n)
-    batches = iter_batches(slide, grid, batch_size=opts.batch_size, threads=opts.reader_threads)
+    batches = embedded_batches(
+        slide,
+        grid,
+        encoder,
+        batch_size=opts.batch_size,
+        threads=opts.reader_threads or reader_threads_for(encoder.device, READER_THREADS),
+        stop=lambda: cancelled(cancel),
+    )
     with closing(batches), torch.inference_mode():
-        for idx, tiles in batches:
+        for idx, tiles, feats in batches:
             if cancelled(cancel):
                 raise PredictionCancelled(f"prediction cancelled after {done} of {n} tiles.")
             stain.add(tiles)
-            feats = torch.from_numpy(encoder.embed(tiles))
             partial = {}
-            for m, (net, cfg) in loaded.items():
+            for m, (net, cfg) in nets.items():
                 h, s, tl = net.tile_outputs(feats)
-                s_np, tl_np = s.double().numpy(), tl.double().numpy()
-                acc[m].add(idx, h.double().numpy(), s_np, tl_np)
+                s_np, tl_np = s.cpu().double().numpy(), tl.cpu().double().numpy()
+                acc[m].add(idx, h.cpu().double().numpy(), s_np, tl_np)
                 if on_batch is not None:
                     p = np.exp(tl_np - tl_np.max(1, keepdims=True))
                     partial[m] = {
