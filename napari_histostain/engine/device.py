@@ -52,20 +52,20 @@ def resolve_device(spec: Any = DEFAULT_DEVICE) -> torch.device:
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceError(
-                f"--device {spec}: torch sees no CUDA GPU here (torch {torch.__version__}"
+                f"device {spec}: torch sees no CUDA GPU here (torch {torch.__version__}"
                 f"{', a CPU-only build' if torch.version.cuda is None else ''}). Use --device cpu "
                 "(or auto), or install a CUDA build of torch on a machine with an NVIDIA GPU."
             )
         index = int(spec.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             raise DeviceError(
-                f"--device {spec}: there are {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 to "
+                f"device {spec}: there are {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 to "
                 f"cuda:{torch.cuda.device_count() - 1})."
             )
         return torch.device(spec)
     if spec == "mps" and not _mps_available():
         raise DeviceError(
-            "--device mps: Apple's Metal (MPS) backend is not available here; use cpu or auto."
+            "device mps: Apple's Metal (MPS) backend is not available here; use cpu or auto."
         )
     return torch.device(spec)
 
