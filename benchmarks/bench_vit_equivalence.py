@@ -278,6 +278,7 @@ def compare(preset: P.Preset, batch: int, seed: int = 0, device: str = "cpu") ->
         try:
             hf = hf_dinov2_model(preset).eval()
             hf.load_state_dict(installed_transformers_names(state, hf))
+            hf.to(x.device)
             with torch.no_grad():
                 row["max_abs_diff_transformers"] = _diff(got, hf(x).last_hidden_state[:, 0])
         except ImportError:

