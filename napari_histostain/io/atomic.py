@@ -1,6 +1,8 @@
 """Atomic file writing: write to a temporary file beside the target, then rename.
 
 A crash, a full disk or a read-only folder never leaves a half-written file under the final name.
+`write_csv` is the one CSV writer: a text cell that a spreadsheet would run as a formula is
+escaped (`safe_cell`).
 """
 
 from __future__ import annotations
@@ -102,14 +104,39 @@ def write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:
     return Path(path)
 
 
+#: Text cells starting with one of these are formulas to spreadsheet programs (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs as a formula: text starting with = + - @ (or a tab or
+    carriage return) gets a leading apostrophe, unless it is a plain number such as -0.5."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def unescape_cell(text: str) -> str:
+    """The original text of a cell written by `safe_cell` (what manifest readers use)."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES):
+        return text[1:]
+    return text
+
+
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> Path:
-    """Atomically write `rows` (dicts; missing cells empty, extra keys ignored) as a CSV table."""
+    """Atomically write `rows` (dicts; missing cells empty, extra keys ignored) as a CSV table.
+
+    Text cells a spreadsheet would run as formulas are escaped (`safe_cell`).
+    """
     buf = io.StringIO()
     writer = csv.DictWriter(
         buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore"
     )
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: safe_cell(v) for k, v in row.items()} for row in rows)
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(buf.getvalue())
     return Path(path)
