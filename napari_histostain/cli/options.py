@@ -69,6 +69,47 @@ def count(text: str) -> int:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = float(_number(text, float))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """A checker of whole numbers in [low, high]."""
+
+    def check(text: str) -> int:
+        value = int(_number(text, int))
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} must be between {low} and {high}")
+        return value
+
+    check.__name__ = f"whole number {low}-{high}"
+    return check
+
+
+def memory_size(text: str) -> str | int | None:
+    """A memory size such as 4GB or 500MiB (bytes), 'auto', or 0 / 'none' for no limit."""
+    from dask.utils import parse_bytes
+
+    word = text.strip().lower()
+    if word == "auto":
+        return "auto"
+    if word in ("0", "none"):
+        return None
+    try:
+        value = parse_bytes(word)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a memory size; write e.g. 4GB, 500MiB, auto, or none"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive size")
+    return int(value)
+
+
 # ------------------------------------------------------------------------------------------------
 # Shared options
 # ------------------------------------------------------------------------------------------------

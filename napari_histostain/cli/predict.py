@@ -61,10 +61,12 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
         return None
     try:
         x, y, w, h = (int(float(v)) for v in text.split(","))
-    except ValueError:
+    except (ValueError, OverflowError):  # not four numbers, or inf / nan
         raise HistostainError(
-            f"--region {text!r}: write four numbers X,Y,W,H (level-0 pixels)"
+            f"--region {text!r}: write four finite numbers X,Y,W,H (level-0 pixels)"
         ) from None
+    if w <= 0 or h <= 0:
+        raise HistostainError(f"--region {text!r}: the width and height must be at least 1 pixel")
     return x, y, w, h
 
 

@@ -12,6 +12,7 @@ from .options import (
     add_quiet,
     chosen_markers,
     count,
+    memory_size,
     positive_int,
     prediction_options,
 )
@@ -69,10 +70,11 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--memory-limit",
+        type=memory_size,
         default="auto",
         metavar="SIZE",
-        help="memory cap per local worker, e.g. 4GB (default: auto = RAM / workers); a "
-        "worker over it is restarted and its slide retried",
+        help="memory cap per local worker, e.g. 4GB (default: auto = RAM / workers; none: no "
+        "cap); a worker over it is restarted and its slide retried",
     )
     p.add_argument(
         "--retries",

@@ -102,7 +102,7 @@ def make_cluster(
             n_workers=int(workers),
             threads_per_worker=int(threads_per_worker),
             processes=True,
-            memory_limit=memory_limit if memory_limit is not None else "auto",
+            memory_limit=memory_limit if memory_limit is not None else 0,  # None: no cap
             dashboard_address=":0",  # a free port: never clashes with another cluster
             silence_logs=logging.ERROR,
         )
