@@ -9,12 +9,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..io.fingerprint import file_sha256, slide_fingerprint
 from ..io.manifest import ManifestError, read_manifest
 from ..io.naming import slide_name
 from .errors import CohortError
 
-#: Bytes hashed at each end of a slide file for its fingerprint.
-FINGERPRINT_BYTES = 1 << 20
+__all__ = [
+    "CohortSlide",
+    "cohort_slides",
+    "model_version",
+    "read_slide_manifest",
+    "slide_fingerprint",
+]
+
 #: Manifest columns that may hold the slide path (first match wins).
 MANIFEST_PATH_COLUMNS = ("slide", "path", "slide_path", "he_path", "file", "filename")
 
@@ -78,30 +85,6 @@ def cohort_slides(
     return slides
 
 
-def slide_fingerprint(path: str | Path) -> str:
-    """A cheap identity of a slide's content: size, mtime and SHA-256 of its first and last MiB.
-
-    A DICOM folder is fingerprinted by the names, sizes and mtimes of its files. Raises OSError
-    when the path cannot be read.
-    """
-    p = Path(path)
-    h = hashlib.sha256()
-    if p.is_dir():
-        for f in sorted(p.iterdir()):
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
-        return "dir-" + h.hexdigest()[:32]
-    st = p.stat()
-    h.update(f"{st.st_size}\0{int(st.st_mtime)}\0".encode())
-    with open(p, "rb") as fh:
-        h.update(fh.read(FINGERPRINT_BYTES))
-        if st.st_size > FINGERPRINT_BYTES:
-            fh.seek(max(FINGERPRINT_BYTES, st.st_size - FINGERPRINT_BYTES))
-            h.update(fh.read(FINGERPRINT_BYTES))
-    return h.hexdigest()[:32]
-
-
 def model_version(markers: Sequence[str], models: dict[str, str] | None = None) -> str:
     """An identity of the models used: package version + a hash of each marker's model file.
 
@@ -120,14 +103,6 @@ def model_version(markers: Sequence[str], models: dict[str, str] | None = None) 
                 path = None
         digest = "none"
         if path is not None and Path(path).is_file():
-            digest = _file_sha256(path)
+            digest = file_sha256(path)
         h.update(f"{marker}={digest}\n".encode())
     return h.hexdigest()[:16]
-
-
-def _file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -108,7 +108,7 @@ def _config_problems(cfg: ModelConfig) -> list[str]:
     """What is wrong with a config's fields, as phrases (empty: nothing)."""
     out = []
     if cfg.marker not in MARKERS:
-        out.append(f"marker {cfg.marker!r} (choose one of {', '.join(MARKERS)})")
+        out.append(f"unknown marker {cfg.marker!r} (choose one of {', '.join(MARKERS)})")
     if not isinstance(cfg.encoder_id, str) or not cfg.encoder_id.strip():
         out.append(f"encoder_id {cfg.encoder_id!r} (must name a tile encoder)")
     for name in ("embedding_dim", "tile_size"):

@@ -51,7 +51,7 @@ class PredictOptions:
     models: Mapping[str, ModelSpec] = field(
         default_factory=dict
     )  # marker -> model (default bundled)
-    encoder: Any = None  # a TileEncoder or registry name (default: the models' `encoder_id`)
+    encoder: Any = None  # a TileEncoder, registry name or TorchScript file (default: the models')
     tile_mpp: float | None = None  # tile resolution (default: the models')
     mpp: float | tuple[float, float] | None = None  # override the slide's pixel size
     min_tissue: float = MIN_TISSUE  # smallest tissue fraction of a predicted tile
@@ -207,10 +207,10 @@ def predict_slide(
     if not math.isclose(tile_mpp, model_mpp, rel_tol=1e-3):
         messages.append(f"tiles at {tile_mpp} um/px; the models were trained at {model_mpp} um/px.")
     encoder = opts.encoder
-    if encoder is None:
+    if encoder is None:  # the models' encoder: a registry name (a model never names code to run)
         encoder = get_encoder(_common(configs, "encoder_id", "tile encoders"))
-    elif not isinstance(encoder, TileEncoder):
-        encoder = get_encoder(encoder)
+    elif not isinstance(encoder, TileEncoder):  # the user's explicit choice, TorchScript allowed
+        encoder = get_encoder(encoder, allow_torchscript=True)
     messages += check_encoder(encoder, configs)
 
     if tissue is None:
@@ -236,6 +236,7 @@ def predict_slide(
             encoder.id,
             {},
             time.perf_counter() - t0,
+            encoder.fingerprint,
         )
         return result
 
@@ -293,6 +294,7 @@ def predict_slide(
         encoder.id,
         stain_result,
         time.perf_counter() - t0,
+        encoder.fingerprint,
     )
 
 

@@ -36,7 +36,7 @@ def files(tmp_path_factory):
     )
     models = {}
     for i, m in enumerate(("p53", "ki67")):
-        net, cfg = seeded_model(m, seed=i, in_dim=8, encoder_id="tiny")
+        net, cfg = seeded_model(m, seed=i, in_dim=8, encoder_id="torchscript:tiny")
         models[m] = save_model_file(d / f"{m}.pt", net, cfg)
     return enc, models
 
