@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from ..defaults import BATCH_SIZE, MIN_TISSUE, READER_THREADS
+from ..defaults import BATCH_SIZE, MAX_TILES, MIN_TISSUE, READER_THREADS
 from ..errors import HistostainError
 from ..markers import MARKERS
 
@@ -159,6 +159,14 @@ def add_prediction_options(p: argparse.ArgumentParser) -> None:
         default=BATCH_SIZE,
         help=f"tiles per batch (default {BATCH_SIZE})",
     )
+    p.add_argument(
+        "--max-tiles",
+        type=positive_int,
+        default=MAX_TILES,
+        metavar="N",
+        help=f"refuse a slide with more tissue tiles than this (default {MAX_TILES:,}; so many "
+        "usually means a wrong pixel size or --tile-mpp)",
+    )
     add_reader_threads(p)
 
 
@@ -212,6 +220,7 @@ def prediction_options(args: argparse.Namespace, markers: list[str], *, must_exi
         min_tissue=args.min_tissue,
         batch_size=args.batch_size,
         reader_threads=args.reader_threads,
+        max_tiles=args.max_tiles,
     )
 
 
