@@ -1,4 +1,5 @@
-"""A cohort's slides: their paths and unique output names, fingerprints, and the models' identity."""
+"""A cohort's slides: their paths and unique output names, fingerprints, and the identity of the
+models and the tile encoder."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
+from ..errors import HistostainError
 from ..io.fingerprint import file_sha256, slide_fingerprint
 from ..io.manifest import ManifestError, read_manifest
 from ..io.naming import slide_name
@@ -106,3 +109,27 @@ def model_version(markers: Sequence[str], models: dict[str, str] | None = None) 
             digest = file_sha256(path)
         h.update(f"{marker}={digest}\n".encode())
     return h.hexdigest()[:16]
+
+
+def encoder_identity(markers: Sequence[str], predict: Any) -> str:
+    """The fingerprint of the tile encoder a cohort's prediction will use (`predict.encoder`, else
+    the models' `encoder_id`), without running a TorchScript file; "" when it cannot be known
+    (the prediction task then reports why)."""
+    from ..engine.encoders import TileEncoder, encoder_fingerprint
+    from ..engine.model_files import bundled_model_path, read_model_config
+
+    if isinstance(predict.encoder, TileEncoder):
+        return predict.encoder.fingerprint
+    try:
+        if predict.encoder is not None:
+            return encoder_fingerprint(predict.encoder, allow_torchscript=True)
+        names = set()
+        for m in markers:
+            spec = predict.models.get(m)
+            if spec is None or isinstance(spec, (str, Path)):
+                names.add(read_model_config(spec or bundled_model_path(m)).encoder_id)
+            else:
+                names.add(spec[1].encoder_id)
+        return encoder_fingerprint(names.pop()) if len(names) == 1 else ""
+    except HistostainError:
+        return ""

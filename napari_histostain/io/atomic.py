@@ -2,7 +2,8 @@
 
 A crash, a full disk or a read-only folder never leaves a half-written file under the final name.
 `write_csv` is the one CSV writer: a text cell that a spreadsheet would run as a formula is
-escaped (`safe_cell`).
+escaped (`safe_cell`). `staged_files` writes a set of files into a private folder and moves them
+into place together, so an interrupted run leaves the whole set or none of it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import glob
 import io
 import json
 import os
+import shutil
+import signal
 import tempfile
+import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -140,3 +146,69 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequ
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(buf.getvalue())
     return Path(path)
+
+
+#: Name part of the private folders `staged_files` writes in (only such folders are ever removed).
+STAGING_SUFFIX = ".histostain-staging"
+
+
+class StagedFiles:
+    """A set of files being written into `folder` (private), to be moved into `out_dir` together."""
+
+    def __init__(self, folder: Path, out_dir: Path):
+        self.folder = folder
+        self.out_dir = out_dir
+        self.committed: list[Path] = []
+
+    def commit(self) -> list[Path]:
+        """Move every staged file into `out_dir` (same relative path); Ctrl-C waits until done."""
+        files = sorted(p for p in self.folder.rglob("*") if p.is_file())
+        with deferred_interrupt():
+            try:
+                for src in files:
+                    dst = self.out_dir / src.relative_to(self.folder)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
+                    self.committed.append(dst)
+            except OSError as exc:
+                raise _explain(self.out_dir, exc) from exc
+        return self.committed
+
+
+@contextlib.contextmanager
+def staged_files(out_dir: str | Path, name: str) -> Iterator[StagedFiles]:
+    """Yield a `StagedFiles` whose private folder `OUT/.<name>.<token>.histostain-staging/` the
+    block writes into; when the block succeeds its files move into `out_dir` together, otherwise
+    (an error, Ctrl-C) none does. The caller holds the lock on `name`'s outputs (`io.lock`), so
+    staging folders of `name` left by a killed run are removed first."""
+    out = ensure_dir(out_dir)
+    for stale in out.glob(f".{glob.escape(name)}.*{STAGING_SUFFIX}"):
+        shutil.rmtree(stale, ignore_errors=True)
+    folder = out / f".{name}.{uuid.uuid4().hex[:12]}{STAGING_SUFFIX}"
+    try:
+        folder.mkdir()
+    except OSError as exc:
+        raise _explain(folder, exc) from exc
+    staged = StagedFiles(folder, out)
+    try:
+        yield staged
+        staged.commit()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back during the block and raise it after: for short commits that must
+    not stop half-way. Only in the main thread (elsewhere signals are not delivered anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
