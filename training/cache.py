@@ -310,8 +310,8 @@ def embed_slides(
     ihc_slides = {Path(p) for p in (ihc_slides or ())}
     from tqdm.auto import tqdm
 
-    cache.check_or_create()
     cache.check_distinct(slide_paths)
+    cache.check_or_create()
     cached = {Path(p): cache.has(p) for p in slide_paths}
     todo = [p for p, there in cached.items() if not there]
     skipped = [p for p, there in cached.items() if there]

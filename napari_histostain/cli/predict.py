@@ -114,4 +114,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {m.name:6s} probability {prob:>6s}  -> {m.label or 'no call'}")
     for f in staged.committed:
         print(f"wrote {f}")
+    for f in staged.removed:
+        print(f"removed {f} (of the previous prediction, not written this time)")
     return 0

@@ -150,36 +150,66 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequ
 
 #: Name part of the private folders `staged_files` writes in (only such folders are ever removed).
 STAGING_SUFFIX = ".histostain-staging"
+#: Name part of the record of the set of files `staged_files` last committed.
+RECORD_SUFFIX = ".histostain-files.json"
 
 
 class StagedFiles:
-    """A set of files being written into `folder` (private), to be moved into `out_dir` together."""
+    """A set of files being written into `folder` (private), to be moved into `out_dir` together.
 
-    def __init__(self, folder: Path, out_dir: Path):
+    `record` (a file in `out_dir`) lists the set last committed there: files of that set which the
+    new one does not have are removed with the commit (they belong to an older result), so the
+    folder always holds one consistent set. Nothing else in `out_dir` is touched.
+    """
+
+    def __init__(self, folder: Path, out_dir: Path, record: Path | None = None):
         self.folder = folder
         self.out_dir = out_dir
+        self.record = record
         self.committed: list[Path] = []
+        self.removed: list[Path] = []
 
     def commit(self) -> list[Path]:
         """Move every staged file into `out_dir` (same relative path); Ctrl-C waits until done."""
         files = sorted(p for p in self.folder.rglob("*") if p.is_file())
+        names = [p.relative_to(self.folder).as_posix() for p in files]
         with deferred_interrupt():
             try:
-                for src in files:
-                    dst = self.out_dir / src.relative_to(self.folder)
+                for src, name in zip(files, names):
+                    dst = self.out_dir / name
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(src, dst)
                     self.committed.append(dst)
+                if self.record is not None:
+                    for name in sorted(set(self._previous()) - set(names)):
+                        (self.out_dir / name).unlink(missing_ok=True)
+                        self.removed.append(self.out_dir / name)
+                    write_json(self.record, {"files": names})
             except OSError as exc:
                 raise _explain(self.out_dir, exc) from exc
         return self.committed
+
+    def _previous(self) -> list[str]:
+        """The safe relative names the record lists ([] without one)."""
+        if self.record is None:
+            return []
+        try:
+            names = json.loads(self.record.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+        return [
+            str(n)
+            for n in names
+            if isinstance(n, str) and not Path(n).is_absolute() and ".." not in Path(n).parts
+        ]
 
 
 @contextlib.contextmanager
 def staged_files(out_dir: str | Path, name: str) -> Iterator[StagedFiles]:
     """Yield a `StagedFiles` whose private folder `OUT/.<name>.<token>.histostain-staging/` the
-    block writes into; when the block succeeds its files move into `out_dir` together, otherwise
-    (an error, Ctrl-C) none does. The caller holds the lock on `name`'s outputs (`io.lock`), so
+    block writes into; when the block succeeds its files move into `out_dir` together (replacing
+    the previous set of `name`, recorded in `OUT/.<name>.histostain-files.json`), otherwise (an
+    error, Ctrl-C) none does. The caller holds the lock on `name`'s outputs (`io.lock`), so
     staging folders of `name` left by a killed run are removed first."""
     out = ensure_dir(out_dir)
     for stale in out.glob(f".{glob.escape(name)}.*{STAGING_SUFFIX}"):
@@ -189,10 +219,12 @@ def staged_files(out_dir: str | Path, name: str) -> Iterator[StagedFiles]:
         folder.mkdir()
     except OSError as exc:
         raise _explain(folder, exc) from exc
-    staged = StagedFiles(folder, out)
+    staged = StagedFiles(folder, out, record=out / f".{name}{RECORD_SUFFIX}")
     try:
         yield staged
         staged.commit()
+    except OutputError as exc:  # name the file as the user knows it, not its staging path
+        raise OutputError(str(exc).replace(str(folder), str(out))) from exc
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -66,6 +66,7 @@ def test_predict_writes_json_and_csv(synthetic_slide, files, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(_args(synthetic_slide, out, files, "--tile-mpp", "0.5")) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        ".synthetic.histostain-files.json",  # the set written, replaced as one by the next run
         "synthetic.prediction.json",
         "synthetic.tiles.csv",
     ]
