@@ -294,12 +294,7 @@ def _run_distributed(
             if cluster.scheduler:
                 client = own_client = connect_scheduler(cluster.scheduler, cluster.security)
             else:
-                own_cluster = make_cluster(
-                    cluster.workers,
-                    cluster.threads_per_worker,
-                    memory_limit=cluster.memory_limit,
-                    dashboard=cluster.dashboard,
-                )
+                own_cluster = _start_local_cluster(cluster)
                 client = own_client = Client(
                     own_cluster, security=own_cluster.security, set_as_default=False
                 )
@@ -354,6 +349,28 @@ def _run_distributed(
             own_client.close()
         if own_cluster is not None:
             own_cluster.close()
+
+
+def _start_local_cluster(cluster: ClusterOptions, attempts: int = 2):
+    """`make_cluster` for `cluster`, tried again once when a worker dies while starting (killed,
+    out of memory); then a `CohortError` that says what to do."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return make_cluster(
+                cluster.workers,
+                cluster.threads_per_worker,
+                memory_limit=cluster.memory_limit,
+                dashboard=cluster.dashboard,
+            )
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            log.debug("local cluster start %d failed: %s", attempt, exc)
+            if attempt == attempts:
+                raise CohortError(
+                    f"the local dask cluster could not start ({exc}): a worker process died or "
+                    "did not come up in time. Run again, use fewer --workers, or --workers 0 (no "
+                    "cluster)."
+                ) from exc
+    raise AssertionError("unreachable")
 
 
 def _submit(client, job: SlideJob, task: SlideTask | None):
