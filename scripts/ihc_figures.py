@@ -8,6 +8,7 @@ ihc_os2_ki67_zoom.png, ihc_skimage_pdl1.png, ihc_anhir_ki67.png and ihc_sim_ki67
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -112,8 +113,11 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(
-        Path(sys.argv[1])
-        if len(sys.argv) > 1
-        else Path(__file__).resolve().parents[1] / "docs" / "images"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "out",
+        nargs="?",
+        default=str(Path(__file__).resolve().parents[1] / "docs" / "images"),
+        help="output folder (default: docs/images)",
     )
+    main(Path(ap.parse_args().out))

@@ -6,15 +6,17 @@ folders (made by scripts/train_bundled.sh), so every number in a card comes from
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
 root = Path(__file__).resolve().parents[1]
-runs = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "runs"
+_ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+_ap.add_argument("runs", nargs="?", default=str(root / "runs"), help="runs folder (default: runs)")
+runs = Path(_ap.parse_args().runs)
 NAMES = {
     "p53": (
         "P53",

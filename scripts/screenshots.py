@@ -8,8 +8,8 @@ models are used and the pictures say so in the model line of the widget.
 
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -130,5 +130,7 @@ def main(out_dir: str = "docs/images") -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in main(*sys.argv[1:2]):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", default="docs/images", help="output folder (docs/images)")
+    for p in main(ap.parse_args().out):
         print(p)

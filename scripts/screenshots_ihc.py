@@ -9,7 +9,7 @@ IHC" section and its nuclei (bottom), in napari's grid mode.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 
@@ -94,4 +94,8 @@ def _scroll_to_bottom(widget) -> None:
 
 
 if __name__ == "__main__":
-    print(main(*sys.argv[1:2], streaming="--streaming" in sys.argv))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", nargs="?", default="docs/images", help="output folder (docs/images)")
+    ap.add_argument("--streaming", action="store_true", help="the observed map while it streams")
+    args = ap.parse_args()
+    print(main(args.out, streaming=args.streaming))

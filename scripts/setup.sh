@@ -2,7 +2,12 @@
 # Set up napari-histostain in ./.venv: system libraries for Qt under Xvfb (when root), a virtual
 # environment, the pinned CPU build of torch FIRST (an unpinned torch pulls a multi-GB CUDA build),
 # then the package itself (non-editable, as napari's plugin manager would) with its test extras.
+#   bash scripts/setup.sh          as a user and in CI
+#   bash scripts/setup.sh --dev    for development: an editable install (edits to napari_histostain/
+#                                  and training/ are seen without reinstalling)
 set -euo pipefail
+EDITABLE=""
+[ "${1:-}" = "--dev" ] && EDITABLE="-e"
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -26,8 +31,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "== installing torch==${TORCH_VERSION} (CPU) first"
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
-echo "== installing napari-histostain[testing]"
-.venv/bin/python -m pip install -q ".[testing]"
+echo "== installing napari-histostain[testing] ${EDITABLE:+(editable)}"
+EXTRAS="testing"
+[ -n "$EDITABLE" ] && EXTRAS="testing,dev"
+.venv/bin/python -m pip install -q $EDITABLE ".[$EXTRAS]"
 .venv/bin/python - <<'PY'
 import torch, napari_histostain
 print(f"torch {torch.__version__}, napari-histostain {napari_histostain.__version__}: ready")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..io.naming import slide_name
 from ..io.slide import SLIDE_SUFFIXES, MissingMppWarning, SlideError, open_slide
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,7 @@ def read_slide_layer(path: str | Path, *, cache_bytes: int | None = None) -> Lay
     data = slide_pyramid(slide, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
     mpp_x, mpp_y = info.mpp
     p = Path(path)
-    name = p.name[: -len(".ome.tiff")] if p.name.lower().endswith(".ome.tiff") else p.stem
-    if name.lower().endswith(".ome"):
-        name = name[:-4]
+    name = slide_name(p)
     meta = {
         "slide_path": str(p),
         "mpp": (mpp_x, mpp_y),
@@ -123,7 +122,7 @@ def read_associated_layers(path: str | Path, names: list[str] | None = None) -> 
     """Associated images (thumbnail, label, macro) of a slide as plain RGB layers, on request."""
     with open_slide(path) as slide:
         wanted = names if names is not None else list(slide.info.associated_images)
-        stem = Path(path).stem
+        stem = slide_name(path)
         return [
             (
                 slide.associated_image(n),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from napari_histostain.cli import main
 from napari_histostain.markers import MARKERS
 
 
+@pytest.mark.slow
 def test_demo_headless_predicts_the_sample_case(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NAPARI_HISTOSTAIN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"

@@ -112,6 +112,34 @@ def test_export_flag_writes_qupath_geojson_and_heatmaps(synthetic_slide, files, 
         assert tif.is_ome
 
 
+def test_export_csv_leaves_one_tile_table_with_the_predict_schema(
+    synthetic_slide, files, tmp_path, capsys
+):
+    import csv
+
+    out = tmp_path / "out"
+    assert main(_args(synthetic_slide, out, files, "--export", "csv,report", "--quiet")) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("synthetic.tiles.csv") == 1  # written once, said once
+    doc = json.loads((out / "synthetic.prediction.json").read_text())
+    assert doc["tiles_csv"] == "synthetic.tiles.csv"
+    with open(out / "synthetic.tiles.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header[:10] == [
+        "tile",
+        "row",
+        "col",
+        "x",
+        "y",
+        "width",
+        "height",
+        "x_um",
+        "y_um",
+        "tissue",
+    ]
+    assert "p53_contribution" in header and "tile_id" not in header
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

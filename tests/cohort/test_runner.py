@@ -24,6 +24,8 @@ from napari_histostain.cohort.slides import cohort_slides, read_slide_manifest, 
 from napari_histostain.engine.predict import PredictOptions
 from napari_histostain.io.manifest import ManifestError
 
+pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
+
 
 # ------------------------------------------------------------------------------------------------
 # A light per-slide task (reads the real slide, writes two files) for orchestration tests.

@@ -7,6 +7,8 @@ import pytest
 
 from napari_histostain import ihc
 
+pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
+
 simulate = pytest.importorskip("napari_histostain.simulate")
 
 #: the first ten seeds, as they come (true indices 4.5-76.7 %), seed 109 (about 1 %), and the two

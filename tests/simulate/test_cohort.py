@@ -22,6 +22,8 @@ from napari_histostain.simulate import (
 from napari_histostain.simulate.cohort import CaseModel, case_seed
 from napari_histostain.simulate.params import DEFAULT_CUTOFFS
 
+pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
+
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:

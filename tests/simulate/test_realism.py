@@ -12,6 +12,8 @@ from napari_histostain.simulate import load_truth, simulate_case
 from napari_histostain.simulate.realism import slide_tile_stats, tile_stats
 from shared_data import SHARED_DATA
 
+pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
+
 SLIDES = SHARED_DATA / "slides"
 
 

@@ -11,6 +11,8 @@ from napari_histostain.simulate.cells import TUMOUR_CELL
 from napari_histostain.simulate.cohort import CaseModel
 from napari_histostain.simulate.params import DEFAULT_CUTOFFS
 
+pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
+
 
 def _nuclear_dab(rgb: np.ndarray, ids: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean DAB optical density inside each cell's nucleus mask (and the mask areas)."""

@@ -31,6 +31,7 @@ def separable():
     return synthetic_cases(80, dim=32, seed=3)
 
 
+@pytest.mark.slow
 def test_training_reaches_high_val_auc_and_every_weight_moves(separable):
     cfg = TrainConfig(**FAST)
     set_seed(cfg.seed)  # train_one seeds the same way: rebuild the initial weights
@@ -247,6 +248,7 @@ def cached_cohort(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_cli_train_and_evaluate(cached_cohort, tmp_path):
     from napari_histostain.cli import main
     from napari_histostain.engine.model_files import load_model_file
@@ -388,6 +390,7 @@ def test_cli_train_and_evaluate(cached_cohort, tmp_path):
     assert again.metrics["external_test"] == annotated.metrics["external_test"]
 
 
+@pytest.mark.slow
 def test_cli_train_refit_on_all_training_cases(cached_cohort, tmp_path):
     """--refit trains the saved model on every training case, stopped at the folds' median best
     epoch; it is a new model (not a fold's), and still separates the classes."""
