@@ -1,4 +1,5 @@
-"""Whole-level reads in bounded blocks: a slide's overview at a coarse resolution, and thumbnails.
+"""Whole-level reads in bounded blocks: a slide's overview at a coarse resolution, and thumbnails;
+and `read_level_region`, a level's own pixels from any slide-like object.
 
 A level is read block by block (at most `BLOCK_PX` x `BLOCK_PX` level pixels at a time) and each
 block is reduced by averaging k x k pixels, so memory stays bounded for any slide size; a level
@@ -10,10 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 from .read_plan import check_scan, read_budget, region_bytes
-from .slide import read_level_region
 
 #: Side of the blocks a level is read in, level pixels (12 MiB of RGB).
 BLOCK_PX = 2048
+
+
+def read_level_region(source, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """`source.read_level_region(...)` (a `Slide`); for a slide-like object without it (an
+    OpenSlide-style `read_region` and `level_downsamples`), `read_region` at the level-0 location."""
+    if hasattr(source, "read_level_region"):
+        return source.read_level_region(level, x, y, w, h)
+    ds = source.level_downsamples[level]
+    return source.read_region((round(x * ds), round(y * ds)), level, (w, h))
 
 
 def reduce_blocks(block: np.ndarray, k: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import SlideError
 from .metadata import MissingMppWarning, SlideInfo, mpp_pair
+from .overview import read_level_region, thumbnail
 from .read_plan import check_chunks, check_region
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = [
     "SlideError",
     "SlideInfo",
     "open_slide",
+    "read_level_region",
     "slide_from_array",
 ]
 
@@ -239,8 +241,6 @@ class Slide:
 
     def thumbnail(self, max_size: int = 1024) -> np.ndarray:
         """An RGB overview no larger than `max_size` on its longer side, from the best level."""
-        from .overview import thumbnail
-
         return thumbnail(self, max_size)
 
     def close(self) -> None:
@@ -263,15 +263,6 @@ class Slide:
     def __reduce__(self):
         # Slides travel to dask workers as their path and reopen there.
         return (open_slide, (self.info.path,))
-
-
-def read_level_region(source, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-    """`source.read_level_region(...)` (a `Slide`); for a slide-like object without it (an
-    OpenSlide-style `read_region` and `level_downsamples`), `read_region` at the level-0 location."""
-    if hasattr(source, "read_level_region"):
-        return source.read_level_region(level, x, y, w, h)
-    ds = source.level_downsamples[level]
-    return source.read_region((round(x * ds), round(y * ds)), level, (w, h))
 
 
 def _probe(slide: Slide, display: str) -> None:
