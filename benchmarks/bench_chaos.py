@@ -46,25 +46,13 @@ def make_slides(folder: Path, n: int, size: int) -> list[Path]:
 
 def tiny_kit(folder: Path) -> list[str]:
     """--encoder/--marker/--model arguments of a tiny TorchScript encoder and seeded models."""
-    import torch
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_models import write_tiny_kit
 
-    from napari_histostain.engine.model_files import save_model_file, seeded_model
-
-    class Tiny(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 7, stride=8)
-
-        def forward(self, x):
-            return torch.relu(self.conv(x))
-
-    torch.manual_seed(0)
-    encoder = folder / "tiny.pt"
-    torch.jit.save(torch.jit.script(Tiny()), str(encoder))
-    args = ["--encoder", str(encoder)]
-    for i, m in enumerate(("p53", "ki67")):
-        net, cfg = seeded_model(m, seed=i, in_dim=8, encoder_id="torchscript:tiny.pt")
-        args += ["--marker", m, "--model", f"{m}={save_model_file(folder / f'{m}.pt', net, cfg)}"]
+    kit = write_tiny_kit(folder)
+    args = ["--encoder", str(kit["encoder"])]
+    for m, path in kit["models"].items():
+        args += ["--marker", m, "--model", f"{m}={path}"]
     return args
 
 

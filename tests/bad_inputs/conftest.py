@@ -7,10 +7,10 @@ Predictions use a tiny TorchScript encoder and seeded models, so a whole run tak
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from tiny_models import write_tiny_kit
 
 from bad_inputs.kit import Result
 
@@ -42,28 +42,4 @@ def small_slide(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def kit(tmp_path_factory):
     """A tiny TorchScript tile encoder and seeded p53/ki67 models made for it."""
-    import torch
-
-    from napari_histostain.engine.model_files import save_model_file, seeded_model
-
-    class Tiny(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 7, stride=8)
-
-        def forward(self, x):
-            return torch.relu(self.conv(x))
-
-    d = tmp_path_factory.mktemp("bad-kit")
-    torch.manual_seed(0)
-    encoder = d / "tiny.pt"
-    torch.jit.save(
-        torch.jit.script(Tiny()),
-        str(encoder),
-        _extra_files={"histostain.json": json.dumps({"id": "tiny"})},
-    )
-    models = {}
-    for i, m in enumerate(("p53", "ki67")):
-        net, cfg = seeded_model(m, seed=i, in_dim=8, encoder_id="torchscript:tiny")
-        models[m] = save_model_file(d / f"{m}.pt", net, cfg)
-    return {"encoder": encoder, "models": models, "dir": d}
+    return write_tiny_kit(tmp_path_factory.mktemp("bad-kit"))

@@ -18,10 +18,10 @@ import pytest
 from napari_histostain.cohort import jobs, runner, summary
 from napari_histostain.cohort.errors import CohortError
 from napari_histostain.cohort.jobs import DONE_MARKER
-from napari_histostain.io.atomic import STAGING_SUFFIX
 from napari_histostain.cohort.runner import ClusterOptions, run_cohort
 from napari_histostain.cohort.slides import cohort_slides, read_slide_manifest, slide_fingerprint
 from napari_histostain.engine.predict import PredictOptions
+from napari_histostain.io.atomic import STAGING_SUFFIX
 from napari_histostain.io.manifest import ManifestError
 
 pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
