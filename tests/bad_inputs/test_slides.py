@@ -142,3 +142,25 @@ def test_one_tile_slide_gives_one_tile(cli, kit, tmp_path):
         "tiny.tiles.csv",
     ]
     assert _prediction(out, "tiny")["grid"]["n_tiles"] == 1
+
+
+def test_library_log_lines_never_reach_stderr_outside_the_cli(small_slide, tmp_path):
+    """In a dask worker or a script (no logging set up), a truncated file used to print tifffile's
+    '<tifffile.TiffPages @8> invalid page offset' line by Python's last-resort handler."""
+    import subprocess
+    import sys
+
+    from bad_inputs.kit import cli_env
+
+    cut = _truncated(tmp_path, small_slide)
+    code = (
+        "import sys\n"
+        "from napari_histostain.io.slide import SlideError, open_slide\n"
+        "try:\n"
+        f"    open_slide({str(cut)!r})\n"
+        "except SlideError as exc:\n"
+        "    print(exc)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env())
+    assert r.returncode == 0 and "the name says .tif slide" in r.stdout
+    assert r.stderr == ""

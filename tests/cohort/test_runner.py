@@ -21,7 +21,7 @@ from napari_histostain.cohort.jobs import DONE_MARKER
 from napari_histostain.cohort.runner import ClusterOptions, run_cohort
 from napari_histostain.cohort.slides import cohort_slides, read_slide_manifest, slide_fingerprint
 from napari_histostain.engine.predict import PredictOptions
-from napari_histostain.io.atomic import STAGING_SUFFIX
+from napari_histostain.io.atomic import RECORD_SUFFIX, STAGING_SUFFIX
 from napari_histostain.io.manifest import ManifestError
 
 pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
@@ -257,7 +257,7 @@ def _comparable(folder: Path) -> dict:
     """Output files of a slide folder, parsed, with the per-run wall time removed."""
     out = {}
     for name, data in _files(folder).items():
-        if name == DONE_MARKER:
+        if name == DONE_MARKER or name.endswith(RECORD_SUFFIX):  # each command's own bookkeeping
             continue
         if name.endswith(".json"):
             doc = json.loads(data)
