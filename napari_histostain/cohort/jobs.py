@@ -110,6 +110,7 @@ def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:
     (`commit_slide`); other files in the folder are kept.
     """
     task = task or predict_and_save
+    _quiet_unconfigured_logs()
     started = time.time()
     staging = job.staging
     row = base_row(job)
@@ -148,6 +149,15 @@ def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:
         if not committed:
             shutil.rmtree(staging, ignore_errors=True)
     return row
+
+
+def _quiet_unconfigured_logs() -> None:
+    """On a dask worker (no logging set up), keep our log lines off its stderr: the client reports
+    each slide's outcome (and said, once, what the user must know, e.g. that a TorchScript encoder
+    runs code), instead of every worker repeating it between the progress bar's lines."""
+    ours = logging.getLogger("napari_histostain")
+    if not logging.getLogger().handlers and not ours.handlers:
+        ours.addHandler(logging.NullHandler())
 
 
 def completed_row(job: SlideJob) -> dict | None:
