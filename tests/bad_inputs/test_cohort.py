@@ -120,3 +120,28 @@ def test_formula_like_case_id_is_escaped_in_the_summary_csv(
     assert row["case_id"] == cell
     assert json.loads((out / "cohort-summary.json").read_text())["slides"][0]["case_id"] == case_id
     assert files_in(out) == OURS
+
+
+def test_resume_recomputes_when_the_encoder_changed_under_the_same_name(
+    cli, small_slide, kit, tmp_path
+):
+    """Resume compares the encoder's fingerprint (the archive's hash), not its name or path."""
+    import torch
+
+    encoder = tmp_path / "encoder.pt"
+    shutil.copy(kit["encoder"], encoder)
+    argv = ["--encoder", encoder, "--marker", "ki67", "--model", f"ki67={kit['models']['ki67']}"]
+    out = tmp_path / "out"
+    base = ["predict-cohort", small_slide, "--out", out, "--workers", "0", "--quiet"]
+    assert "done 1, skipped 0" in cli(*base, *argv).err
+    assert "done 0, skipped 1" in cli(*base, *argv).err
+    module = torch.jit.load(str(encoder))
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(2.0)
+    torch.jit.save(module, str(encoder))  # same file name, other weights
+    assert "done 1, skipped 0" in cli(*base, *argv).err
+    done = json.loads((out / "case" / ".histostain-done.json").read_text())
+    from napari_histostain.io.fingerprint import file_sha256
+
+    assert done["encoder_fingerprint"] == "sha256:" + file_sha256(encoder)

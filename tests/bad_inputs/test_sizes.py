@@ -157,3 +157,27 @@ def test_the_cap_can_be_raised(cli, small_slide, kit, tmp_path):
         "case.prediction.json",
         "case.tiles.csv",
     ]
+
+
+@pytest.mark.slow
+def test_tissue_detection_of_a_wide_single_level_image_streams(tmp_path):
+    """200000 x 2048 px in one level, under the scan budget: read in 2048 px blocks (the old strips
+    of 2048 rows x the whole width took 3.7 GB)."""
+    import subprocess
+
+    slide = _sparse_ome_tiff(tmp_path / "wide.ome.tif", 200_000, 2048)
+    code = (
+        "import resource\n"
+        "from napari_histostain.engine.tissue import detect_tissue\n"
+        "from napari_histostain.io.slide import open_slide\n"
+        f"with open_slide({str(slide)!r}) as s:\n"
+        "    mask = detect_tissue(s).mask\n"
+        "print(mask.shape, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=cli_env()
+    )
+    assert r.returncode == 0, r.stderr
+    shape, peak_kib = r.stdout.rsplit(")", 1)
+    assert shape == "(128, 12500"
+    assert int(peak_kib) < 600 << 10, f"peak memory {int(peak_kib) / 1024:.0f} MiB"

@@ -63,7 +63,11 @@ def get_encoder(
             "its own code, so it is loaded only when you give it yourself (--encoder FILE), never "
             f"because a model names it. Encoder names: {', '.join(sorted({*BUILTIN, *_FACTORIES}))}."
         )
-    key = (str(name), str(checkpoint) if checkpoint else None)
+    key: tuple = (str(name), str(checkpoint) if checkpoint else None)
+    if is_torchscript_file(name) and Path(name).expanduser().is_file():
+        from .torchscript import torchscript_fingerprint
+
+        key += (torchscript_fingerprint(name),)  # a file changed in place is loaded again
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = _make_encoder(str(name), checkpoint)
