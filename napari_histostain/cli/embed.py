@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.manifest import load_manifest
 
     manifest = load_manifest(args.manifest, marker=args.marker)
-    encoder = get_encoder(args.encoder)
+    encoder = get_encoder(args.encoder, allow_torchscript=True)  # the user named it
     cache = EmbeddingCache(
         args.cache,
         encoder_id=encoder.id,

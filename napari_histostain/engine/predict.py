@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import BATCH_SIZE, MIN_TISSUE, READER_THREADS
+from ..defaults import BATCH_SIZE, MAX_TILES, MIN_TISSUE, READER_THREADS
 from ..errors import Cancelled, HistostainError
+from ..io.overview import overview_plan
 from ..markers import MARKERS, check_markers
 from ..progress import CancelHook, ProgressHook, cancelled
 from .prediction import MarkerPrediction, SlidePrediction
@@ -51,12 +52,13 @@ class PredictOptions:
     models: Mapping[str, ModelSpec] = field(
         default_factory=dict
     )  # marker -> model (default bundled)
-    encoder: Any = None  # a TileEncoder or registry name (default: the models' `encoder_id`)
+    encoder: Any = None  # a TileEncoder, registry name or TorchScript file (default: the models')
     tile_mpp: float | None = None  # tile resolution (default: the models')
     mpp: float | tuple[float, float] | None = None  # override the slide's pixel size
     min_tissue: float = MIN_TISSUE  # smallest tissue fraction of a predicted tile
     batch_size: int = BATCH_SIZE  # tiles per encoder batch
     reader_threads: int = READER_THREADS  # tile reader threads
+    max_tiles: int | None = MAX_TILES  # refuse slides with more tissue tiles (None: no cap)
 
     #: the options that change results (what makes stored outputs current)
     RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder")
@@ -187,10 +189,6 @@ def predict_slide(
                 cancel=cancel,
                 on_batch=on_batch,
             )
-    import torch
-
-    from .encoders import TileEncoder, get_encoder
-
     messages: list[str] = []
     if opts.mpp is not None:
         slide = slide.with_mpp(opts.mpp)
@@ -199,6 +197,13 @@ def predict_slide(
             f"{slide.path.name} has no pixel size; 1 um/px was assumed, so tiles may be at the wrong "
             "scale. Give the true mpp (CLI: --mpp)."
         )
+    if tissue is None:  # a slide too large to scan is refused before torch and the models load
+        overview_plan(slide)
+
+    import torch
+
+    from .encoders import TileEncoder, get_encoder
+
     loaded = resolve_models(markers, opts.models)
     configs = {m: cfg for m, (_, cfg) in loaded.items()}
     tile_size = int(_common(configs, "tile_size", "tile sizes"))
@@ -206,13 +211,9 @@ def predict_slide(
     tile_mpp = model_mpp if opts.tile_mpp is None else float(opts.tile_mpp)
     if not math.isclose(tile_mpp, model_mpp, rel_tol=1e-3):
         messages.append(f"tiles at {tile_mpp} um/px; the models were trained at {model_mpp} um/px.")
-    encoder = opts.encoder
-    if encoder is None:
-        encoder = get_encoder(_common(configs, "encoder_id", "tile encoders"))
-    elif not isinstance(encoder, TileEncoder):
-        encoder = get_encoder(encoder)
-    messages += check_encoder(encoder, configs)
+    model_encoder = _common(configs, "encoder_id", "tile encoders")
 
+    # the slide's size guards (tissue overview, tile grid) before the encoder is built
     if tissue is None:
         tissue = detect_tissue(slide)
     grid = make_grid(
@@ -222,7 +223,14 @@ def predict_slide(
         tissue=tissue,
         min_tissue=opts.min_tissue,
         region=region,
+        max_tiles=opts.max_tiles,
     )
+    encoder = opts.encoder
+    if encoder is None:  # the models' encoder: a registry name (a model never names code to run)
+        encoder = get_encoder(model_encoder)
+    elif not isinstance(encoder, TileEncoder):  # the user's explicit choice, TorchScript allowed
+        encoder = get_encoder(encoder, allow_torchscript=True)
+    messages += check_encoder(encoder, configs)
     n = len(grid)
     if n == 0:
         where = "in the region" if region is not None else "on the slide"
@@ -236,6 +244,7 @@ def predict_slide(
             encoder.id,
             {},
             time.perf_counter() - t0,
+            encoder.fingerprint,
         )
         return result
 
@@ -293,6 +302,7 @@ def predict_slide(
         encoder.id,
         stain_result,
         time.perf_counter() - t0,
+        encoder.fingerprint,
     )
 
 

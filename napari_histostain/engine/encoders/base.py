@@ -1,8 +1,16 @@
-"""The tile encoder interface: RGB tiles (uint8 NHWC) -> one feature vector per tile."""
+"""The tile encoder interface: RGB tiles (uint8 NHWC) -> one feature vector per tile.
+
+An encoder's identity is its `fingerprint`: a hash of what it computes with (its weights file or
+TorchScript archive, set by its factory with `files_fingerprint`; else of its weights as loaded).
+Predictions record it and cohort resume compares it, so a different encoder under the same name
+is never taken for the one a result was made with.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +39,7 @@ class TileEncoder:
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         tile_size: int = TILE_SIZE,
+        fingerprint: str | None = None,
     ):
         import torch
 
@@ -45,6 +54,15 @@ class TileEncoder:
         self.std = tuple(float(v) for v in std)
         self._shift = torch.tensor(self.mean).view(1, 3, 1, 1) * 255.0
         self._scale = 1.0 / (torch.tensor(self.std).view(1, 3, 1, 1) * 255.0)
+        self._fingerprint = fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        """ "sha256:<hex>" identity of this encoder: given by its factory (`files_fingerprint` of its
+        weights file or archive), else a hash of its id and weights as loaded."""
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.id, self.module)
+        return self._fingerprint
 
     @property
     def normalisation(self) -> dict:
@@ -79,6 +97,28 @@ class TileEncoder:
 
     def __repr__(self) -> str:
         return f"TileEncoder({self.id!r}, dim={self.dim})"
+
+
+def files_fingerprint(id: str, *paths: str | Path) -> str:
+    """The fingerprint of an encoder named `id` computed from these files (weights, archive)."""
+    from ...io.fingerprint import file_sha256
+
+    h = hashlib.sha256(id.encode())
+    for p in paths:
+        h.update(b"\0" + file_sha256(p).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def weights_fingerprint(id: str, module) -> str:
+    """The fingerprint of an encoder named `id` from its module's parameters and buffers."""
+    import torch
+
+    h = hashlib.sha256(id.encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(tensor.shape)}\0".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 def pool_features(y):

