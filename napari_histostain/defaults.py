@@ -7,6 +7,9 @@ TILE_SIZE = 224
 TILE_MPP = 1.0
 #: Smallest tissue fraction of a tile that is predicted.
 MIN_TISSUE = 0.25
+#: Most tissue tiles predicted on one slide (a larger grid means a wrong mpp or --tile-mpp; the
+#: cap can be raised: CLI --max-tiles, API PredictOptions(max_tiles=...)).
+MAX_TILES = 200_000
 #: Tiles per encoder batch and tile reader threads.
 BATCH_SIZE = 32
 READER_THREADS = 2

@@ -2,13 +2,17 @@
 id, version and weights fingerprint.
 
 One `<key>.npz` per slide, written atomically, so an interrupted run leaves only finished slides and
-a re-run skips them. The folder's `cache.json` records the encoder (and the fingerprint of its
-weights) and tiling; a cache made with another encoder, other weights or another tiling is refused
-rather than mixed.
+a re-run skips them. A slide's identity is its path relative to the manifest's folder (else its
+absolute path), never its file name alone: two slides named `s.tiff` in two folders get two
+entries, and an entry records whose it is, so a slide is never served another's features (a clash
+is an error naming both files). The folder's `cache.json` records the encoder (and its
+fingerprint) and tiling; a cache made with another encoder, other weights or another tiling is
+refused rather than mixed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -109,7 +113,7 @@ class EmbeddingCache:
             tile_size=tile_size or encoder.tile_size,
             min_tissue=min_tissue,
             root=root,
-            encoder_weights=encoder.weights_fingerprint,
+            encoder_weights=encoder.fingerprint,
         )
 
     @classmethod
@@ -159,29 +163,65 @@ class EmbeddingCache:
         else:
             write_json(index, self.settings)
 
-    def key(self, slide_path: str | Path) -> str:
-        """File stem of a slide's entry: its path relative to `root` (or its name), made safe."""
-        p = Path(slide_path)
-        rel = None
+    def slide_id(self, slide_path: str | Path) -> str:
+        """A slide's identity: its path relative to `root` (the manifest's folder), else its
+        absolute path (POSIX form)."""
+        p = Path(slide_path).expanduser().resolve()
         if self.root is not None:
             try:
-                rel = p.resolve().relative_to(self.root)
+                return p.relative_to(self.root).as_posix()
             except ValueError:
-                rel = None
-        text = str(rel) if rel is not None else p.name
-        return re.sub(r"[^A-Za-z0-9._-]+", "__", text)
+                pass
+        return p.as_posix()
+
+    def key(self, slide_path: str | Path) -> str:
+        """File stem of a slide's entry: its relative path made safe; for a slide outside `root`,
+        its name and a hash of its absolute path (never the name alone)."""
+        ident = self.slide_id(slide_path)
+        if self.root is not None and not Path(ident).is_absolute():
+            return _safe(ident)
+        return f"{_safe(Path(ident).name)}-{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
 
     def path_for(self, slide_path: str | Path) -> Path:
         return self.folder / f"{self.key(slide_path)}.npz"
 
     def has(self, slide_path: str | Path) -> bool:
-        return self.path_for(slide_path).is_file()
+        """Whether the slide is embedded here; `CacheError` when its entry holds another slide."""
+        path = self.path_for(slide_path)
+        if not path.is_file():
+            return False
+        self._check_owner(path, slide_path, _entry_meta(path))
+        return True
+
+    def _check_owner(self, path: Path, slide_path: str | Path, meta: dict) -> None:
+        owner, me = meta.get("slide_id"), self.slide_id(slide_path)
+        if owner is not None and owner != me:  # entries of older versions record no identity
+            raise CacheError(
+                f"cache entry {path} holds the embeddings of {owner}, not of {me}: the two slides "
+                "map to one cache file. Rename one of them, or use another --cache folder."
+            )
+
+    def check_distinct(self, slide_paths: Sequence[str | Path]) -> None:
+        """`CacheError` naming both files when two different slides would share one entry."""
+        seen: dict[str, str] = {}
+        for p in slide_paths:
+            key, ident = self.key(p), self.slide_id(p)
+            if seen.setdefault(key, ident) != ident:
+                raise CacheError(
+                    f"slides {seen[key]} and {ident} would share the embedding cache entry "
+                    f"{key}.npz; rename one of them."
+                )
 
     def save(self, slide_path: str | Path, emb: SlideEmbeddings) -> Path:
         from napari_histostain.io.atomic import atomic_path
 
         target = self.path_for(slide_path)
-        meta = {**self.settings, **emb.meta, "slide": Path(slide_path).name}
+        meta = {
+            **self.settings,
+            **emb.meta,
+            "slide": Path(slide_path).name,
+            "slide_id": self.slide_id(slide_path),
+        }
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(
                 fh,
@@ -207,12 +247,26 @@ class EmbeddingCache:
             raise CacheError(
                 f"cache entry {path} is corrupt ({exc}); delete it and re-run `histostain embed`."
             ) from None
+        self._check_owner(path, slide_path, meta)
         if meta.get("encoder_id") != self.settings["encoder_id"]:
             raise CacheError(
                 f"cache entry {path} was made by encoder {meta.get('encoder_id')!r}, "
                 f"not {self.settings['encoder_id']!r}; use another --cache folder."
             )
         return emb
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "__", text)
+
+
+def _entry_meta(path: Path) -> dict:
+    """The metadata of a cache entry ({} when unreadable: loading it then says it is corrupt)."""
+    try:
+        with np.load(path) as z:
+            return json.loads(z["meta"].tobytes().decode())
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def optical_density_tissue(slide, *, target_mpp: float = 8.0):
@@ -298,9 +352,11 @@ def embed_slides(
     ihc_slides = {Path(p) for p in (ihc_slides or ())}
     from tqdm.auto import tqdm
 
+    cache.check_distinct(slide_paths)
     cache.check_or_create()
-    todo = [Path(p) for p in slide_paths if not cache.has(p)]
-    skipped = [Path(p) for p in slide_paths if cache.has(p)]
+    cached = {Path(p): cache.has(p) for p in slide_paths}
+    todo = [p for p, there in cached.items() if not there]
+    skipped = [p for p, there in cached.items() if there]
     done: list[Path] = []
     tiles = 0
     t0 = time.perf_counter()

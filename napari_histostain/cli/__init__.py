@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad value: argparse has printed why
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s"
-    )
+    setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
@@ -63,9 +61,49 @@ def main(argv: list[str] | None = None) -> int:
         print(f"histostain: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("histostain: interrupted; nothing half-written was left behind.", file=sys.stderr)
+        print("histostain: interrupted; no file was left half-written.", file=sys.stderr)
         return 130
 
 
 def _show_warning(message, *_args, **_kwargs):
     print(f"histostain: warning: {message}", file=sys.stderr)
+
+
+#: Loggers whose records the command line shows without --verbose: ours.
+OWN_LOGGERS = ("napari_histostain", "training")
+
+
+class _OwnRecords(logging.Filter):
+    """Pass our own records; libraries' (tifffile's "invalid page offset", ...) only with -v."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".")[0] in OWN_LOGGERS
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines as `histostain: warning: ...` on the current sys.stderr."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        source = "" if _OwnRecords().filter(record) else f"{record.name}: "
+        return f"histostain: {record.levelname.lower()}: {source}{record.getMessage()}"
+
+
+def setup_logging(*, verbose: bool = False) -> None:
+    """Our log lines on stderr; library log lines only with --verbose (their problems reach the
+    user as our own one-line error)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    handler = _StderrHandler()
+    if not verbose:
+        handler.addFilter(_OwnRecords())
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from ..training.manifest import load_manifest
 
     manifest = load_manifest(args.manifest, marker=args.marker)
-    encoder = get_encoder(args.encoder, device=args.device)
+    encoder = get_encoder(
+        args.encoder, device=args.device, allow_torchscript=True
+    )  # the user named it
     cache = EmbeddingCache.for_encoder(
         args.cache,
         encoder,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_device
+from .options import add_device, count
 
 
 def register(subparsers) -> None:
@@ -20,8 +20,8 @@ def register(subparsers) -> None:
     e.add_argument("--model", required=True, help="model file (histostain train)")
     e.add_argument("--baseline", help="CE-only model file to compare against")
     e.add_argument("--out", required=True, help="report folder")
-    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (1000)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--bootstrap", type=count, default=1000, help="bootstrap resamples (1000)")
+    e.add_argument("--seed", type=count, default=0)
     e.add_argument(
         "--no-bayes", action="store_true", help="skip the simulator's Bayes-optimal reference"
     )

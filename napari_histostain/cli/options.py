@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from ..defaults import MIN_TISSUE, READER_THREADS
+from ..defaults import MAX_TILES, MIN_TISSUE, READER_THREADS
 from ..engine.device import DEFAULT_DEVICE, DEVICE_CHOICES, DeviceError, check_device
 from ..errors import HistostainError
 from ..markers import MARKERS
@@ -78,6 +78,47 @@ def device(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = float(_number(text, float))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """A checker of whole numbers in [low, high]."""
+
+    def check(text: str) -> int:
+        value = int(_number(text, int))
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} must be between {low} and {high}")
+        return value
+
+    check.__name__ = f"whole number {low}-{high}"
+    return check
+
+
+def memory_size(text: str) -> str | int | None:
+    """A memory size such as 4GB or 500MiB (bytes), 'auto', or 0 / 'none' for no limit."""
+    from dask.utils import parse_bytes
+
+    word = text.strip().lower()
+    if word == "auto":
+        return "auto"
+    if word in ("0", "none"):
+        return None
+    try:
+        value = parse_bytes(word)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a memory size; write e.g. 4GB, 500MiB, auto, or none"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive size")
+    return int(value)
+
+
 # ------------------------------------------------------------------------------------------------
 # Shared options
 # ------------------------------------------------------------------------------------------------
@@ -129,6 +170,14 @@ def add_prediction_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run a model with other tile-encoder weights than it was trained with (refused "
         "otherwise: the predictions would be meaningless)",
+    )
+    p.add_argument(
+        "--max-tiles",
+        type=positive_int,
+        default=MAX_TILES,
+        metavar="N",
+        help=f"refuse a slide with more tissue tiles than this (default {MAX_TILES:,}; so many "
+        "usually means a wrong pixel size or --tile-mpp)",
     )
     add_batch_size(p)
     add_reader_threads(p, default=None)
@@ -212,6 +261,7 @@ def prediction_options(args: argparse.Namespace, markers: list[str], *, must_exi
         reader_threads=args.reader_threads,
         device=args.device,
         allow_other_encoder_weights=args.allow_other_encoder_weights,
+        max_tiles=args.max_tiles,
     )
 
 

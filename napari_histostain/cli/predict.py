@@ -61,45 +61,59 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
         return None
     try:
         x, y, w, h = (int(float(v)) for v in text.split(","))
-    except ValueError:
+    except (ValueError, OverflowError):  # not four numbers, or inf / nan
         raise HistostainError(
-            f"--region {text!r}: write four numbers X,Y,W,H (level-0 pixels)"
+            f"--region {text!r}: write four finite numbers X,Y,W,H (level-0 pixels)"
         ) from None
+    if w <= 0 or h <= 0:
+        raise HistostainError(f"--region {text!r}: the width and height must be at least 1 pixel")
     return x, y, w, h
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.predict import predict_slide
     from ..engine.stain_check import StainWarning
-    from ..io.atomic import ensure_dir
+    from ..io.atomic import ensure_dir, staged_files
+    from ..io.lock import OutputLock
+    from ..io.naming import slide_name
     from ..results.prediction_files import save_prediction
 
     markers = chosen_markers(args)
     options = prediction_options(args, markers)
     region = parse_region(args.region)
     exports = parse_exports(args.export)
-    ensure_dir(args.out)  # fail early on an unwritable folder
-    progress, close_bar = progress_bar(args, "tile", "predict")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", StainWarning)  # printed below with the other notes
-            pred = predict_slide(args.slide, markers, options, region=region, progress=progress)
-    finally:
-        close_bar()
-    files = save_prediction(pred, args.out)
-    exports = [k for k in exports if k != "csv"]  # the tile table is written with the prediction
-    if exports and not pred.is_empty:
-        from ..io.slide import open_slide
-        from ..results.export import export_prediction
+    out = ensure_dir(args.out)  # fail early on an unwritable folder
+    name = slide_name(args.slide)
+    # one run at a time writes this slide's outputs into this folder (else their files would mix)
+    with OutputLock(out / f".{name}.histostain-lock", f"histostain predict run for {name}"):
+        progress, close_bar = progress_bar(args, "tile", "predict")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", StainWarning)  # printed below with the other notes
+                pred = predict_slide(args.slide, markers, options, region=region, progress=progress)
+        finally:
+            close_bar()
+        exports = [
+            k for k in exports if k != "csv"
+        ]  # the tile table is written with the prediction
+        # the prediction and its exports are written as one set: all of them, or (Ctrl-C, a full
+        # disk) none of them
+        with staged_files(out, name) as staged:
+            save_prediction(pred, staged.folder)
+            if exports and not pred.is_empty:
+                from ..io.slide import open_slide
+                from ..results.export import export_prediction
 
-        with open_slide(args.slide) as slide:
-            files += export_prediction(args.out, pred, slide=slide, what=exports)
+                with open_slide(args.slide) as slide:
+                    export_prediction(staged.folder, pred, slide=slide, what=exports)
     for msg in pred.messages:
         print(f"note: {msg}")
     print(f"{len(pred.grid)} tissue tiles at {pred.grid.tile_mpp:g} um/px in {pred.seconds:.1f} s")
     for m in pred.markers.values():
         prob = "n/a" if m.label is None else f"{m.probability:.3f}"
         print(f"  {m.name:6s} probability {prob:>6s}  -> {m.label or 'no call'}")
-    for f in files:
+    for f in staged.committed:
         print(f"wrote {f}")
+    for f in staged.removed:
+        print(f"removed {f} (of the previous prediction, not written this time)")
     return 0

@@ -12,6 +12,7 @@ from .options import (
     add_quiet,
     chosen_markers,
     count,
+    memory_size,
     positive_int,
     prediction_options,
 )
@@ -43,7 +44,8 @@ def register(subparsers) -> None:
     where.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="address of a running dask scheduler (e.g. tcp://host:8786)",
+        help="address of a running dask scheduler (e.g. tls://host:8786); its TLS credentials "
+        "come from --tls-* or dask's configuration (DASK_CONFIG)",
     )
     where.add_argument(
         "--workers",
@@ -70,16 +72,29 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--memory-limit",
+        type=memory_size,
         default="auto",
         metavar="SIZE",
-        help="memory cap per local worker, e.g. 4GB (default: auto = RAM / workers); a "
-        "worker over it is restarted and its slide retried",
+        help="memory cap per local worker, e.g. 4GB (default: auto = RAM / workers; none: no "
+        "cap); a worker over it is restarted and its slide retried",
     )
     p.add_argument(
         "--retries",
         type=count,
         default=2,
         help="resubmissions of a slide whose worker died (default 2)",
+    )
+    for flag, dest, what in (
+        ("--tls-ca-file", "tls_ca_file", "CA certificate that signed the scheduler's certificate"),
+        ("--tls-cert", "tls_cert", "this client's certificate"),
+        ("--tls-key", "tls_key", "this client's private key (if not in --tls-cert)"),
+    ):
+        p.add_argument(flag, dest=dest, metavar="FILE", help=f"with --scheduler: {what}")
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the local cluster's dask dashboard on 127.0.0.1 (needs bokeh; it has no "
+        "login, so other users of this machine can view it)",
     )
     add_prediction_options(p)
     p.add_argument("--force", action="store_true", help="recompute slides that are already done")
@@ -95,10 +110,46 @@ def default_workers(device: str) -> int:
     return gpu_count(device) or 2
 
 
+def scheduler_security(args: argparse.Namespace):
+    """The `distributed.security.Security` of --tls-ca-file/--tls-cert/--tls-key (None: none given,
+    dask's configuration applies)."""
+    from pathlib import Path
+
+    from ..cohort.errors import CohortError
+
+    files = {
+        "--tls-ca-file": args.tls_ca_file,
+        "--tls-cert": args.tls_cert,
+        "--tls-key": args.tls_key,
+    }
+    given = {k: v for k, v in files.items() if v}
+    if not given:
+        return None
+    if not args.scheduler:
+        raise CohortError(
+            f"{', '.join(given)} apply to --scheduler; the local cluster makes its own credentials."
+        )
+    for flag, path in given.items():
+        if not Path(path).expanduser().is_file():
+            raise CohortError(f"{flag} {path}: no such file.")
+    if not (args.tls_ca_file and args.tls_cert):
+        raise CohortError("TLS to a scheduler needs --tls-ca-file and --tls-cert (and --tls-key).")
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=str(Path(args.tls_ca_file).expanduser()),
+        tls_client_cert=str(Path(args.tls_cert).expanduser()),
+        tls_client_key=str(Path(args.tls_key).expanduser()) if args.tls_key else None,
+        require_encryption=True,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `histostain predict-cohort`."""
     from ..cohort.runner import ClusterOptions, run_cohort
     from ..cohort.slides import cohort_slides
+    from ..engine.encoders import is_torchscript_file
+    from ..engine.encoders.torchscript import runs_code_note
 
     if not getattr(args, "verbose", False):  # dask logs every worker start and stop at INFO
         import distributed  # noqa: F401 - importing it sets its log levels; override them after
@@ -111,8 +162,12 @@ def run(args: argparse.Namespace) -> int:
     slides = cohort_slides(args.slides, args.manifest)
     markers = chosen_markers(args)
     predict = prediction_options(args, markers, must_exist=True)
+    if args.encoder and is_torchscript_file(args.encoder):
+        log.warning(runs_code_note(args.encoder))
     cluster = ClusterOptions(
         scheduler=args.scheduler,
+        security=scheduler_security(args),
+        dashboard=args.dashboard,
         workers=default_workers(predict.device) if args.workers is None else args.workers,
         threads_per_worker=args.threads_per_worker,
         memory_limit=args.memory_limit,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import count, int_between, positive_float, positive_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -14,20 +16,24 @@ def register(subparsers) -> None:
         "(incl. the Bayes-optimal weighted F1 / AUC per marker).",
     )
     p.add_argument("out_dir", help="output folder (created if needed)")
-    p.add_argument("-n", "--cases", type=int, default=10, help="number of cases (default 10)")
+    p.add_argument(
+        "-n", "--cases", type=positive_int, default=10, help="number of cases (default 10)"
+    )
     p.add_argument(
         "--markers", default="ki67,p53,pdl1", help="comma-separated markers (default ki67,p53,pdl1)"
     )
     p.add_argument(
         "--size-um",
-        type=float,
+        type=positive_float,
         nargs="+",
         default=[2048.0],
         metavar="UM",
         help="slide side in micrometres, or HEIGHT WIDTH (default 2048)",
     )
-    p.add_argument("--mpp", type=float, default=0.5, help="micrometres per pixel (default 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
+    p.add_argument(
+        "--mpp", type=positive_float, default=0.5, help="micrometres per pixel (default 0.5)"
+    )
+    p.add_argument("--seed", type=count, default=0, help="cohort seed (default 0)")
     p.add_argument(
         "--difficulty",
         default="1.0",
@@ -40,8 +46,12 @@ def register(subparsers) -> None:
         metavar="MARKER=VALUE",
         help="label cutoff on the latent, e.g. ki67=0.2 pdl1=0.5 (repeatable)",
     )
-    p.add_argument("--workers", type=int, default=1, help="cases rendered in parallel (default 1)")
-    p.add_argument("--quality", type=int, default=85, help="JPEG quality (default 85)")
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="cases rendered in parallel (default 1)"
+    )
+    p.add_argument(
+        "--quality", type=int_between(1, 100), default=85, help="JPEG quality (default 85)"
+    )
     p.set_defaults(func=run)
 
 
@@ -71,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     size = args.size_um[0] if len(args.size_um) == 1 else tuple(args.size_um)
     if len(args.size_um) > 2:
         raise SimulationError("--size-um takes one value (square) or two (HEIGHT WIDTH)")
-    if not 1 <= args.quality <= 100:
-        raise SimulationError(f"--quality must be 1..100, got {args.quality}")
     t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:

@@ -7,7 +7,15 @@ import shlex
 import sys
 
 from ..markers import MARKERS
-from .options import add_device
+from .options import (
+    add_device,
+    count,
+    fraction,
+    int_between,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
 
 
 def register(subparsers) -> None:
@@ -23,25 +31,29 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="run folder: model.pt, metrics.csv, train.json")
     t.add_argument("--model-file", help="also write the model here (e.g. a bundled model path)")
     t.add_argument("--classes", help="comma-separated class names, negative first, positive last")
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=3e-4)
-    t.add_argument("--weight-decay", type=float, default=1e-2)
-    t.add_argument("--warmup-epochs", type=int, default=3)
-    t.add_argument("--n-tokens", type=int, default=4096, help="tiles sampled per slide (4096)")
-    t.add_argument("--mask-ratio", type=float, default=0.5)
-    t.add_argument("--temperature", type=float, default=0.01, help="InfoNCE temperature (0.01)")
-    t.add_argument("--contrastive-weight", type=float, default=1.0)
-    t.add_argument("--mse-weight", type=float, default=1.0)
-    t.add_argument("--ce-weight", type=float, default=1.0)
+    t.add_argument("--epochs", type=positive_int, default=40)
+    t.add_argument("--batch-size", type=positive_int, default=32)
+    t.add_argument("--lr", type=positive_float, default=3e-4)
+    t.add_argument("--weight-decay", type=nonnegative_float, default=1e-2)
+    t.add_argument("--warmup-epochs", type=count, default=3)
+    t.add_argument(
+        "--n-tokens", type=positive_int, default=4096, help="tiles sampled per slide (4096)"
+    )
+    t.add_argument("--mask-ratio", type=fraction, default=0.5)
+    t.add_argument(
+        "--temperature", type=positive_float, default=0.01, help="InfoNCE temperature (0.01)"
+    )
+    t.add_argument("--contrastive-weight", type=nonnegative_float, default=1.0)
+    t.add_argument("--mse-weight", type=nonnegative_float, default=1.0)
+    t.add_argument("--ce-weight", type=nonnegative_float, default=1.0)
     t.add_argument(
         "--only-class-loss",
         action="store_true",
         help="the paper's baseline: cross-entropy only (no InfoNCE, no masked MSE)",
     )
-    t.add_argument("--hidden-dim", type=int, default=256)
-    t.add_argument("--dropout", type=float, default=0.0)
-    t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--hidden-dim", type=positive_int, default=256)
+    t.add_argument("--dropout", type=fraction, default=0.0)
+    t.add_argument("--folds", type=int_between(2, 1000), default=5)
     t.add_argument(
         "--refit",
         action="store_true",
@@ -50,11 +62,11 @@ def register(subparsers) -> None:
     )
     t.add_argument(
         "--test-fraction",
-        type=float,
+        type=fraction,
         default=0.25,
         help="fraction of cases held out for testing (ignored with a split column)",
     )
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=count, default=0)
     add_device(t)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run)

@@ -1,5 +1,10 @@
 """One slide's work in a cohort run (`SlideJob`), done on a worker: predict into a staging folder,
-then move the finished folder into place; and whether finished outputs are still current."""
+then move the finished files into place; and whether finished outputs are still current.
+
+The tool touches only what it created: its run's staging folder (`.cohort.<run token>.histostain-
+staging/`), and in a slide's folder the files its done-marker records. Any other file there (a
+user's annotations, notes) survives every re-run, `--force` included.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Any
 from ..engine.device import worker_device
 from ..engine.predict import PredictOptions
 from ..errors import HistostainError
-from ..io.atomic import ensure_dir, write_json
+from ..io.atomic import STAGING_SUFFIX, deferred_interrupt, ensure_dir, write_json
 from ..markers import MARKERS
 from .slides import CohortSlide, slide_fingerprint
 from .summary import base_row, iso_time
@@ -29,8 +34,18 @@ log = logging.getLogger(__name__)
 
 #: Written last into each finished slide folder; its content decides whether a re-run may skip.
 DONE_MARKER = ".histostain-done.json"
-#: Work-in-progress slide folders live here until they are complete.
-STAGING_DIR = ".staging"
+#: The previous done-marker while a slide's new files are moved in (lists the files to replace).
+REPLACING_MARKER = ".histostain-done.replacing.json"
+
+
+def staging_root(out_dir: str | Path, run_token: str) -> Path:
+    """The folder in `out_dir` where one cohort run stages its slides' outputs."""
+    return Path(out_dir) / f".cohort.{run_token}{STAGING_SUFFIX}"
+
+
+def stale_staging(out_dir: str | Path) -> list[Path]:
+    """Staging folders of cohort runs in `out_dir` (only names this module makes)."""
+    return sorted(Path(out_dir).glob(f".cohort.*{STAGING_SUFFIX}"))
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,8 @@ class SlideJob:
     predict: PredictOptions = field(default_factory=PredictOptions)
     inference_threads: int = 0  # torch threads in the task (0: leave as is)
     model_version: str = ""
+    encoder_fingerprint: str = ""  # expected encoder identity ("": not checked on resume)
+    staging_root: str = ""  # this run's staging folder (`staging_root()`)
     attempt: int = 1
     requeued: int = 0
     token: str = ""  # names this attempt's staging folder
@@ -51,7 +68,8 @@ class SlideJob:
     def staging(self) -> Path:
         """This attempt's staging folder."""
         final = Path(self.out_dir)
-        return final.parent / STAGING_DIR / f"{final.name}.{self.token or 'local'}"
+        root = Path(self.staging_root) if self.staging_root else staging_root(final.parent, "local")
+        return root / f"{final.name}.{self.token or 'local'}"
 
     def again(self, **changes: Any) -> SlideJob:
         """A new attempt of this job (a new token names its staging folder)."""
@@ -81,6 +99,8 @@ def predict_and_save(job: SlideJob, out_dir: Path) -> dict:
         "probabilities": {m: p.probability for m, p in prediction.markers.items()},
         "calls": {m: p.label or "" for m, p in prediction.markers.items()},
         "n_tiles": len(prediction.grid),
+        "encoder": prediction.encoder_id,
+        "encoder_fingerprint": prediction.encoder_fingerprint,
     }
 
 
@@ -103,9 +123,11 @@ def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:
     """Run `task` for one slide inside a staging folder and move the finished folder into place.
 
     Never raises for a bad slide: returns a summary row whose `status` is "done" or "failed". The
-    final folder is replaced only once every file and the done-marker are written.
+    slide's files move into its folder only once every file and the done-marker are written
+    (`commit_slide`); other files in the folder are kept.
     """
     task = task or predict_and_save
+    _quiet_unconfigured_logs()
     started = time.time()
     staging = job.staging
     row = base_row(job)
@@ -124,11 +146,13 @@ def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:
             "model_version": job.model_version,
             "markers": list(job.markers),
             "options": job.predict.result_key(),
+            "encoder": summary.get("encoder", ""),
+            "encoder_fingerprint": summary.get("encoder_fingerprint", ""),
             "files": {f: (staging / f).stat().st_size for f in files},
             "row": row,
         }
         write_json(staging / DONE_MARKER, done)
-        _commit(staging, Path(job.out_dir))
+        commit_slide(staging, Path(job.out_dir))
         committed = True
     except Exception as exc:
         row.update(
@@ -144,6 +168,15 @@ def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:
     return row
 
 
+def _quiet_unconfigured_logs() -> None:
+    """On a dask worker (no logging set up), keep our log lines off its stderr: the client reports
+    each slide's outcome (and said, once, what the user must know, e.g. that a TorchScript encoder
+    runs code), instead of every worker repeating it between the progress bar's lines."""
+    ours = logging.getLogger("napari_histostain")
+    if not logging.getLogger().handlers and not ours.handlers:
+        ours.addHandler(logging.NullHandler())
+
+
 def completed_row(job: SlideJob) -> dict | None:
     """The stored summary row when the slide's outputs are complete and current, else None."""
     final = Path(job.out_dir)
@@ -153,6 +186,10 @@ def completed_row(job: SlideJob) -> dict | None:
             done.get("model_version") != job.model_version
             or sorted(done.get("markers", [])) != sorted(job.markers)
             or done.get("options") != job.predict.result_key()
+            or (
+                job.encoder_fingerprint
+                and done.get("encoder_fingerprint") != job.encoder_fingerprint
+            )
         ):
             return None
         for name, size in done["files"].items():
@@ -167,15 +204,49 @@ def completed_row(job: SlideJob) -> dict | None:
     return row
 
 
-def _commit(staging: Path, final: Path) -> None:
-    """Replace `final` by the complete `staging` folder (two renames; old outputs deleted after)."""
-    old = None
-    if final.exists():
-        old = staging.with_name(staging.name + ".old")
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def commit_slide(staging: Path, final: Path) -> None:
+    """Move a slide's finished files from `staging` into its folder `final`, keeping every file the
+    tool did not write there.
+
+    The old done-marker is set aside first and the new one moved in last, so an interrupted commit
+    leaves a folder without a done-marker (a re-run recomputes it); files of the previous result
+    that the new one no longer writes (its done-marker lists them) are removed; nothing else in
+    `final` is touched. Ctrl-C waits for the few renames to finish.
+    """
+    ensure_dir(final)
+    new = sorted(
+        str(f.relative_to(staging))
+        for f in staging.rglob("*")
+        if f.is_file() and f.name != DONE_MARKER
+    )
+    with deferred_interrupt():
+        old = recorded_files(final)
+        if (final / DONE_MARKER).exists():
+            os.replace(final / DONE_MARKER, final / REPLACING_MARKER)
+        for name in new:
+            (final / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, final / name)
+        for name in sorted(old - set(new)):
+            (final / name).unlink(missing_ok=True)
+        os.replace(staging / DONE_MARKER, final / DONE_MARKER)
+        (final / REPLACING_MARKER).unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def recorded_files(final: Path) -> set[str]:
+    """The files a slide folder's done-marker (or the one being replaced) says the tool wrote,
+    as safe relative paths inside `final`."""
+    names: set[str] = set()
+    for marker in (final / DONE_MARKER, final / REPLACING_MARKER):
+        try:
+            files = json.loads(marker.read_text(encoding="utf-8")).get("files") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        for name in files if isinstance(files, dict) else ():
+            p = Path(str(name))
+            if not p.is_absolute() and ".." not in p.parts and p.name not in ("", DONE_MARKER):
+                names.add(p.as_posix())
+    return names
 
 
 def error_message(exc: BaseException) -> str:

@@ -1,13 +1,17 @@
 """Cohort-scale prediction on dask.distributed: one task per slide, resumable, failure-tolerant.
 
 `run_cohort(slides, out_dir, markers)` submits one task per slide to a dask cluster (a LocalCluster
-of worker processes by default, or an existing scheduler). Each task predicts its slide into a
-private staging folder, writes a done-marker and renames the folder into place
-(`OUT/<slide name>/`), so a slide folder is either complete or absent. The cohort summary
-(`cohort-summary.csv` / `.json`) is rewritten atomically as results arrive. A re-run skips slides
-whose done-marker matches the slide's fingerprint, the markers, the models and the options; a slide
-that cannot be read is recorded as failed and the cohort goes on; a slide whose worker died is
-resubmitted up to `retries` times.
+of worker processes by default, or an existing scheduler). Each task predicts its slide into the
+run's private staging folder, writes a done-marker and moves the files into place
+(`OUT/<slide name>/`, keeping any other file there), so a slide's outputs are either complete or
+absent. The cohort summary (`cohort-summary.csv` / `.json`) is rewritten atomically as results
+arrive. A re-run skips slides whose done-marker matches the slide's fingerprint, the markers, the
+models, the encoder's fingerprint and the options; a slide that cannot be read is recorded as
+failed and the cohort goes on; a slide whose worker died is resubmitted up to `retries` times.
+
+The local cluster listens on 127.0.0.1 only, with TLS and a fresh certificate per run
+(`distributed.security.Security.temporary()`), so other users of the machine cannot connect to it;
+its HTTP endpoints serve nothing unless the dashboard is asked for (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,11 +29,29 @@ from typing import Any
 from .. import __version__
 from ..engine.predict import PredictOptions
 from ..io.atomic import ensure_dir
+from ..io.lock import OutputLock
 from ..markers import MARKERS, check_markers
 from .errors import CohortError
-from .jobs import STAGING_DIR, SlideJob, SlideTask, completed_row, error_message, process_slide
-from .slides import CohortSlide, cohort_slides, model_version
-from .summary import CohortResult, CohortSummary, base_row, failed_row, iso_time
+from .jobs import (
+    DONE_MARKER,
+    SlideJob,
+    SlideTask,
+    completed_row,
+    error_message,
+    process_slide,
+    staging_root,
+    stale_staging,
+)
+from .slides import CohortSlide, cohort_slides, encoder_identity, model_version
+from .summary import (
+    SUMMARY_CSV,
+    SUMMARY_JSON,
+    CohortResult,
+    CohortSummary,
+    base_row,
+    failed_row,
+    iso_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +66,24 @@ SCHEDULER_TIMEOUT = "20s"
 class ClusterOptions:
     """Where and how the slide tasks run.
 
-    `client` (a distributed Client), else `scheduler` (address of a running scheduler), else a new
+    `client` (a distributed Client), else `scheduler` (address of a running scheduler, reached with
+    `security`: a `distributed.security.Security`, default dask's configuration), else a new
     LocalCluster of `workers` processes x `threads_per_worker` task threads; `workers=0` runs the
     slides one after another in this process (no dask). `memory_limit` caps each local worker (dask
-    restarts a worker over it); `inference_threads` sets torch's threads in each task (default:
-    local cores / task slots; 1 on a given cluster); `retries`: resubmissions of a slide whose
-    worker died.
+    restarts a worker over it; None: no cap); `inference_threads` sets torch's threads in each task
+    (default: local cores / task slots; 1 on a given cluster); `retries`: resubmissions of a slide
+    whose worker died; `dashboard`: serve the local cluster's dashboard (on 127.0.0.1, needs bokeh).
     """
 
     client: Any = None
     scheduler: str | None = None
+    security: Any = None
     workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str | float | None = "auto"
     inference_threads: int | None = None
     retries: int = 2
+    dashboard: bool = False
 
     @property
     def local(self) -> bool:
@@ -83,27 +108,57 @@ class ClusterOptions:
         return max(1, (os.cpu_count() or 1) // slots)
 
 
+def local_security():
+    """TLS with a fresh self-signed certificate for this run (`Security.temporary()`), or None
+    (with a warning) when the `cryptography` package it needs is missing."""
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError:
+        log.warning(
+            "the cryptography package is not installed, so the local dask cluster runs without "
+            "TLS: other users of this machine could connect to it (on 127.0.0.1) and run code as "
+            "you. Install it (pip install cryptography), or use --workers 0 (no cluster)."
+        )
+        return None
+
+
 def make_cluster(
     workers: int = 2,
     threads_per_worker: int = 1,
     *,
     memory_limit: str | float | None = "auto",
+    dashboard: bool = False,
 ):
-    """A LocalCluster of worker processes for cohort runs (scheduler-side retries switched off).
+    """A LocalCluster of worker processes for cohort runs, reachable only by this user.
 
-    A worker that dies fails its tasks at once (`allowed-failures` 0); `run_cohort` resubmits them
-    itself, which works the same on a remote scheduler. The dashboard (on a free port) needs bokeh.
+    Every listening socket (scheduler, nannies, workers, their HTTP servers) is on 127.0.0.1; the
+    comms use TLS with temporary credentials (`local_security`), so a client needs this run's
+    certificate; the HTTP servers serve no routes unless `dashboard` (then dask's dashboard, which
+    has no login, on a free 127.0.0.1 port; needs bokeh). A worker that dies fails its tasks at once
+    (`allowed-failures` 0); `run_cohort` resubmits them itself, which works the same on a remote
+    scheduler. `memory_limit` None: no cap.
     """
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    security = local_security()
+    config: dict[str, Any] = {"distributed.scheduler.allowed-failures": 0}
+    if not dashboard:  # the HTTP servers cannot be switched off: give them nothing to serve
+        config["distributed.scheduler.http.routes"] = []
+        config["distributed.worker.http.routes"] = []
+    with dask.config.set(config):
         return LocalCluster(
             n_workers=int(workers),
             threads_per_worker=int(threads_per_worker),
             processes=True,
-            memory_limit=memory_limit if memory_limit is not None else "auto",
-            dashboard_address=":0",  # a free port: never clashes with another cluster
+            host="127.0.0.1",
+            protocol="tls" if security is not None else "tcp",
+            security=security,
+            memory_limit=memory_limit if memory_limit is not None else 0,  # None: no cap
+            dashboard_address="127.0.0.1:0",  # a free port: never clashes with another cluster
+            scheduler_kwargs={"dashboard": bool(dashboard)},
             silence_logs=logging.ERROR,
         )
 
@@ -140,8 +195,15 @@ def run_cohort(
     if len({s.name for s in cohort}) != len(cohort):
         raise CohortError("two slides share an output name; build the list with cohort_slides().")
     out = ensure_dir(Path(out_dir).expanduser().resolve())  # workers may run in another folder
-    models = {m: str(Path(p).expanduser().resolve()) for m, p in predict.models.items()}
+    models = {
+        m: str(Path(p).expanduser().resolve()) if isinstance(p, (str, Path)) else p
+        for m, p in predict.models.items()
+    }
     predict = replace(predict, models=models)
+    if isinstance(predict.encoder, (str, Path)) and Path(predict.encoder).expanduser().is_file():
+        predict = replace(predict, encoder=str(Path(predict.encoder).expanduser().resolve()))
+    if task is None:  # every model config is checked before any slide is read
+        check_models(markers, models)
     mversion = model_version(markers, models)
     meta = {
         "histostain_version": __version__,
@@ -150,8 +212,16 @@ def run_cohort(
         "out_dir": str(out),
         "started": iso_time(t0),
     }
-    with _Lock(out):
-        _clean_staging(out)
+    with OutputLock(out / LOCK_FILE, "predict-cohort run", CohortError):
+        clean_staging(out)
+        # resume checks the encoder by its fingerprint (built only when there is a result to check)
+        resumable = task is None and not force
+        efp = (
+            encoder_identity(markers, predict)
+            if resumable and any((out / s.name / DONE_MARKER).is_file() for s in cohort)
+            else ""
+        )
+        run_root = str(staging_root(out, uuid.uuid4().hex[:12]))
         summary = CohortSummary(out, cohort, markers, meta)
         jobs = []
         for s in cohort:
@@ -162,6 +232,8 @@ def run_cohort(
                 predict=predict,
                 inference_threads=cluster.task_threads(),
                 model_version=mversion,
+                encoder_fingerprint=efp,
+                staging_root=run_root,
             )
             done = None if force else completed_row(job)
             if done is not None:
@@ -195,7 +267,7 @@ def run_cohort(
                 link = _run_distributed(jobs, task, report, cluster, started)
         finally:
             summary.write()
-            _clean_staging(out)
+            clean_staging(out)
     return CohortResult(
         rows=list(summary.rows.values()),
         summary_csv=summary.csv,
@@ -220,21 +292,17 @@ def _run_distributed(
     try:
         if client is None:
             if cluster.scheduler:
-                try:
-                    client = own_client = Client(
-                        cluster.scheduler, timeout=SCHEDULER_TIMEOUT, set_as_default=False
-                    )
-                except OSError as exc:
-                    raise CohortError(
-                        f"could not reach the dask scheduler at {cluster.scheduler} ({exc}). Check "
-                        "the address (tcp://host:8786) or leave out --scheduler to run locally."
-                    ) from exc
+                client = own_client = connect_scheduler(cluster.scheduler, cluster.security)
             else:
-                own_cluster = make_cluster(
-                    cluster.workers, cluster.threads_per_worker, memory_limit=cluster.memory_limit
+                own_cluster = _start_local_cluster(cluster)
+                client = own_client = Client(
+                    own_cluster, security=own_cluster.security, set_as_default=False
                 )
-                client = own_client = Client(own_cluster, set_as_default=False)
-        link = _dashboard_link(client) if own_cluster is None or _has_bokeh() else None
+        link = (
+            _dashboard_link(client)
+            if own_cluster is None or (cluster.dashboard and _has_bokeh())
+            else None
+        )
         started(link)
         pending = {}
         for job in jobs:
@@ -283,6 +351,28 @@ def _run_distributed(
             own_cluster.close()
 
 
+def _start_local_cluster(cluster: ClusterOptions, attempts: int = 2):
+    """`make_cluster` for `cluster`, tried again once when a worker dies while starting (killed,
+    out of memory); then a `CohortError` that says what to do."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return make_cluster(
+                cluster.workers,
+                cluster.threads_per_worker,
+                memory_limit=cluster.memory_limit,
+                dashboard=cluster.dashboard,
+            )
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            log.debug("local cluster start %d failed: %s", attempt, exc)
+            if attempt == attempts:
+                raise CohortError(
+                    f"the local dask cluster could not start ({exc}): a worker process died or "
+                    "did not come up in time. Run again, use fewer --workers, or --workers 0 (no "
+                    "cluster)."
+                ) from exc
+    raise AssertionError("unreachable")
+
+
 def _submit(client, job: SlideJob, task: SlideTask | None):
     key = f"histostain-slide-{job.slide.name}-{job.token}"
     return client.submit(process_slide, job, task, key=key, pure=False, retries=0)
@@ -303,59 +393,48 @@ def _dashboard_link(client) -> str | None:
         return None
 
 
-def _clean_staging(out_dir: Path) -> None:
-    """Remove work-in-progress folders left by killed workers or interrupted runs."""
-    shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
-    for tmp in out_dir.glob(".*.part"):
-        tmp.unlink(missing_ok=True)
+def clean_staging(out_dir: Path) -> None:
+    """Remove what interrupted runs left in `out_dir`: cohort staging folders and temporary
+    summary files (names only this tool makes; the caller holds the folder's lock)."""
+    for folder in stale_staging(out_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    for name in (SUMMARY_CSV, SUMMARY_JSON):
+        for tmp in out_dir.glob(f".{name}.*.part"):
+            tmp.unlink(missing_ok=True)
 
 
-class _Lock:
-    """One cohort run per output folder: a lock file holding host:pid.
+def connect_scheduler(address: str, security: Any = None):
+    """A Client of the dask scheduler at `address`, with `security` (TLS credentials; None: dask's
+    configuration, e.g. a DASK_CONFIG file setting distributed.comm.tls.*)."""
+    from distributed import Client
 
-    A lock of a dead process on this machine is taken over; one from another machine is not.
-    """
-
-    def __init__(self, out_dir: Path):
-        self.path = out_dir / LOCK_FILE
-        self.me = f"{socket.gethostname()}:{os.getpid()}"
-
-    def __enter__(self) -> _Lock:
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                owner = self.path.read_text(errors="replace").strip()
-                host, _, pid = owner.partition(":")
-                if host != socket.gethostname():
-                    raise CohortError(
-                        f"a predict-cohort run on {host} (pid {pid}) is writing to "
-                        f"{self.path.parent}; wait for it, or delete {self.path} if it is no longer "
-                        "running."
-                    ) from None
-                if pid.isdigit() and _pid_alive(int(pid)):
-                    raise CohortError(
-                        f"another predict-cohort run (pid {pid}) is writing to {self.path.parent}; "
-                        "wait for it to finish or choose another --out folder."
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale lock of a dead run on this machine
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(self.me)
-            return self
-        raise CohortError(f"could not lock {self.path}; remove it if no run is active.")
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return Client(address, timeout=SCHEDULER_TIMEOUT, security=security, set_as_default=False)
+    except (OSError, TypeError, ValueError) as exc:
+        if address.startswith("tls://") and security is None and isinstance(exc, TypeError):
+            raise CohortError(
+                f"the dask scheduler at {address} uses TLS: give its credentials with "
+                "--tls-ca-file, --tls-cert and --tls-key (or in a dask configuration file, "
+                "distributed.comm.tls.*)."
+            ) from exc
+        raise CohortError(
+            f"could not reach the dask scheduler at {address} ({exc}). Check the address "
+            "(tls://host:8786 or tcp://host:8786) and its TLS credentials, or leave out --scheduler "
+            "to run locally."
+        ) from exc
+
+
+def check_models(markers: Sequence[str], models: dict) -> None:
+    """Read every model's config (validated) and check its marker, before any slide is read."""
+    from ..engine.model_files import ModelFileError, bundled_model_path, read_model_config
+
+    for m in markers:
+        spec = models.get(m)
+        if spec is not None and not isinstance(spec, (str, Path)):
+            continue  # a loaded model
+        cfg = read_model_config(spec if spec is not None else bundled_model_path(m))
+        if cfg.marker != m:
+            raise ModelFileError(
+                f"{Path(spec or '').name or 'the model'} is a {cfg.marker_name} model, not "
+                f"{MARKERS[m]}. Pick the model file for {MARKERS[m]}."
+            )

@@ -1,4 +1,5 @@
-"""A cohort's slides: their paths and unique output names, fingerprints, and the models' identity."""
+"""A cohort's slides: their paths and unique output names, fingerprints, and the identity of the
+models and the tile encoder."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
+from ..errors import HistostainError
+from ..io.fingerprint import file_sha256, slide_fingerprint
 from ..io.manifest import ManifestError, read_manifest
 from ..io.naming import slide_name
 from .errors import CohortError
 
-#: Bytes hashed at each end of a slide file for its fingerprint.
-FINGERPRINT_BYTES = 1 << 20
+__all__ = [
+    "CohortSlide",
+    "cohort_slides",
+    "model_version",
+    "read_slide_manifest",
+    "slide_fingerprint",
+]
+
 #: Manifest columns that may hold the slide path (first match wins).
 MANIFEST_PATH_COLUMNS = ("slide", "path", "slide_path", "he_path", "file", "filename")
 
@@ -78,30 +88,6 @@ def cohort_slides(
     return slides
 
 
-def slide_fingerprint(path: str | Path) -> str:
-    """A cheap identity of a slide's content: size, mtime and SHA-256 of its first and last MiB.
-
-    A DICOM folder is fingerprinted by the names, sizes and mtimes of its files. Raises OSError
-    when the path cannot be read.
-    """
-    p = Path(path)
-    h = hashlib.sha256()
-    if p.is_dir():
-        for f in sorted(p.iterdir()):
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
-        return "dir-" + h.hexdigest()[:32]
-    st = p.stat()
-    h.update(f"{st.st_size}\0{int(st.st_mtime)}\0".encode())
-    with open(p, "rb") as fh:
-        h.update(fh.read(FINGERPRINT_BYTES))
-        if st.st_size > FINGERPRINT_BYTES:
-            fh.seek(max(FINGERPRINT_BYTES, st.st_size - FINGERPRINT_BYTES))
-            h.update(fh.read(FINGERPRINT_BYTES))
-    return h.hexdigest()[:32]
-
-
 def model_version(markers: Sequence[str], models: dict[str, str] | None = None) -> str:
     """An identity of the models used: package version + a hash of each marker's model file.
 
@@ -120,14 +106,30 @@ def model_version(markers: Sequence[str], models: dict[str, str] | None = None) 
                 path = None
         digest = "none"
         if path is not None and Path(path).is_file():
-            digest = _file_sha256(path)
+            digest = file_sha256(path)
         h.update(f"{marker}={digest}\n".encode())
     return h.hexdigest()[:16]
 
 
-def _file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def encoder_identity(markers: Sequence[str], predict: Any) -> str:
+    """The fingerprint of the tile encoder a cohort's prediction will use (`predict.encoder`, else
+    the models' `encoder_id`), without running a TorchScript file; "" when it cannot be known
+    (the prediction task then reports why)."""
+    from ..engine.encoders import TileEncoder, encoder_fingerprint
+    from ..engine.model_files import bundled_model_path, read_model_config
+
+    if isinstance(predict.encoder, TileEncoder):
+        return predict.encoder.fingerprint
+    try:
+        if predict.encoder is not None:
+            return encoder_fingerprint(predict.encoder, allow_torchscript=True)
+        names = set()
+        for m in markers:
+            spec = predict.models.get(m)
+            if spec is None or isinstance(spec, (str, Path)):
+                names.add(read_model_config(spec or bundled_model_path(m)).encoder_id)
+            else:
+                names.add(spec[1].encoder_id)
+        return encoder_fingerprint(names.pop()) if len(names) == 1 else ""
+    except HistostainError:
+        return ""

@@ -79,11 +79,82 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """A config from its JSON form, validated (`validate`)."""
+        if not isinstance(d, dict):
+            raise ModelFileError(f"the model config is a {type(d).__name__}, not a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         missing = [k for k in ("marker",) if k not in d]
         if missing:
             raise ModelFileError(f"model config lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in d.items() if k in known}).validate()
+
+    def validate(self) -> ModelConfig:
+        """Check every field's type and range (`ModelFileError` naming the field); return self.
+
+        Run when a model file is read, so a damaged or hand-edited config fails before any slide
+        is read, not when the slide's call is made.
+        """
+        problems = _config_problems(self)
+        if problems:
+            raise ModelFileError("the model config has " + "; ".join(problems))
+        return self
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: Any, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _config_problems(cfg: ModelConfig) -> list[str]:
+    """What is wrong with a config's fields, as phrases (empty: nothing)."""
+    out = []
+    if cfg.marker not in MARKERS:
+        out.append(f"unknown marker {cfg.marker!r} (choose one of {', '.join(MARKERS)})")
+    if not isinstance(cfg.encoder_id, str) or not cfg.encoder_id.strip():
+        out.append(f"encoder_id {cfg.encoder_id!r} (must name a tile encoder)")
+    for name in ("embedding_dim", "tile_size"):
+        if not _is_whole(getattr(cfg, name)):
+            out.append(f"{name} {getattr(cfg, name)!r} (must be a whole number >= 1)")
+    if not (_is_number(cfg.tile_mpp) and cfg.tile_mpp > 0):
+        out.append(f"tile_mpp {cfg.tile_mpp!r} (must be a number > 0)")
+    names = cfg.class_names
+    if (
+        not isinstance(names, list)
+        or len(names) < 2
+        or not all(isinstance(c, str) and c for c in names)
+        or len(set(names)) != len(names)
+    ):
+        out.append(f"class_names {names!r} (must be two or more different names)")
+    elif not (_is_whole(cfg.positive_class, 0) and cfg.positive_class < len(names)):
+        out.append(
+            f"positive_class {cfg.positive_class!r} (must be the index of one of {len(names)} "
+            "class_names, from 0)"
+        )
+    if not (_is_number(cfg.threshold) and 0.0 < cfg.threshold < 1.0):
+        out.append(f"threshold {cfg.threshold!r} (must be a number between 0 and 1)")
+    norm = cfg.normalisation
+    if not (
+        isinstance(norm, dict)
+        and all(
+            isinstance(norm.get(k), list)
+            and len(norm[k]) == 3
+            and all(_is_number(v) for v in norm[k])
+            for k in ("mean", "std")
+        )
+        and all(v > 0 for v in norm["std"])
+    ):
+        out.append(
+            f"normalisation {norm!r} (must be {{'mean': [3 numbers], 'std': [3 numbers > 0]}})"
+        )
+    for name in ("architecture", "training", "metrics"):
+        if not isinstance(getattr(cfg, name), dict):
+            out.append(f"{name} of type {type(getattr(cfg, name)).__name__} (must be an object)")
+    if not isinstance(cfg.description, str):
+        out.append("a description that is not text")
+    return out
 
 
 def _check_marker(marker: str) -> str:
@@ -109,6 +180,7 @@ def save_model_file(
 
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(dict(config))
     cfg = dataclasses.replace(cfg, architecture=dict(model.config), format_version=FORMAT_VERSION)
+    cfg.validate()
     if not cfg.created:
         cfg.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     _check_marker(cfg.marker)
@@ -170,6 +242,10 @@ def read_model_config(path: str | Path) -> ModelConfig:
     p, payload = _read_payload(path)
     try:
         return ModelConfig.from_dict(json.loads(payload["config"]))
+    except ModelFileError as exc:
+        raise ModelFileError(
+            f"{p}: {exc}. The file was damaged or edited; use the model file as training wrote it."
+        ) from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{p}: the model config is missing or unreadable ({exc}).") from exc
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import MIN_TISSUE, READER_THREADS
+from ..defaults import MAX_TILES, MIN_TISSUE, READER_THREADS
 from ..errors import Cancelled, HistostainError
+from ..io.overview import overview_plan
 from ..markers import MARKERS, check_markers
 from ..progress import CancelHook, ProgressHook, cancelled
 from .device import DEFAULT_DEVICE, reader_threads_for
@@ -52,7 +53,9 @@ class PredictOptions:
     models: Mapping[str, ModelSpec] = field(
         default_factory=dict
     )  # marker -> model (default bundled)
-    encoder: Any = None  # a TileEncoder, registry name or NAME:PATH (default: the models')
+    encoder: Any = (
+        None  # a TileEncoder, registry name, NAME:PATH or TorchScript file (default: the models')
+    )
     tile_mpp: float | None = None  # tile resolution (default: the models')
     mpp: float | tuple[float, float] | None = None  # override the slide's pixel size
     min_tissue: float = MIN_TISSUE  # smallest tissue fraction of a predicted tile
@@ -60,6 +63,7 @@ class PredictOptions:
     reader_threads: int | None = None  # tile reader threads (default: 2; up to 16 on a GPU)
     device: str = DEFAULT_DEVICE  # auto, cpu, cuda, cuda:N, mps (a TileEncoder keeps its own)
     allow_other_encoder_weights: bool = False  # run a model with other weights than its own
+    max_tiles: int | None = MAX_TILES  # refuse slides with more tissue tiles (None: no cap)
 
     #: the options that change results (what makes stored outputs current)
     RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder")
@@ -124,11 +128,11 @@ def check_encoder(encoder, configs: dict, *, allow_other_weights: bool = False) 
                 f"{encoder.id} (same size) may give meaningless results."
             )
         trained = getattr(cfg, "encoder_weights", "")
-        if trained and encoder.weights_fingerprint != trained:
+        if trained and encoder.fingerprint != trained:
             msg = (
                 f"the {MARKERS[m]} model was trained on {cfg.encoder_id} features from weights "
                 f"{short_fingerprint(trained)}, but the tile encoder {encoder.id} has weights "
-                f"{short_fingerprint(encoder.weights_fingerprint)}: other weights give other "
+                f"{short_fingerprint(encoder.fingerprint)}: other weights give other "
                 "features, so its predictions would be meaningless"
             )
             if not allow_other_weights:
@@ -142,14 +146,17 @@ def check_encoder(encoder, configs: dict, *, allow_other_weights: bool = False) 
 
 
 def resolve_encoder(options: PredictOptions, encoder_id: str):
-    """The options' tile encoder on its device: a given `TileEncoder` as it is, else by name
-    (default `encoder_id`, the models') on `options.device`."""
+    """The options' tile encoder on its device: a given `TileEncoder` as it is; the user's explicit
+    choice by name or file (TorchScript allowed: they gave it); else the models' `encoder_id`, a
+    registry name (a model never names code to run); on `options.device`."""
     from .encoders import TileEncoder, get_encoder
 
     encoder = options.encoder
     if isinstance(encoder, TileEncoder):
         return encoder
-    return get_encoder(encoder or encoder_id, device=options.device)
+    if encoder is None:
+        return get_encoder(encoder_id, device=options.device)
+    return get_encoder(encoder, device=options.device, allow_torchscript=True)
 
 
 def models_on(loaded: dict, device) -> dict:
@@ -227,8 +234,6 @@ def predict_slide(
                 cancel=cancel,
                 on_batch=on_batch,
             )
-    import torch
-
     messages: list[str] = []
     if opts.mpp is not None:
         slide = slide.with_mpp(opts.mpp)
@@ -237,6 +242,11 @@ def predict_slide(
             f"{slide.path.name} has no pixel size; 1 um/px was assumed, so tiles may be at the wrong "
             "scale. Give the true mpp (CLI: --mpp)."
         )
+    if tissue is None:  # a slide too large to scan is refused before torch and the models load
+        overview_plan(slide)
+
+    import torch
+
     loaded = resolve_models(markers, opts.models)
     configs = {m: cfg for m, (_, cfg) in loaded.items()}
     tile_size = int(_common(configs, "tile_size", "tile sizes"))
@@ -244,11 +254,9 @@ def predict_slide(
     tile_mpp = model_mpp if opts.tile_mpp is None else float(opts.tile_mpp)
     if not math.isclose(tile_mpp, model_mpp, rel_tol=1e-3):
         messages.append(f"tiles at {tile_mpp} um/px; the models were trained at {model_mpp} um/px.")
-    encoder = resolve_encoder(opts, _common(configs, "encoder_id", "tile encoders"))
-    messages += check_encoder(
-        encoder, configs, allow_other_weights=opts.allow_other_encoder_weights
-    )
+    model_encoder = _common(configs, "encoder_id", "tile encoders")
 
+    # the slide's size guards (tissue overview, tile grid) before the encoder is built
     if tissue is None:
         tissue = detect_tissue(slide)
     grid = make_grid(
@@ -258,6 +266,11 @@ def predict_slide(
         tissue=tissue,
         min_tissue=opts.min_tissue,
         region=region,
+        max_tiles=opts.max_tiles,
+    )
+    encoder = resolve_encoder(opts, model_encoder)
+    messages += check_encoder(
+        encoder, configs, allow_other_weights=opts.allow_other_encoder_weights
     )
     n = len(grid)
     if n == 0:
@@ -272,6 +285,7 @@ def predict_slide(
             encoder.id,
             {},
             time.perf_counter() - t0,
+            encoder.fingerprint,
         )
         return result
 
@@ -336,6 +350,7 @@ def predict_slide(
         encoder.id,
         stain_result,
         time.perf_counter() - t0,
+        encoder.fingerprint,
     )
 
 

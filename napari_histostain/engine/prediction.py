@@ -64,6 +64,7 @@ class SlidePrediction:
     encoder_id: str = ""
     stain: dict = field(default_factory=dict)
     seconds: float = 0.0
+    encoder_fingerprint: str = ""  # the encoder's identity (`TileEncoder.fingerprint`)
 
     @property
     def is_empty(self) -> bool:
@@ -76,6 +77,7 @@ class SlidePrediction:
             "disclaimer": "Demonstration software, not for clinical use.",
             "slide": self.slide_path,
             "encoder": self.encoder_id,
+            "encoder_fingerprint": self.encoder_fingerprint,
             "grid": self.grid.to_dict(),
             "tissue": self.tissue.to_dict() if self.tissue is not None else None,
             "stain_check": self.stain,

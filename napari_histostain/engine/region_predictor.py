@@ -86,7 +86,12 @@ class RegionPredictor:
             min_tissue=min_tissue,
         )
         self.maps = PredictionMaps.from_grid(self.grid, self.markers, str(slide_path))
-        self.maps.info.update(tile_mpp=self.tile_mpp, tile_size=self.tile_size, encoder=encoder_id)
+        self.maps.info.update(
+            tile_mpp=self.tile_mpp,
+            tile_size=self.tile_size,
+            encoder=encoder_id,
+            encoder_fingerprint=self.encoder.fingerprint,
+        )
         n = len(self.grid)
         self._scores = {m: np.full(n, np.nan, np.float64) for m in self.markers}
         self._logits = {

@@ -14,11 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import TILE_MPP, TILE_SIZE
+from ..defaults import MAX_TILES, TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
 from ..io.metadata import mpp_pair
+from ..io.read_plan import check_region
 from ..io.slide import read_level_region
 from .tissue import TissueMask
+
+#: Tiles may magnify the slide's pixels at most this much (a finer --tile-mpp is a mistake).
+MAX_MAGNIFICATION = 4
+#: Most lattice cells a grid is cut into (each is looked up in the tissue mask).
+MAX_LATTICE_CELLS = 1 << 26
 
 
 class TilingError(HistostainError):
@@ -226,11 +232,14 @@ def make_grid(
     tissue: TissueMask | None = None,
     min_tissue: float = 0.25,
     region: tuple[int, int, int, int] | None = None,
+    max_tiles: int | None = MAX_TILES,
 ) -> TileGrid:
     """Tiles of `slide` with at least `min_tissue` tissue (detected when `tissue` is None).
 
     `region` is a level-0 (x, y, w, h) box; tiles intersecting it are kept. `min_tissue=0` keeps
-    every tile of the lattice (tissue is then not detected unless given).
+    every tile of the lattice (tissue is then not detected unless given). More than `max_tiles`
+    kept tiles (None: no cap), tiles much finer than the slide's pixels or a lattice of more than
+    `MAX_LATTICE_CELLS` cells raise `TilingError` before any tile is read.
     """
     if tile_size <= 0 or tile_mpp <= 0:
         raise TilingError(
@@ -243,6 +252,16 @@ def make_grid(
             f"one {tile_size} px tile at {tile_mpp} um/px spans {tile_px0:.0f} slide pixels, far more "
             f"than the slide ({W} x {H}); check the slide's mpp ({slide.mpp[0]:.3f} um/px)."
         )
+    if tile_px0 * MAX_MAGNIFICATION < tile_size:
+        raise TilingError(
+            f"tiles at {tile_mpp:g} um/px are more than {MAX_MAGNIFICATION}x finer than the slide's "
+            f"pixels ({slide.mpp[0]:.3g} um/px): each {tile_size} px tile would magnify "
+            f"{tile_px0:.3g} slide pixels. Use a --tile-mpp of at least "
+            f"{slide.mpp[0] / MAX_MAGNIFICATION:.3g}, or check the slide's pixel size (--mpp)."
+        )
+    info = getattr(slide, "info", None)
+    if info is not None:  # one tile read must fit the read budget
+        check_region(info, level, read_size, read_size)
     n_cols = max(int(np.ceil(W / tile_px0 - 1e-9)), 1)
     n_rows = max(int(np.ceil(H / tile_px0 - 1e-9)), 1)
     r0, r1, c0, c1 = 0, n_rows, 0, n_cols
@@ -258,29 +277,54 @@ def make_grid(
         r0 = max(int(np.floor(ry / tile_px0)), 0)
         c1 = min(int(np.ceil((rx + rw) / tile_px0)), n_cols)
         r1 = min(int(np.ceil((ry + rh) / tile_px0)), n_rows)
-    rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
-    rowcol = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.int64)
-    coords = np.round(rowcol[:, ::-1] * tile_px0).astype(np.int64)  # (x, y)
+    cells = (r1 - r0) * (c1 - c0)
+    if cells > MAX_LATTICE_CELLS:
+        raise TilingError(
+            f"{tile_size} px tiles at {tile_mpp:g} um/px cut this slide ({W} x {H} px at "
+            f"{slide.mpp[0]:.3g} um/px) into {cells:,} cells, more than {MAX_LATTICE_CELLS:,}; "
+            "check the slide's pixel size and --tile-mpp, or predict a --region."
+        )
     if min_tissue > 0 and tissue is None:
         from .tissue import detect_tissue
 
         tissue = detect_tissue(slide)
-    if tissue is not None:
-        frac = tissue.fractions_in(coords[:, 0], coords[:, 1], tile_px0, tile_px0).astype(
-            np.float32
+    # row bands of at most ~1M cells keep the lattice's arrays small on any slide
+    band = max(1, (1 << 20) // max(c1 - c0, 1))
+    kept_coords, kept_rowcol, kept_frac = [], [], []
+    n_kept = 0
+    for b0 in range(r0, r1, band):
+        rows, cols = np.meshgrid(
+            np.arange(b0, min(b0 + band, r1)), np.arange(c0, c1), indexing="ij"
         )
-    else:
-        frac = np.ones(len(coords), np.float32)
-    keep = frac >= min_tissue if min_tissue > 0 else np.ones(len(coords), bool)
+        rowcol = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.int64)
+        coords = np.round(rowcol[:, ::-1] * tile_px0).astype(np.int64)  # (x, y)
+        if tissue is not None:
+            frac = tissue.fractions_in(coords[:, 0], coords[:, 1], tile_px0, tile_px0).astype(
+                np.float32
+            )
+        else:
+            frac = np.ones(len(coords), np.float32)
+        keep = frac >= min_tissue if min_tissue > 0 else np.ones(len(coords), bool)
+        n_kept += int(keep.sum())
+        if max_tiles is not None and n_kept > max_tiles:
+            raise TilingError(
+                f"more than {max_tiles:,} tiles of {tile_size} px at {tile_mpp:g} um/px on this "
+                f"slide ({W} x {H} px at {slide.mpp[0]:.3g} um/px); that many usually means a wrong "
+                "pixel size or --tile-mpp. Check them, predict a --region, or raise the cap "
+                "(--max-tiles N)."
+            )
+        kept_coords.append(coords[keep])
+        kept_rowcol.append(rowcol[keep])
+        kept_frac.append(frac[keep])
     return TileGrid(
         tile_size=int(tile_size),
         tile_mpp=float(tile_mpp),
         level=int(level),
         read_size=int(read_size),
-        coords=coords[keep],
+        coords=_concat(kept_coords, (0, 2), np.int64),
         tile_px0=float(tile_px0),
-        rowcol=rowcol[keep],
-        tissue_fraction=frac[keep],
+        rowcol=_concat(kept_rowcol, (0, 2), np.int64),
+        tissue_fraction=_concat(kept_frac, (0,), np.float32),
         n_rows=n_rows,
         n_cols=n_cols,
         slide_mpp=(float(slide.mpp[0]), float(slide.mpp[1])),
@@ -288,6 +332,10 @@ def make_grid(
         region=_box(region) if region is not None else None,
         slide_dimensions=(int(W), int(H)),
     )
+
+
+def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype)
 
 
 def _box(region: Sequence[float]) -> tuple[int, int, int, int]:

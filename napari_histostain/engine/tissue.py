@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..io.overview import read_overview, reduce_blocks
+
 #: Bounds on the saturation threshold: Otsu is used between them (a blank slide has no real split).
 SATURATION_BOUNDS = (0.07, 0.15)
 #: Pixels brighter than this (HSV value) and barely coloured are glass.
@@ -206,41 +208,6 @@ def tissue_mask_from_rgb(
     return tissue.astype(bool), thr
 
 
-def _reduce_blocks(block: np.ndarray, k: int) -> np.ndarray:
-    """k x k mean of an (H, W, 3) uint8 array whose sides are multiples of k."""
-    h, w = block.shape[:2]
-    return block.reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3)).astype(np.uint8)
-
-
-def read_overview(
-    slide, target_mpp: float = 8.0, *, strip_px: int = 2048
-) -> tuple[np.ndarray, float]:
-    """An RGB overview of the whole slide near `target_mpp` and its downsample (level-0 px per px).
-
-    Reads the closest pyramid level at or above the target resolution in strips and block-averages
-    the remaining factor, so memory stays bounded even for single-level slides.
-    """
-    from ..io.slide import read_level_region
-
-    mpp = float(slide.mpp[0])
-    want = max(target_mpp / mpp, 1.0)
-    level = slide.best_level_for_downsample(want)
-    lds = float(slide.level_downsamples[level])
-    k = max(int(round(want / lds)), 1)
-    lw, lh = slide.level_dimensions[level]
-    out_w, out_h = -(-lw // k), -(-lh // k)
-    out = np.empty((out_h, out_w, 3), np.uint8)
-    rows = max(strip_px // k, 1) * k
-    for y in range(0, lh, rows):
-        h = min(rows, lh - y)
-        hp = -(-h // k) * k
-        region = np.empty((hp, out_w * k, 3), np.uint8)
-        region[:] = slide.background
-        region[:h, :lw] = read_level_region(slide, level, 0, y, lw, h)
-        out[y // k : y // k + hp // k] = _reduce_blocks(region, k) if k > 1 else region
-    return out, lds * k
-
-
 def detect_tissue(slide, *, target_mpp: float = 8.0, **kwargs) -> TissueMask:
     """Detect tissue on a ~`target_mpp` um/px overview of `slide` (a `Slide` or an RGB array).
 
@@ -254,7 +221,7 @@ def detect_tissue(slide, *, target_mpp: float = 8.0, **kwargs) -> TissueMask:
             if k > 1:
                 h, w = rgb.shape[:2]
                 pad = ((0, -h % k), (0, -w % k), (0, 0))
-                rgb = _reduce_blocks(np.pad(rgb, pad, mode="edge"), k)
+                rgb = reduce_blocks(np.pad(rgb, pad, mode="edge"), k)
                 mpp = mpp * k
         mask, thr = tissue_mask_from_rgb(rgb, mpp=mpp, **kwargs)
         return TissueMask(mask, float(k), mpp, thr)

@@ -2,7 +2,8 @@
 
 Cohort prediction, `quantify --cohort`, training and the simulator all read their manifests here:
 UTF-8 (a byte-order mark is fine), blank lines and `#` comment lines skipped, cell values and
-column names stripped, and relative paths resolved against the manifest's own folder.
+column names stripped (and un-escaped where `io.atomic.write_csv` escaped a formula-like text),
+and relative paths resolved against the manifest's own folder.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HistostainError
+from .atomic import unescape_cell
 
 
 class ManifestError(HistostainError):
@@ -82,7 +84,7 @@ def read_manifest(
         rows = []
         for values in reader:
             row = {c: "" for c in first}
-            row.update({c: (v or "").strip() for c, v in zip(first, values)})
+            row.update({c: unescape_cell((v or "").strip()) for c, v in zip(first, values)})
             rows.append(row)
     except csv.Error as exc:
         raise ManifestError(f"cannot read {what} {p}: {exc}") from None

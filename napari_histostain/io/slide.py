@@ -19,6 +19,8 @@ import numpy as np
 
 from .errors import SlideError
 from .metadata import MissingMppWarning, SlideInfo, mpp_pair
+from .overview import read_level_region, thumbnail
+from .read_plan import check_chunks, check_region
 
 if TYPE_CHECKING:
     from .backends import SlideBackend
@@ -31,6 +33,7 @@ __all__ = [
     "SlideError",
     "SlideInfo",
     "open_slide",
+    "read_level_region",
     "slide_from_array",
 ]
 
@@ -165,6 +168,7 @@ class Slide:
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0:
             raise ValueError(f"region size must be positive, got {size}")
+        check_region(self.info, level, w, h)
         location = (int(location[0]), int(location[1]))
         try:
             tiles = self._direct_tiles()
@@ -188,6 +192,8 @@ class Slide:
         returns the level's pixels even when its downsample is not an integer (OpenSlide would
         shift them by a fraction of a pixel and interpolate). Use it to read at a pyramid level.
         """
+        if 0 <= level < self.level_count and w > 0 and h > 0:
+            check_region(self.info, level, int(w), int(h))
         tiles = self._direct_tiles()
         if tiles is not None and 0 <= level < self.level_count and w > 0 and h > 0:
             try:
@@ -235,20 +241,7 @@ class Slide:
 
     def thumbnail(self, max_size: int = 1024) -> np.ndarray:
         """An RGB overview no larger than `max_size` on its longer side, from the best level."""
-        w, h = self.dimensions
-        ds = max(w, h) / max_size
-        level = self.best_level_for_downsample(max(ds, 1.0))
-        lw, lh = self.level_dimensions[level]
-        img = self.read_region((0, 0), level, (lw, lh))
-        if max(lw, lh) > max_size:
-            from skimage.transform import resize
-
-            scale = max_size / max(lw, lh)
-            out_shape = (max(1, round(lh * scale)), max(1, round(lw * scale)))
-            img = (resize(img, out_shape, anti_aliasing=True, preserve_range=True) + 0.5).astype(
-                np.uint8
-            )
-        return img
+        return thumbnail(self, max_size)
 
     def close(self) -> None:
         if self._direct.tiles is not None:
@@ -270,15 +263,6 @@ class Slide:
     def __reduce__(self):
         # Slides travel to dask workers as their path and reopen there.
         return (open_slide, (self.info.path,))
-
-
-def read_level_region(source, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-    """`source.read_level_region(...)` (a `Slide`); for a slide-like object without it (an
-    OpenSlide-style `read_region` and `level_downsamples`), `read_region` at the level-0 location."""
-    if hasattr(source, "read_level_region"):
-        return source.read_level_region(level, x, y, w, h)
-    ds = source.level_downsamples[level]
-    return source.read_region((round(x * ds), round(y * ds)), level, (w, h))
 
 
 def _probe(slide: Slide, display: str) -> None:
@@ -307,6 +291,11 @@ def open_slide(path: str | Path) -> Slide:
         opened = opener(p, display)
         if opened is not None:
             slide = Slide(*opened)
+            try:
+                check_chunks(slide.info)  # before decoding anything: can any level be read?
+            except SlideError:
+                slide.close()
+                raise
             _probe(slide, display)
             break
     if slide is None and (

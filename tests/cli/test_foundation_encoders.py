@@ -72,13 +72,13 @@ def test_train_and_predict_on_a_foundation_encoder(cohort, tmp_path, capsys):
     settings = json.loads((cache / "cache.json").read_text())
     encoder = get_encoder("vit-tiny-test")
     assert settings["tile_mpp"] == 0.5 and settings["tile_size"] == 224  # the preset's
-    assert settings["encoder_weights"] == encoder.weights_fingerprint
+    assert settings["encoder_weights"] == encoder.fingerprint
     train = ["train", str(d / "manifest.csv"), "--cache", str(cache), "--marker", "ki67"]
     small = ["--epochs", "2", "--folds", "2", "--n-tokens", "8", "--batch-size", "4"]
     assert main([*train, *small, "--hidden-dim", "16", "--out", str(run), "--quiet"]) == 0
     cfg = read_model_config(run / "model.pt")
     assert cfg.encoder_id == cfg.encoder_preset == "vit-tiny-test" and cfg.embedding_dim == 128
-    assert cfg.encoder_weights == encoder.weights_fingerprint and cfg.tile_mpp == 0.5
+    assert cfg.encoder_weights == encoder.fingerprint and cfg.tile_mpp == 0.5
     evaluate = ["evaluate", str(d / "manifest.csv"), "--cache", str(cache), "--no-bayes"]
     assert (
         main(

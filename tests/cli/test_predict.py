@@ -8,37 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from tiny_models import write_tiny_kit
 
 from napari_histostain.cli import main
 from napari_histostain.engine import model_files as model_mod
-from napari_histostain.engine.model_files import save_model_file, seeded_model
-
-
-class _Tiny(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 7, stride=4)
-
-    def forward(self, x):
-        return torch.relu(self.conv(x))
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    enc = d / "tiny.pt"
-    torch.jit.save(
-        torch.jit.script(_Tiny()),
-        str(enc),
-        _extra_files={"histostain.json": json.dumps({"id": "tiny"})},
-    )
-    models = {}
-    for i, m in enumerate(("p53", "ki67")):
-        net, cfg = seeded_model(m, seed=i, in_dim=8, encoder_id="tiny")
-        models[m] = save_model_file(d / f"{m}.pt", net, cfg)
-    return enc, models
+    kit = write_tiny_kit(tmp_path_factory.mktemp("cli"))
+    return kit["encoder"], kit["models"]
 
 
 def _args(slide, out, files, *extra):
@@ -66,6 +45,7 @@ def test_predict_writes_json_and_csv(synthetic_slide, files, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(_args(synthetic_slide, out, files, "--tile-mpp", "0.5")) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        ".synthetic.histostain-files.json",  # the set written, replaced as one by the next run
         "synthetic.prediction.json",
         "synthetic.tiles.csv",
     ]

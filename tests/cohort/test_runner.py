@@ -17,10 +17,11 @@ import pytest
 
 from napari_histostain.cohort import jobs, runner, summary
 from napari_histostain.cohort.errors import CohortError
-from napari_histostain.cohort.jobs import DONE_MARKER, STAGING_DIR
+from napari_histostain.cohort.jobs import DONE_MARKER
 from napari_histostain.cohort.runner import ClusterOptions, run_cohort
 from napari_histostain.cohort.slides import cohort_slides, read_slide_manifest, slide_fingerprint
 from napari_histostain.engine.predict import PredictOptions
+from napari_histostain.io.atomic import RECORD_SUFFIX, STAGING_SUFFIX
 from napari_histostain.io.manifest import ManifestError
 
 pytestmark = pytest.mark.slow  # simulated slides, clusters or whole cohorts: seconds each
@@ -139,7 +140,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _assert_clean(out: Path):
     """No staging folders, temp files or lock files left anywhere under `out`."""
-    leftovers = [p for p in out.rglob("*") if p.name.endswith(".part") or p.name == STAGING_DIR]
+    leftovers = [
+        p for p in out.rglob("*") if p.name.endswith(".part") or p.name.endswith(STAGING_SUFFIX)
+    ]
     assert not leftovers
     assert not (out / runner.LOCK_FILE).exists()
 
@@ -254,7 +257,7 @@ def _comparable(folder: Path) -> dict:
     """Output files of a slide folder, parsed, with the per-run wall time removed."""
     out = {}
     for name, data in _files(folder).items():
-        if name == DONE_MARKER:
+        if name == DONE_MARKER or name.endswith(RECORD_SUFFIX):  # each command's own bookkeeping
             continue
         if name.endswith(".json"):
             doc = json.loads(data)
@@ -414,7 +417,7 @@ def test_killed_worker_then_rerun_completes(client, slide_dir, models, tmp_path)
         pid = int(flag.read_text())
         assert pid in worker_pids
         assert list(
-            (out / STAGING_DIR).glob("case2.*/case2.tiles.csv")
+            out.glob(f".cohort.*{STAGING_SUFFIX}/case2.*/case2.tiles.csv")
         )  # outputs staged, not final
         psutil.Process(pid).kill()
         res = running.result(timeout=120)
@@ -466,12 +469,18 @@ def test_interrupted_run_resumes_on_scheduler_address(client, slide_dir, tmp_pat
     deadline = time.time() + 30  # cancelled tasks already running may still finish (atomically)
     while any(client.processing().values()) and time.time() < deadline:
         time.sleep(0.1)
+    address = client.scheduler.address
+    if address.startswith("tls://"):  # the local cluster admits only clients with its credentials
+        with pytest.raises(CohortError, match="uses TLS"):
+            run_cohort(
+                slides, out, ("ki67",), task=light_task, cluster=ClusterOptions(scheduler=address)
+            )
     res = run_cohort(
         slides,
         out,
         ("ki67",),
         task=light_task,
-        cluster=ClusterOptions(scheduler=client.scheduler.address),
+        cluster=ClusterOptions(scheduler=address, security=client.security),
     )
     assert res.ok and res.counts["skipped"] >= 1 and res.counts["done"] + res.counts["skipped"] == 4
     for i in range(4):

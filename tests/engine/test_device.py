@@ -81,9 +81,9 @@ def test_autocast_path_runs_on_the_cpu_and_float32_comes_back_exactly():
 def test_embedded_batches_give_each_batch_its_features_in_order(synth_slide):
     enc = _tiny_vit()
     grid = make_grid(synth_slide, tile_mpp=2.0, tile_size=112)
-    assert len(grid) > 12
+    assert len(grid) > 6 and len(grid) % 3  # several batches of 3, the last one shorter
     seen = []
-    for idx, tiles, feats in embedded_batches(synth_slide, grid, enc, batch_size=8):
+    for idx, tiles, feats in embedded_batches(synth_slide, grid, enc, batch_size=3):
         assert isinstance(feats, torch.Tensor) and feats.shape == (len(idx), 128)
         assert torch.equal(feats, torch.from_numpy(enc.embed(tiles)))
         seen.append(idx)

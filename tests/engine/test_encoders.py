@@ -143,25 +143,25 @@ def test_torchscript_encoder_from_the_registry(tmp_path):
         str(path),
         _extra_files={"histostain.json": json.dumps(meta)},
     )
-    enc = get_encoder(path)
+    enc = get_encoder(path, allow_torchscript=True)
     assert enc.dim == 24 and enc.id == "torchscript:my-encoder.ts" and enc.tile_size == 64
     tiles = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     x = (torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
     with torch.inference_mode():
         expect = net(x).mean((2, 3)).numpy()
     np.testing.assert_allclose(enc.embed(tiles), expect, atol=1e-5)
-    assert get_encoder(path) is enc  # cached
+    assert get_encoder(path, allow_torchscript=True) is enc  # cached
 
 
 def test_bad_encoders_give_clear_errors(tmp_path):
     with pytest.raises(EncoderError, match="unknown tile encoder"):
         get_encoder("resnet-9000")
     with pytest.raises(EncoderError, match="not found"):
-        get_encoder(tmp_path / "missing.pt")
+        get_encoder(tmp_path / "missing.pt", allow_torchscript=True)
     bogus = tmp_path / "bogus.pt"
     bogus.write_bytes(b"not a model")
     with pytest.raises(EncoderError, match="not a TorchScript file"):
-        get_encoder(bogus)
+        get_encoder(bogus, allow_torchscript=True)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("timm") is not None, reason="timm is installed here")

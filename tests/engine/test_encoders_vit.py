@@ -403,8 +403,8 @@ def test_fingerprints_name_the_weights_not_the_file(tmp_path):
     half = {k: v.bfloat16() for k, v in m1.state_dict().items()}
     torch.save(half, tmp_path / "w.bin")
     write_safetensors(tmp_path / "w.safetensors", half)
-    a = P.preset_encoder(tiny("uni"), tmp_path / "w.bin").weights_fingerprint
-    b = P.preset_encoder(tiny("uni"), tmp_path / "w.safetensors").weights_fingerprint
+    a = P.preset_encoder(tiny("uni"), tmp_path / "w.bin").fingerprint
+    b = P.preset_encoder(tiny("uni"), tmp_path / "w.safetensors").fingerprint
     assert a == b == state_dict_fingerprint(half)
     with torch.no_grad():
         m2.norm.bias[0] += 1e-3
@@ -426,7 +426,7 @@ def test_tiny_test_preset_is_a_seeded_tile_encoder():
     feats = enc.embed(tiles)
     assert feats.shape == (3, 128) and feats.dtype == np.float32 and enc.dim == 128
     assert np.array_equal(feats, again.embed(tiles))
-    assert enc.weights_fingerprint == again.weights_fingerprint
+    assert enc.fingerprint == again.fingerprint
     assert enc.id == "vit-tiny-test" and enc.tile_size == 224 and enc.batch_size == 32
 
 

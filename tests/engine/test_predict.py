@@ -44,10 +44,10 @@ def tiny_encoder(tmp_path_factory):
         str(path),
         _extra_files={"histostain.json": json.dumps({"id": "tiny-test"})},
     )
-    return get_encoder(path)
+    return get_encoder(path, allow_torchscript=True)
 
 
-def _models(in_dim=16, encoder_id="tiny-test", tile_mpp=0.5):
+def _models(in_dim=16, encoder_id="torchscript:tiny-test", tile_mpp=0.5):
     out = {}
     for i, m in enumerate(MARKERS):
         net, cfg = seeded_model(m, seed=i, in_dim=in_dim, encoder_id=encoder_id, tile_mpp=tile_mpp)
@@ -222,7 +222,7 @@ def test_encoder_model_mismatch_is_a_clear_error(slide, tiny_encoder):
 
 
 def test_other_encoder_weights_are_refused_unless_allowed(slide, tiny_encoder):
-    own = tiny_encoder.weights_fingerprint
+    own = tiny_encoder.fingerprint
     assert own.startswith("sha256:") and len(own) == 71
     models = _models()
     models["ki67"][1].encoder_weights = "sha256:" + "0" * 64  # trained on other weights

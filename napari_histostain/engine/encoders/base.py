@@ -4,10 +4,16 @@ On the CPU a batch is normalised on the host and run in float32. On a GPU (`to_d
 tiles are uploaded from page-locked host memory (`host_batch`) without waiting, normalised there
 and run under bf16 / fp16 autocast; `features` returns before the GPU has finished, so the caller
 can prepare the next batch meanwhile (`engine.tile_stream.embedded_batches`).
+
+An encoder's identity is its `fingerprint`: a hash of its name and of what it computes with (its
+weights, independent of the file format, or a TorchScript archive's bytes). Model files, embedding
+caches and predictions record it, and predicting or resuming compares it, so other weights under
+the same name are never taken for the ones a result was made with.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +36,9 @@ class TileEncoder:
     `features(x)` maps a normalised float NCHW (channels_last) tensor to (N, dim); `embed` does the
     uint8 -> normalised float conversion, batching and inference_mode around it. `tile_size` and
     `tile_mpp` are the input the network was made for (`tile_mpp` None: no fixed resolution);
-    `batch_sizes` the (CPU, GPU) batch sizes it runs best at; `weights_fingerprint` identifies its
-    weights (default: the sha256 of its state dict, computed when first asked for).
+    `batch_sizes` the (CPU, GPU) batch sizes it runs best at; `fingerprint` its identity, or a
+    function giving it (default: `encoder_identity` of its id and state dict, computed when first
+    asked for).
     """
 
     def __init__(
@@ -46,7 +53,7 @@ class TileEncoder:
         tile_size: int = TILE_SIZE,
         tile_mpp: float | None = None,
         batch_sizes: tuple[int, int] = (BATCH_SIZE, GPU_BATCH_SIZE),
-        weights_fingerprint: str | Callable[[], str] | None = None,
+        fingerprint: str | Callable[[], str] | None = None,
     ):
         import torch
 
@@ -63,7 +70,7 @@ class TileEncoder:
         self.std = tuple(float(v) for v in std)
         self._shift = torch.tensor(self.mean).view(1, 3, 1, 1) * 255.0
         self._scale = 1.0 / (torch.tensor(self.std).view(1, 3, 1, 1) * 255.0)
-        self._fingerprint = weights_fingerprint
+        self._fingerprint = fingerprint
         self.device = torch.device("cpu")
         self.amp_dtype: Any = None
 
@@ -77,13 +84,17 @@ class TileEncoder:
         return self.batch_sizes[0] if self.device.type == "cpu" else self.batch_sizes[1]
 
     @property
-    def weights_fingerprint(self) -> str:
-        """ "sha256:<hex>" of the weights (computed on first use, then kept)."""
+    def fingerprint(self) -> str:
+        """ "sha256:<hex>" identity of this encoder (computed on first use, then kept)."""
         if not isinstance(self._fingerprint, str):
             from .weights import state_dict_fingerprint
 
             make = self._fingerprint
-            self._fingerprint = make() if make is not None else state_dict_fingerprint(self.module)
+            self._fingerprint = (
+                make()
+                if make is not None
+                else encoder_identity(self.id, state_dict_fingerprint(self.module))
+            )
         return self._fingerprint
 
     def to_device(self, device, *, amp: Any = True) -> TileEncoder:
@@ -163,6 +174,12 @@ def _check_tiles(batch: np.ndarray) -> np.ndarray:
     if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
         raise EncoderError(f"tiles must be uint8 (N, H, W, 3), got {batch.dtype} {batch.shape}")
     return batch
+
+
+def encoder_identity(id: str, weights: str) -> str:
+    """The fingerprint of the encoder `id` computing with weights whose fingerprint is `weights`
+    (`weights.state_dict_fingerprint`): two encoders sharing weights but not features differ."""
+    return "sha256:" + hashlib.sha256(f"{id}\0{weights}".encode()).hexdigest()
 
 
 def pool_features(y):

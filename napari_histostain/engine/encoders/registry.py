@@ -1,4 +1,12 @@
-"""The encoder registry: names -> factories, NAME:PATH specs, TorchScript files, a cache per device."""
+"""The encoder registry: names -> factories, NAME:PATH specs, TorchScript files only when allowed,
+and a cache per device.
+
+A registry name (a built-in encoder or a foundation-model preset, optionally NAME:WEIGHTS_FILE, or
+`timm:<name>` with local weights) builds a known network from weights loaded with
+`weights_only=True`. A TorchScript file is a program; `get_encoder` loads one only with
+`allow_torchscript=True`, which only an explicit user choice (`--encoder FILE`) passes: a model
+file's `encoder_id` can never make the tool run code.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .base import EncoderError, TileEncoder
+from .torchscript import TORCHSCRIPT_SUFFIXES
 
 DEFAULT_ENCODER = "efficientnet-lite0"
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
 #: Foundation-model presets (`foundation.PRESETS`, in the same order).
 PRESET_NAMES = (
@@ -48,7 +56,7 @@ def register_encoder(name: str, factory: Callable[..., TileEncoder]) -> None:
 def available_encoders() -> list[str]:
     return sorted({*BUILTIN, *_FACTORIES}) + [
         "NAME:WEIGHTS_FILE",
-        "<TorchScript file>",
+        "<TorchScript file> (--encoder FILE only)",
         "timm:<name> (with checkpoint=, needs timm)",
     ]
 
@@ -67,20 +75,45 @@ def split_encoder_spec(spec: str | Path) -> tuple[str, Path | None]:
     return text, None
 
 
+def is_torchscript_file(name: str | Path) -> bool:
+    """Whether `name` is not a registry name (or NAME:PATH) but a (TorchScript) file path."""
+    text = str(name)
+    base, _ = split_encoder_spec(text)
+    if _factory(base) is not None or text.startswith("timm:"):
+        return False
+    return text.lower().endswith(TORCHSCRIPT_SUFFIXES) or Path(text).expanduser().is_file()
+
+
 def get_encoder(
     name: str | Path = DEFAULT_ENCODER,
     *,
     checkpoint: str | Path | None = None,
     device: Any = "cpu",
+    allow_torchscript: bool = False,
 ) -> TileEncoder:
     """A (cached) tile encoder on `device` (see `engine.device`), by registry name, NAME:PATH
-    (a preset or built-in encoder with that weights file), TorchScript path or `timm:<name>`."""
+    (a preset or built-in encoder with that weights file), `timm:<name>`, or (only with
+    `allow_torchscript`, i.e. the user gave the file) a TorchScript file."""
     from ..device import resolve_device
 
+    if is_torchscript_file(name) and not allow_torchscript:
+        raise EncoderError(
+            f"tile encoder {str(name)!r} is a file, not an encoder name: a TorchScript encoder runs "
+            "its own code, so it is loaded only when you give it yourself (--encoder FILE), never "
+            f"because a model names it. Encoder names: {', '.join(sorted({*BUILTIN, *_FACTORIES}))}."
+        )
     name, spec_path = split_encoder_spec(name)
     checkpoint = checkpoint or spec_path
     dev = resolve_device(device)
-    key = (name, str(Path(checkpoint).expanduser().resolve()) if checkpoint else None, str(dev))
+    key: tuple = (
+        name,
+        str(Path(checkpoint).expanduser().resolve()) if checkpoint else None,
+        str(dev),
+    )
+    if is_torchscript_file(name) and Path(name).expanduser().is_file():
+        from .torchscript import torchscript_fingerprint
+
+        key += (torchscript_fingerprint(name),)  # a file changed in place is loaded again
     with _LOCK:
         if key not in _CACHE:
             encoder = _make_encoder(name, checkpoint)
@@ -94,6 +127,16 @@ def describe_encoders() -> list[dict[str, Any]]:
         importlib.import_module(f"{__package__}.{module}").describe(name)
         for name, (module, _, _) in BUILTIN.items()
     ]
+
+
+def encoder_fingerprint(name: str | Path, *, allow_torchscript: bool = False) -> str:
+    """The fingerprint the encoder `name` has, without running a TorchScript file (its archive's
+    hash); a registry encoder is built (cached) to ask it."""
+    if is_torchscript_file(name) and allow_torchscript:
+        from .torchscript import torchscript_fingerprint
+
+        return torchscript_fingerprint(name)
+    return get_encoder(name, allow_torchscript=allow_torchscript).fingerprint
 
 
 def _factory(name: str) -> Callable[..., TileEncoder] | None:
@@ -114,7 +157,7 @@ def _make_encoder(name: str, checkpoint) -> TileEncoder:
         from .timm import timm_encoder
 
         return timm_encoder(name[5:], checkpoint)
-    if name.lower().endswith(TORCHSCRIPT_SUFFIXES) or Path(name).is_file():
+    if is_torchscript_file(name):
         from .torchscript import torchscript_encoder
 
         return torchscript_encoder(name)

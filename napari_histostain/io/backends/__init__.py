@@ -7,6 +7,7 @@ broken.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,13 @@ class SlideBackend(Protocol):
 
 
 Opener = Callable[[Path, str], "tuple[SlideInfo, SlideBackend] | None"]
+
+#: Readers whose log lines ("<tifffile.TiffPages @8> invalid page offset") must not reach stderr by
+#: Python's last-resort handler (in dask workers, scripts): a broken file reaches the user as our
+#: own one-line error; the CLI shows the library's lines with --verbose.
+QUIET_LIBRARY_LOGGERS = ("tifffile",)
+for _name in QUIET_LIBRARY_LOGGERS:
+    logging.getLogger(_name).addHandler(logging.NullHandler())
 
 
 def composite_rgba(rgba: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
