@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from napari_histostain.engine.encoders import EncoderError, get_encoder
 from napari_histostain.engine.encoders import foundation as P
 from napari_histostain.engine.encoders import vit as V
+from napari_histostain.engine.encoders.base import encoder_identity
 from napari_histostain.engine.encoders.checkpoints import (
     expand_shapes,
     load_checked,
@@ -403,9 +404,10 @@ def test_fingerprints_name_the_weights_not_the_file(tmp_path):
     half = {k: v.bfloat16() for k, v in m1.state_dict().items()}
     torch.save(half, tmp_path / "w.bin")
     write_safetensors(tmp_path / "w.safetensors", half)
-    a = P.preset_encoder(tiny("uni"), tmp_path / "w.bin").fingerprint
+    enc = P.preset_encoder(tiny("uni"), tmp_path / "w.bin")
     b = P.preset_encoder(tiny("uni"), tmp_path / "w.safetensors").fingerprint
-    assert a == b == state_dict_fingerprint(half)
+    assert enc.fingerprint == b == encoder_identity(enc.id, state_dict_fingerprint(half))
+    assert encoder_identity("other", state_dict_fingerprint(half)) != b  # the name counts too
     with torch.no_grad():
         m2.norm.bias[0] += 1e-3
     assert state_dict_fingerprint(m1) != state_dict_fingerprint(m2)
