@@ -3,7 +3,8 @@
     histostain build-cohort --out cohort --cache cache --cases 300
 
 Simulation runs in `--workers` processes; embedding runs in `--embed-workers` processes, each with
-its own tile encoder (on the GPU when one is present). The manifest is rewritten with paths
+its own tile encoder on `--device` (the engine's one device path: `get_encoder(..., device=)` and
+`embed_slides`, as `histostain embed`). The manifest is rewritten with paths
 relative to its folder, so cohort + cache can be moved together (or the cache used alone).
 """
 
@@ -16,35 +17,6 @@ import json
 import os
 import time
 from pathlib import Path
-
-import numpy as np
-
-
-class DeviceEncoder:
-    """The engine's tile encoder moved to a torch device (same features, GPU speed)."""
-
-    def __init__(self, name: str = "efficientnet-lite0", device: str = "auto"):
-        import torch
-
-        from napari_histostain.engine.encoders import get_encoder
-
-        self.enc = get_encoder(name)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.enc.module.to(self.device)
-        self.id, self.dim = self.enc.id, self.enc.dim
-        self.version = getattr(self.enc, "version", None)
-
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        if self.device.type == "cpu":
-            return self.enc.embed(batch)
-        x = self.enc.to_tensor(batch).to(self.device, non_blocking=True)
-        with torch.inference_mode():
-            f = self.enc._features(x.contiguous(memory_format=torch.channels_last))
-        return f.float().cpu().numpy()
 
 
 def relative_manifest(manifest: Path) -> Path:
@@ -76,14 +48,14 @@ def _embed_shard(args: tuple) -> tuple[int, int, float]:
     import torch
 
     torch.set_num_threads(1)
-    from .cache import EmbeddingCache, embed_slides, encoder_version
+    from napari_histostain.engine.encoders import get_encoder
+
+    from .cache import EmbeddingCache, embed_slides
     from .manifest import load_manifest
 
     m = load_manifest(manifest_path)
-    enc = DeviceEncoder(encoder, device=device)
-    cache = EmbeddingCache(
-        cache_dir, encoder_id=enc.id, encoder_version=encoder_version(enc.enc), root=m.path.parent
-    )
+    enc = get_encoder(encoder, device=device)
+    cache = EmbeddingCache.for_encoder(cache_dir, enc, root=m.path.parent)
     slides = m.slide_paths()[shard::n_shards]
     s = embed_slides(
         slides,
@@ -198,7 +170,9 @@ def build(
     id_prefix: str = "case",
     encoder: str = "efficientnet-lite0",
 ) -> dict:
-    from .cache import EmbeddingCache, encoder_version
+    from napari_histostain.engine.encoders import get_encoder
+
+    from .cache import EmbeddingCache
     from .manifest import load_manifest
 
     t0 = time.perf_counter()
@@ -216,11 +190,7 @@ def build(
     relative_manifest(manifest)
     t_sim = time.perf_counter() - t0
     m = load_manifest(manifest)
-    enc0 = DeviceEncoder(encoder, device="cpu")
-    EmbeddingCache(
-        cache, encoder_id=enc0.id, encoder_version=encoder_version(enc0.enc), root=m.path.parent
-    ).check_or_create()
-    del enc0
+    EmbeddingCache.for_encoder(cache, get_encoder(encoder), root=m.path.parent).check_or_create()
     t1 = time.perf_counter()
     stop_at = None if deadline is None else time.time() + max(10.0, deadline - (t1 - t0))
     jobs = [

@@ -1,12 +1,13 @@
 """Per-slide cache of tile embeddings: features (float16, zip-compressed), tile coordinates, encoder
-id and version.
+id, version and weights fingerprint.
 
 One `<key>.npz` per slide, written atomically, so an interrupted run leaves only finished slides and
 a re-run skips them. A slide's identity is its path relative to the manifest's folder (else its
 absolute path), never its file name alone: two slides named `s.tiff` in two folders get two
 entries, and an entry records whose it is, so a slide is never served another's features (a clash
-is an error naming both files). The folder's `cache.json` records the encoder and tiling; a cache
-made with another encoder or tiling is refused rather than mixed.
+is an error naming both files). The folder's `cache.json` records the encoder (and its
+fingerprint) and tiling; a cache made with another encoder, other weights or another tiling is
+refused rather than mixed.
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ class EmbeddingCache:
         tile_size: int = 224,
         min_tissue: float = 0.25,
         root: str | Path | None = None,
+        encoder_weights: str = "",
     ):
         self.folder = Path(folder)
         self.root = Path(root).resolve() if root is not None else None
-        self.settings = {
+        self.settings: dict[str, Any] = {
             "format": CACHE_FORMAT,
             "encoder_id": str(encoder_id),
             "encoder_version": str(encoder_version),
@@ -84,6 +86,35 @@ class EmbeddingCache:
             "tile_size": int(tile_size),
             "min_tissue": float(min_tissue),
         }
+        if encoder_weights:
+            self.settings["encoder_weights"] = str(encoder_weights)
+
+    @classmethod
+    def for_encoder(
+        cls,
+        folder: str | Path,
+        encoder,
+        *,
+        tile_mpp: float | None = None,
+        tile_size: int | None = None,
+        min_tissue: float = 0.25,
+        root: str | Path | None = None,
+    ) -> EmbeddingCache:
+        """A cache for `encoder`'s embeddings (its id, version and weights fingerprint), tiled at
+        `tile_mpp` / `tile_size`, by default the encoder's own (a foundation-model preset's
+        published input; EfficientNet-Lite0: 224 px at 1.0 um/px)."""
+        from napari_histostain.defaults import TILE_MPP
+
+        return cls(
+            folder,
+            encoder_id=encoder.id,
+            encoder_version=encoder_version(encoder),
+            tile_mpp=tile_mpp or encoder.tile_mpp or TILE_MPP,
+            tile_size=tile_size or encoder.tile_size,
+            min_tissue=min_tissue,
+            root=root,
+            encoder_weights=encoder.fingerprint,
+        )
 
     @classmethod
     def open(cls, folder: str | Path, root: str | Path | None = None) -> EmbeddingCache:
@@ -106,6 +137,7 @@ class EmbeddingCache:
             tile_size=s["tile_size"],
             min_tissue=s["min_tissue"],
             root=root,
+            encoder_weights=s.get("encoder_weights", ""),
         )
 
     def check_or_create(self) -> None:
@@ -116,7 +148,12 @@ class EmbeddingCache:
         index = self.folder / INDEX_NAME
         if index.exists():
             old = json.loads(index.read_text(encoding="utf-8"))
-            diff = {k: (old.get(k), v) for k, v in self.settings.items() if old.get(k) != v}
+            # caches made before weights were fingerprinted do not record them: not a mismatch
+            diff = {
+                k: (old.get(k), v)
+                for k, v in self.settings.items()
+                if old.get(k) != v and not (k == "encoder_weights" and k not in old)
+            }
             if diff:
                 raise CacheError(
                     f"cache {self.folder} was made with other settings "
@@ -247,17 +284,20 @@ def embed_slide(
     tile_mpp: float = 1.0,
     tile_size: int = 224,
     min_tissue: float = 0.25,
-    batch_size: int = 64,
-    threads: int = 2,
+    batch_size: int | None = None,
+    threads: int | None = None,
     tissue: str = "saturation",
     on_tiles: Callable[[int], None] | None = None,
 ) -> SlideEmbeddings:
-    """Embed every tissue tile of one slide with `encoder` (the inference engine's tile encoder).
+    """Embed every tissue tile of one slide with `encoder` (the inference engine's tile encoder,
+    on its device; `batch_size` and `threads` default to the device's, as in prediction).
 
     `tissue`: "saturation" uses the engine's `detect_tissue` (as inference does on H&E);
     "optical-density" uses `optical_density_tissue` (for faint IHC slides).
     """
-    from napari_histostain.engine.tile_stream import iter_batches
+    from napari_histostain.defaults import READER_THREADS
+    from napari_histostain.engine.device import reader_threads_for
+    from napari_histostain.engine.tile_stream import embedded_batches
     from napari_histostain.engine.tiling import make_grid
     from napari_histostain.io.slide import open_slide
 
@@ -268,8 +308,10 @@ def embed_slide(
         )
         feats = np.zeros((len(grid), encoder.dim), np.float16)
         if len(grid):
-            for idx, tiles in iter_batches(slide, grid, batch_size=batch_size, threads=threads):
-                feats[idx] = encoder.embed(tiles).astype(np.float16)
+            threads = threads or reader_threads_for(encoder.device, READER_THREADS)
+            batches = embedded_batches(slide, grid, encoder, batch_size=batch_size, threads=threads)
+            for idx, _tiles, batch_feats in batches:
+                feats[idx] = batch_feats.cpu().numpy().astype(np.float16)
                 if on_tiles:
                     on_tiles(len(idx))
         meta = {
@@ -294,8 +336,8 @@ def embed_slides(
     cache: EmbeddingCache,
     encoder,
     *,
-    batch_size: int = 64,
-    threads: int = 2,
+    batch_size: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     limit: int | None = None,
     stop: Callable[[], bool] | None = None,

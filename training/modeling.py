@@ -31,6 +31,7 @@ def model_init_kwargs(model) -> dict[str, Any]:
 
 def save_model(path: str | Path, model, config: dict[str, Any]) -> Path:
     """Write a model file in the engine's format from the trainer's config dict."""
+    from napari_histostain.engine.encoders import is_preset
     from napari_histostain.engine.model_files import ModelConfig, save_model_file
 
     classes = list(config["classes"])
@@ -53,6 +54,8 @@ def save_model(path: str | Path, model, config: dict[str, Any]) -> Path:
         },
         metrics={"cv_out_of_fold": cv},
         description=config.get("description", ""),
+        encoder_preset=config["encoder"] if is_preset(config["encoder"]) else "",
+        encoder_weights=config.get("encoder_weights") or "",
     )
     return save_model_file(path, model, mcfg)
 
@@ -70,6 +73,7 @@ def load_model(path: str | Path):
         "class_names": list(cfg.class_names),
         "encoder": cfg.encoder_id,
         "encoder_version": training.get("encoder_version"),
+        "encoder_weights": cfg.encoder_weights,
         "tile_mpp": cfg.tile_mpp,
         "tile_size": cfg.tile_size,
         "training": training,

@@ -103,11 +103,10 @@ def set_seed(seed: int) -> None:
 
 
 def pick_device(name: str = "auto"):
-    import torch
+    """The torch device for `name` (auto, cpu, cuda, cuda:N, mps): `engine.device.resolve_device`."""
+    from napari_histostain.engine.device import resolve_device
 
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, floor: float = 0.01) -> float:

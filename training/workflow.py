@@ -132,8 +132,15 @@ def train_marker(
         "cv_out_of_fold": cv,
         "train_seconds": seconds,
         "encoder": {
-            k: cache.settings[k]
-            for k in ("encoder_id", "encoder_version", "tile_mpp", "tile_size", "min_tissue")
+            k: cache.settings.get(k, "")
+            for k in (
+                "encoder_id",
+                "encoder_version",
+                "encoder_weights",
+                "tile_mpp",
+                "tile_size",
+                "min_tissue",
+            )
         },
         "command": command,
     }
@@ -193,6 +200,7 @@ def model_config(summary: dict[str, Any], model) -> dict[str, Any]:
         "class_names": summary.get("class_names") or summary["classes"],
         "encoder": enc["encoder_id"],
         "encoder_version": enc["encoder_version"],
+        "encoder_weights": enc.get("encoder_weights", ""),
         "tile_mpp": enc["tile_mpp"],
         "tile_size": enc["tile_size"],
         "min_tissue": enc["min_tissue"],
@@ -231,13 +239,14 @@ def evaluate_marker(
     bayes: dict[str, Any] | None = None,
     plot_prefix: str = "",
     external: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Held-out evaluation of a trained model (and the CE-only baseline): metrics, probe, plots.
 
     Test cases are those held out when the model was trained (same `test_fraction` and seed, or
     the manifest's split column); with `external`, every case of the manifest (a cohort the model
     never saw; no linear probe then, it needs training cases). Writes `report.json`,
-    `predictions.csv` and PNG plots.
+    `predictions.csv` and PNG plots. The slide models run on `device` (auto, cpu, cuda, mps).
     """
     import torch
 
@@ -259,6 +268,17 @@ def evaluate_marker(
             f"model {model_path} uses encoder {config['encoder']!r} but cache "
             f"{cache_dir} holds {cache.settings['encoder_id']!r} embeddings."
         )
+    cache_weights = cache.settings.get("encoder_weights", "")
+    if (
+        config.get("encoder_weights")
+        and cache_weights
+        and cache_weights != config["encoder_weights"]
+    ):
+        raise TrainingError(
+            f"model {model_path} was trained on {config['encoder']} embeddings from weights "
+            f"{config['encoder_weights'][:19]}..., but cache {cache_dir} holds embeddings from "
+            f"weights {cache_weights[:19]}...; embed the cohort with the model's weights file."
+        )
     if external:
         train_cc, test_cc = [], list(manifest.cases)
     else:
@@ -276,10 +296,13 @@ def evaluate_marker(
     classes = config["classes"]
     names = config.get("class_names") or classes
     y = np.array([c.label for c in test])
-    cpu = torch.device("cpu")
+    from .trainer import pick_device
+
+    dev = pick_device(device)
     models = {"HistoStainAlign": (model, config)}
     if baseline_path is not None:
         models["CE-only baseline"] = _load(baseline_path)
+    models = {k: (m.to(dev), c) for k, (m, c) in models.items()}
     report: dict[str, Any] = {
         "marker": marker,
         "classes": classes,
@@ -293,8 +316,9 @@ def evaluate_marker(
     }
     probs, embs = {}, {}
     for name, (m, _) in models.items():
-        he, logits = slide_embeddings(m, [c.he for c in test], cpu)
-        ihc, _ = slide_embeddings(m, [c.ihc for c in test], cpu)
+        he, logits = slide_embeddings(m, [c.he for c in test], dev)
+        ihc, _ = slide_embeddings(m, [c.ihc for c in test], dev)
+        he, ihc, logits = he.cpu(), ihc.cpu(), logits.cpu()
         p = torch.softmax(logits, 1).numpy()
         probs[name] = p
         embs[name] = (he.numpy(), ihc.numpy())
@@ -305,9 +329,9 @@ def evaluate_marker(
             ),
         }
         if train:
-            tr_he, _ = slide_embeddings(m, [c.he for c in train], cpu)
+            tr_he, _ = slide_embeddings(m, [c.he for c in train], dev)
             probe = ev.linear_probe(
-                tr_he.numpy(),
+                tr_he.cpu().numpy(),
                 [c.label for c in train],
                 he.numpy(),
                 n_classes=len(classes),

@@ -140,6 +140,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.budget_spin.setValue(40)
         self.budget_spin.setToolTip("Visible region: the most tiles computed for one view.")
         form.addRow("Tile budget", self.budget_spin)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device_combo.setToolTip("Where the tile encoder runs (auto: a GPU when there is one).")
+        form.addRow("Device", self.device_combo)
         lay.addLayout(form)
 
         buttons = QHBoxLayout()
@@ -284,6 +288,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
             tuple(self.markers),
             files,
             float(self.mpp_spin.value()),
+            self.device_combo.currentText(),
         )
 
     # ------------------------------------------------------------------------------------------
@@ -317,13 +322,15 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _start_setup(self, key: tuple, then) -> None:
         from napari.qt.threading import create_worker
 
-        slide_path, markers, files, mpp = key
+        slide_path, markers, files, mpp, device = key
         self._message("Loading models and finding tissue...")
         self._set_running(True)
         t0 = time.perf_counter()
 
         def make() -> RegionPredictor:
-            return RegionPredictor(slide_path, list(markers), dict(files), tile_mpp=mpp or None)
+            return RegionPredictor(
+                slide_path, list(markers), dict(files), tile_mpp=mpp or None, device=device
+            )
 
         worker = create_worker(make, _ignore_errors=True)
 

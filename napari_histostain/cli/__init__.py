@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "predict_cohort",
     "quantify",
     "build_cohort",
+    "encoders",
     "embed",
     "train",
     "evaluate",

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .options import add_reader_threads, count, positive_float, positive_int
+from .options import add_device, add_reader_threads, count, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)
     p.add_argument("--embed-workers", type=positive_int, default=max(1, (os.cpu_count() or 2) - 2))
     add_reader_threads(p)
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    add_device(p)
     p.add_argument(
         "--deadline", type=positive_float, help="seconds: stop simulating / embedding in time"
     )

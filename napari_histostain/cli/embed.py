@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ..defaults import MIN_TISSUE, TILE_MPP, TILE_SIZE
+from ..defaults import MIN_TISSUE, TILE_MPP
 from ..markers import MARKERS
-from .options import add_quiet, add_reader_threads, fraction, positive_float, positive_int
+from .options import (
+    add_batch_size,
+    add_device,
+    add_quiet,
+    add_reader_threads,
+    fraction,
+    positive_float,
+    positive_int,
+)
 
 
 def register(subparsers) -> None:
@@ -19,24 +27,30 @@ def register(subparsers) -> None:
     p.add_argument("manifest", help="cohort CSV (case_id, marker, he_path, ihc_path, label)")
     p.add_argument("--cache", required=True, help="embedding cache folder")
     p.add_argument("--marker", choices=list(MARKERS), help="only this marker's slides")
-    p.add_argument("--encoder", default="efficientnet-lite0", help="tile encoder name")
+    p.add_argument(
+        "--encoder",
+        default="efficientnet-lite0",
+        metavar="NAME[:WEIGHTS]",
+        help="tile encoder (see `histostain encoders`; a foundation-model preset may be followed "
+        "by :PATH of its weights file)",
+    )
     p.add_argument(
         "--tile-mpp",
         type=positive_float,
-        default=TILE_MPP,
-        help=f"tile resolution, um/px ({TILE_MPP})",
+        help=f"tile resolution, um/px (default: the encoder's, e.g. 0.571 for uni; {TILE_MPP} "
+        "for EfficientNet-Lite0)",
     )
     p.add_argument(
         "--tile-size",
         type=positive_int,
-        default=TILE_SIZE,
-        help=f"tile side in pixels ({TILE_SIZE})",
+        help="tile side in pixels (default: the encoder's input, 224 for most)",
     )
     p.add_argument(
         "--min-tissue", type=fraction, default=MIN_TISSUE, help="min tissue fraction of a tile"
     )
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    add_reader_threads(p)
+    add_batch_size(p)
+    add_reader_threads(p, default=None)
+    add_device(p)
     p.add_argument(
         "--limit", type=positive_int, help="embed at most this many new slides, then stop"
     )
@@ -46,15 +60,16 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.encoders import get_encoder
-    from ..training.cache import EmbeddingCache, embed_slides, encoder_version
+    from ..training.cache import EmbeddingCache, embed_slides
     from ..training.manifest import load_manifest
 
     manifest = load_manifest(args.manifest, marker=args.marker)
-    encoder = get_encoder(args.encoder, allow_torchscript=True)  # the user named it
-    cache = EmbeddingCache(
+    encoder = get_encoder(
+        args.encoder, device=args.device, allow_torchscript=True
+    )  # the user named it
+    cache = EmbeddingCache.for_encoder(
         args.cache,
-        encoder_id=encoder.id,
-        encoder_version=encoder_version(encoder),
+        encoder,
         tile_mpp=args.tile_mpp,
         tile_size=args.tile_size,
         min_tissue=args.min_tissue,

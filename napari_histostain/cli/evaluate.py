@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import count
+from .options import add_device, count
 
 
 def register(subparsers) -> None:
@@ -43,6 +43,7 @@ def register(subparsers) -> None:
         help="where --annotate puts the metrics in the model file's `metrics` (default "
         "held_out, or external_test with --external; e.g. a second external cohort's)",
     )
+    add_device(e)
     e.set_defaults(func=run)
 
 
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         bayes=bayes,
         external=args.external,
+        device=args.device,
     )
     print(summary_line(report))
     if args.annotate:

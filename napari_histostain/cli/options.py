@@ -11,7 +11,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from ..defaults import BATCH_SIZE, MAX_TILES, MIN_TISSUE, READER_THREADS
+from ..defaults import MAX_TILES, MIN_TISSUE, READER_THREADS
+from ..engine.device import DEFAULT_DEVICE, DEVICE_CHOICES, DeviceError, check_device
 from ..errors import HistostainError
 from ..markers import MARKERS
 
@@ -67,6 +68,14 @@ def count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
     return value
+
+
+def device(text: str) -> str:
+    """auto, cpu, cuda, cuda:N or mps."""
+    try:
+        return check_device(text)
+    except DeviceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def nonnegative_float(text: str) -> float:
@@ -145,7 +154,10 @@ def add_prediction_options(p: argparse.ArgumentParser) -> None:
         "--tile-mpp", type=positive_float, help="tile resolution in um/px (default: the model's)"
     )
     p.add_argument(
-        "--encoder", help="tile encoder: registry name or TorchScript file (default: the model's)"
+        "--encoder",
+        metavar="NAME[:WEIGHTS]",
+        help="tile encoder: a name of `histostain encoders` (a foundation-model preset may be "
+        "followed by :PATH of its weights file) or a TorchScript file (default: the model's)",
     )
     p.add_argument(
         "--min-tissue",
@@ -154,10 +166,10 @@ def add_prediction_options(p: argparse.ArgumentParser) -> None:
         help=f"minimum tissue fraction of a tile, 0-1 (default {MIN_TISSUE})",
     )
     p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=BATCH_SIZE,
-        help=f"tiles per batch (default {BATCH_SIZE})",
+        "--allow-other-encoder-weights",
+        action="store_true",
+        help="run a model with other tile-encoder weights than it was trained with (refused "
+        "otherwise: the predictions would be meaningless)",
     )
     p.add_argument(
         "--max-tiles",
@@ -167,18 +179,45 @@ def add_prediction_options(p: argparse.ArgumentParser) -> None:
         help=f"refuse a slide with more tissue tiles than this (default {MAX_TILES:,}; so many "
         "usually means a wrong pixel size or --tile-mpp)",
     )
-    add_reader_threads(p)
+    add_batch_size(p)
+    add_reader_threads(p, default=None)
+    add_device(p)
 
 
-def add_reader_threads(p: argparse.ArgumentParser, default: int = READER_THREADS) -> None:
-    """--reader-threads (tile reader threads; --threads is an older name)."""
+def add_batch_size(p: argparse.ArgumentParser) -> None:
+    """--batch-size (default: the encoder's for the device)."""
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="tiles per encoder batch (default: the encoder's; e.g. 32 for EfficientNet-Lite0 "
+        "on the CPU, 256 on a GPU)",
+    )
+
+
+def add_reader_threads(p: argparse.ArgumentParser, default: int | None = READER_THREADS) -> None:
+    """--reader-threads (tile reader threads; --threads is an older name); default None: 2 on
+    the CPU, up to 16 on a GPU."""
+    what = f"{default}" if default else f"{READER_THREADS} on the CPU, up to 16 on a GPU"
     p.add_argument(
         "--reader-threads",
         "--threads",
         type=positive_int,
         default=default,
         dest="reader_threads",
-        help=f"tile reader threads per slide (default {default})",
+        help=f"tile reader threads per slide (default {what})",
+    )
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """--device auto|cpu|cuda[:N]|mps (default auto: a GPU when torch sees one)."""
+    p.add_argument(
+        "--device",
+        type=device,
+        default=DEFAULT_DEVICE,
+        metavar="DEVICE",
+        help=f"where torch runs: {DEVICE_CHOICES} (default {DEFAULT_DEVICE}: a GPU when there is "
+        "one, else the CPU)",
     )
 
 
@@ -220,6 +259,8 @@ def prediction_options(args: argparse.Namespace, markers: list[str], *, must_exi
         min_tissue=args.min_tissue,
         batch_size=args.batch_size,
         reader_threads=args.reader_threads,
+        device=args.device,
+        allow_other_encoder_weights=args.allow_other_encoder_weights,
         max_tiles=args.max_tiles,
     )
 

@@ -52,7 +52,8 @@ def register(subparsers) -> None:
         type=count,
         default=None,
         metavar="N",
-        help="local worker processes (default: 2; 0 = no dask, one slide after another)",
+        help="local worker processes (default: one per GPU when predicting on CUDA GPUs, else 2; "
+        "0 = no dask, one slide after another)",
     )
     p.add_argument(
         "--threads-per-worker",
@@ -99,6 +100,14 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="recompute slides that are already done")
     add_quiet(p)
     p.set_defaults(func=run)
+
+
+def default_workers(device: str) -> int:
+    """Local worker processes: one per CUDA GPU the device can use (each worker takes its own GPU,
+    `engine.device.worker_device`), else 2."""
+    from ..engine.device import gpu_count
+
+    return gpu_count(device) or 2
 
 
 def scheduler_security(args: argparse.Namespace):
@@ -159,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         security=scheduler_security(args),
         dashboard=args.dashboard,
-        workers=2 if args.workers is None else args.workers,
+        workers=default_workers(predict.device) if args.workers is None else args.workers,
         threads_per_worker=args.threads_per_worker,
         memory_limit=args.memory_limit,
         inference_threads=args.inference_threads,

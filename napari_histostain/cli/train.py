@@ -8,6 +8,7 @@ import sys
 
 from ..markers import MARKERS
 from .options import (
+    add_device,
     count,
     fraction,
     int_between,
@@ -66,7 +67,7 @@ def register(subparsers) -> None:
         help="fraction of cases held out for testing (ignored with a split column)",
     )
     t.add_argument("--seed", type=count, default=0)
-    t.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    add_device(t)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run)
 

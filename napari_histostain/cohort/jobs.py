@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..engine.device import worker_device
 from ..engine.predict import PredictOptions
 from ..errors import HistostainError
 from ..io.atomic import STAGING_SUFFIX, deferred_interrupt, ensure_dir, write_json
@@ -90,8 +91,9 @@ def predict_and_save(job: SlideJob, out_dir: Path) -> dict:
 
     if job.inference_threads > 0 and torch.get_num_threads() != job.inference_threads:
         torch.set_num_threads(job.inference_threads)
+    options = replace(job.predict, device=worker_device(job.predict.device, dask_worker_slot()))
     with open_slide(job.slide.path) as slide:
-        prediction = predict_slide(slide, job.markers, job.predict)
+        prediction = predict_slide(slide, job.markers, options)
     save_prediction(prediction, out_dir)
     return {
         "probabilities": {m: p.probability for m, p in prediction.markers.items()},
@@ -100,6 +102,21 @@ def predict_and_save(job: SlideJob, out_dir: Path) -> dict:
         "encoder": prediction.encoder_id,
         "encoder_fingerprint": prediction.encoder_fingerprint,
     }
+
+
+def dask_worker_slot() -> int | None:
+    """The number of the dask worker running this task (a LocalCluster names its workers 0, 1,
+    ...); None outside a worker or for a worker with another kind of name."""
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return None
+    try:
+        return int(name)
+    except (TypeError, ValueError):
+        return None
 
 
 def process_slide(job: SlideJob, task: SlideTask | None = None) -> dict:

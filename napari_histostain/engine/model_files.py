@@ -52,6 +52,10 @@ class ModelConfig:
     )  # training-data summary (cases, source, simulated?)
     metrics: dict = field(default_factory=dict)  # validation metrics (AUC, accuracy, ...)
     description: str = ""
+    #: the foundation-model preset of the tile encoder ("" for the built-in encoders)
+    encoder_preset: str = ""
+    #: fingerprint of the tile encoder's weights ("sha256:..."; "" in older files: not checked)
+    encoder_weights: str = ""
     format_version: int = FORMAT_VERSION
     created: str = ""
     package_version: str = __version__

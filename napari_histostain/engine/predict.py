@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import BATCH_SIZE, MAX_TILES, MIN_TISSUE, READER_THREADS
+from ..defaults import MAX_TILES, MIN_TISSUE, READER_THREADS
 from ..errors import Cancelled, HistostainError
 from ..io.overview import overview_plan
 from ..markers import MARKERS, check_markers
 from ..progress import CancelHook, ProgressHook, cancelled
+from .device import DEFAULT_DEVICE, reader_threads_for
 from .prediction import MarkerPrediction, SlidePrediction
 from .stain_check import StainCheck, StainWarning
-from .tile_stream import iter_batches
+from .tile_stream import embedded_batches
 from .tiling import make_grid
 from .tissue import TissueMask, detect_tissue
 
@@ -47,17 +48,21 @@ ModelSpec = Any  # None (bundled) | path | (SlideEncoder, ModelConfig)
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """How slides are predicted: which models and encoder, at which resolution, how fast."""
+    """How slides are predicted: which models and encoder, at which resolution, where, how fast."""
 
     models: Mapping[str, ModelSpec] = field(
         default_factory=dict
     )  # marker -> model (default bundled)
-    encoder: Any = None  # a TileEncoder, registry name or TorchScript file (default: the models')
+    encoder: Any = (
+        None  # a TileEncoder, registry name, NAME:PATH or TorchScript file (default: the models')
+    )
     tile_mpp: float | None = None  # tile resolution (default: the models')
     mpp: float | tuple[float, float] | None = None  # override the slide's pixel size
     min_tissue: float = MIN_TISSUE  # smallest tissue fraction of a predicted tile
-    batch_size: int = BATCH_SIZE  # tiles per encoder batch
-    reader_threads: int = READER_THREADS  # tile reader threads
+    batch_size: int | None = None  # tiles per encoder batch (default: the encoder's)
+    reader_threads: int | None = None  # tile reader threads (default: 2; up to 16 on a GPU)
+    device: str = DEFAULT_DEVICE  # auto, cpu, cuda, cuda:N, mps (a TileEncoder keeps its own)
+    allow_other_encoder_weights: bool = False  # run a model with other weights than its own
     max_tiles: int | None = MAX_TILES  # refuse slides with more tissue tiles (None: no cap)
 
     #: the options that change results (what makes stored outputs current)
@@ -103,9 +108,11 @@ def _common(configs: dict, attr: str, what: str):
     return values.pop()
 
 
-def check_encoder(encoder, configs: dict) -> list[str]:
-    """Raise when the encoder's embedding size differs from a model's; note other mismatches."""
+def check_encoder(encoder, configs: dict, *, allow_other_weights: bool = False) -> list[str]:
+    """Raise when the encoder's embedding size differs from a model's, or its weights differ from
+    those the model was trained with (unless `allow_other_weights`); note other mismatches."""
     from .encoders import EncoderError
+    from .encoders.weights import short_fingerprint
 
     notes = []
     for m, cfg in configs.items():
@@ -120,7 +127,45 @@ def check_encoder(encoder, configs: dict) -> list[str]:
                 f"the {MARKERS[m]} model was trained on {cfg.encoder_id} features; using "
                 f"{encoder.id} (same size) may give meaningless results."
             )
+        trained = getattr(cfg, "encoder_weights", "")
+        if trained and encoder.fingerprint != trained:
+            msg = (
+                f"the {MARKERS[m]} model was trained on {cfg.encoder_id} features from weights "
+                f"{short_fingerprint(trained)}, but the tile encoder {encoder.id} has weights "
+                f"{short_fingerprint(encoder.fingerprint)}: other weights give other "
+                "features, so its predictions would be meaningless"
+            )
+            if not allow_other_weights:
+                raise EncoderError(
+                    f"{msg}. Give the weights file the model was trained with (--encoder "
+                    f"{cfg.encoder_id}:PATH, or the weights folder), or run anyway with "
+                    "--allow-other-encoder-weights."
+                )
+            notes.append(f"{msg}; running anyway, as asked (--allow-other-encoder-weights).")
     return notes
+
+
+def resolve_encoder(options: PredictOptions, encoder_id: str):
+    """The options' tile encoder on its device: a given `TileEncoder` as it is; the user's explicit
+    choice by name or file (TorchScript allowed: they gave it); else the models' `encoder_id`, a
+    registry name (a model never names code to run); on `options.device`."""
+    from .encoders import TileEncoder, get_encoder
+
+    encoder = options.encoder
+    if isinstance(encoder, TileEncoder):
+        return encoder
+    if encoder is None:
+        return get_encoder(encoder_id, device=options.device)
+    return get_encoder(encoder, device=options.device, allow_torchscript=True)
+
+
+def models_on(loaded: dict, device) -> dict:
+    """The slide models on `device` (copies when it is not the CPU; the given ones stay put)."""
+    import copy
+
+    if device.type == "cpu":
+        return loaded
+    return {m: (copy.deepcopy(net).to(device), cfg) for m, (net, cfg) in loaded.items()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,8 +247,6 @@ def predict_slide(
 
     import torch
 
-    from .encoders import TileEncoder, get_encoder
-
     loaded = resolve_models(markers, opts.models)
     configs = {m: cfg for m, (_, cfg) in loaded.items()}
     tile_size = int(_common(configs, "tile_size", "tile sizes"))
@@ -225,12 +268,10 @@ def predict_slide(
         region=region,
         max_tiles=opts.max_tiles,
     )
-    encoder = opts.encoder
-    if encoder is None:  # the models' encoder: a registry name (a model never names code to run)
-        encoder = get_encoder(model_encoder)
-    elif not isinstance(encoder, TileEncoder):  # the user's explicit choice, TorchScript allowed
-        encoder = get_encoder(encoder, allow_torchscript=True)
-    messages += check_encoder(encoder, configs)
+    encoder = resolve_encoder(opts, model_encoder)
+    messages += check_encoder(
+        encoder, configs, allow_other_weights=opts.allow_other_encoder_weights
+    )
     n = len(grid)
     if n == 0:
         where = "in the region" if region is not None else "on the slide"
@@ -249,22 +290,29 @@ def predict_slide(
         return result
 
     acc = {m: _Accumulator(n, net.n_classes, net.hidden_dim) for m, (net, _) in loaded.items()}
+    nets = models_on(loaded, encoder.device)
     stain = StainCheck()
     done = 0
     if progress:
         progress(0, n)
-    batches = iter_batches(slide, grid, batch_size=opts.batch_size, threads=opts.reader_threads)
+    batches = embedded_batches(
+        slide,
+        grid,
+        encoder,
+        batch_size=opts.batch_size,
+        threads=opts.reader_threads or reader_threads_for(encoder.device, READER_THREADS),
+        stop=lambda: cancelled(cancel),
+    )
     with closing(batches), torch.inference_mode():
-        for idx, tiles in batches:
+        for idx, tiles, feats in batches:
             if cancelled(cancel):
                 raise PredictionCancelled(f"prediction cancelled after {done} of {n} tiles.")
             stain.add(tiles)
-            feats = torch.from_numpy(encoder.embed(tiles))
             partial = {}
-            for m, (net, cfg) in loaded.items():
+            for m, (net, cfg) in nets.items():
                 h, s, tl = net.tile_outputs(feats)
-                s_np, tl_np = s.double().numpy(), tl.double().numpy()
-                acc[m].add(idx, h.double().numpy(), s_np, tl_np)
+                s_np, tl_np = s.cpu().double().numpy(), tl.cpu().double().numpy()
+                acc[m].add(idx, h.cpu().double().numpy(), s_np, tl_np)
                 if on_batch is not None:
                     p = np.exp(tl_np - tl_np.max(1, keepdims=True))
                     partial[m] = {

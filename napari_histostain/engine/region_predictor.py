@@ -60,9 +60,11 @@ class RegionPredictor:
         tile_mpp: float | None = None,
         min_tissue: float = 0.25,
         models: Mapping[str, Any] | None = None,
+        device: str = "auto",
     ):
         from ..io.slide import open_slide
         from .encoders import get_encoder
+        from .predict import check_encoder
         from .tiling import make_grid
         from .tissue import detect_tissue
 
@@ -71,6 +73,8 @@ class RegionPredictor:
         self.markers = list(markers)
         self.models = dict(models) if models is not None else load_models(self.markers, model_files)
         model_mpp, self.tile_size, encoder_id = model_tiling(self.models)
+        self.encoder = get_encoder(encoder_id, device=device)
+        self.notes = check_encoder(self.encoder, {m: cfg for m, (_, cfg) in self.models.items()})
         self.tile_mpp = float(tile_mpp or model_mpp)
         self.slide = open_slide(slide_path)
         self.tissue = detect_tissue(self.slide)
@@ -81,7 +85,6 @@ class RegionPredictor:
             tissue=self.tissue,
             min_tissue=min_tissue,
         )
-        self.encoder = get_encoder(encoder_id)
         self.maps = PredictionMaps.from_grid(self.grid, self.markers, str(slide_path))
         self.maps.info.update(
             tile_mpp=self.tile_mpp,

@@ -1,7 +1,9 @@
 """Streaming tile reads: background threads read and decode tiles ahead of the model, in order.
 
 At most `queue_size` reads are in flight, so memory does not grow with the slide; closing the
-iterator early cancels what is pending.
+iterator early cancels what is pending. `embedded_batches` is the one path from a tile grid to tile
+features, on the CPU or a GPU: batches are gathered in the encoder's host buffers (page-locked on a
+GPU) and, on a GPU, the next batch is launched before the previous one's features are handed out.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -101,20 +103,75 @@ def iter_batches(
     threads: int = 2,
     queue_size: int | None = None,
     reader_nice: int = READER_NICE,
+    alloc: Callable[[int, int], np.ndarray] | None = None,
 ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
-    """Yield `(indices (B,), tiles uint8 (B, tile_size, tile_size, 3))` batches in order."""
+    """Yield `(indices (B,), tiles uint8 (B, tile_size, tile_size, 3))` batches in order.
+
+    Each batch is gathered in a new array from `alloc(batch_size, tile_size)` (default: numpy;
+    a GPU encoder's `host_batch` gives page-locked memory); the last batch is a view of its first
+    rows.
+    """
     queue_size = queue_size or max(2 * batch_size, 8)
+    alloc = alloc or _numpy_batch
+    size = grid.tile_size
     buf_idx: list[int] = []
-    buf = np.empty((batch_size, grid.tile_size, grid.tile_size, 3), np.uint8)
+    buf = None
     tiles = iter_tiles(
         slide, grid, indices, threads=threads, queue_size=queue_size, reader_nice=reader_nice
     )
     with contextlib.closing(tiles):  # stop the readers when the consumer stops early
         for i, rgb in tiles:
+            if buf is None:
+                buf = alloc(batch_size, size)
             buf[len(buf_idx)] = rgb
             buf_idx.append(i)
             if len(buf_idx) == batch_size:
-                yield np.asarray(buf_idx, np.int64), buf.copy()
-                buf_idx = []
-    if buf_idx:
-        yield np.asarray(buf_idx, np.int64), buf[: len(buf_idx)].copy()
+                yield np.asarray(buf_idx, np.int64), buf
+                buf_idx, buf = [], None
+    if buf is not None:
+        yield np.asarray(buf_idx, np.int64), buf[: len(buf_idx)]
+
+
+def _numpy_batch(n: int, size: int) -> np.ndarray:
+    return np.empty((n, size, size, 3), np.uint8)
+
+
+def embedded_batches(
+    slide,
+    grid: TileGrid,
+    encoder,
+    indices: Sequence[int] | np.ndarray | None = None,
+    *,
+    batch_size: int | None = None,
+    threads: int = 2,
+    stop: Callable[[], bool] | None = None,
+) -> Generator[tuple[np.ndarray, np.ndarray, Any], None, None]:
+    """Yield `(indices (B,), tiles uint8 (B, T, T, 3), features)` per batch, in order.
+
+    `encoder` is a `TileEncoder` (`features` is its torch tensor (B, dim) on its device);
+    `batch_size` defaults to the encoder's for its device. Tiles are read ahead by `threads`
+    reader threads into the encoder's host buffers. On a GPU one batch is kept in flight: batch
+    k+1 is gathered, uploaded and launched before batch k's features are handed out, so reading,
+    copying and computing overlap (reading the features, e.g. `.cpu()`, waits for them only).
+    On the CPU each batch is computed when it is handed out. When `stop()` returns True, no
+    further batch is computed and the iteration ends (the caller checks why).
+    """
+    in_flight = 0 if encoder.device.type == "cpu" else 1
+    batches = iter_batches(
+        slide,
+        grid,
+        indices,
+        batch_size=batch_size or encoder.batch_size,
+        threads=threads,
+        alloc=encoder.host_batch,
+    )
+    pending: collections.deque = collections.deque()
+    with contextlib.closing(batches):
+        for idx, tiles in batches:
+            if stop is not None and stop():
+                return
+            pending.append((idx, tiles, encoder.features(tiles)))
+            if len(pending) > in_flight:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()

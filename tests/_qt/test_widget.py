@@ -287,3 +287,21 @@ def test_bundled_models_predict_tiles_headless(synthetic_slide):
         assert pred.maps.markers["ki67"].scope == "tiles seen (2)"
     finally:
         pred.close()
+
+
+def test_device_setting_reaches_the_encoder(qtbot, widget_on_slide, tmp_path):
+    import torch
+
+    viewer, widget, _ = widget_on_slide
+    assert widget.device_combo.currentText() == "auto"
+    if not torch.cuda.is_available():
+        widget.device_combo.setCurrentText("cuda")
+        widget.run()
+        _wait_idle(qtbot, widget)
+        assert "no CUDA GPU" in widget.last_message and widget.predictor is None
+    widget.device_combo.setCurrentText("cpu")
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.predictor is not None and widget.predictor.encoder.device.type == "cpu"
+    widget.stop()
+    viewer.screenshot(str(tmp_path / "device.png"), canvas_only=False)

@@ -221,6 +221,28 @@ def test_encoder_model_mismatch_is_a_clear_error(slide, tiny_encoder):
         )
 
 
+def test_other_encoder_weights_are_refused_unless_allowed(slide, tiny_encoder):
+    own = tiny_encoder.fingerprint
+    assert own.startswith("sha256:") and len(own) == 71
+    models = _models()
+    models["ki67"][1].encoder_weights = "sha256:" + "0" * 64  # trained on other weights
+    region = (700, 400, 500, 500)
+    with pytest.raises(
+        EncoderError, match=r"from weights sha256:000000000000, but .* has weights "
+    ):
+        predict_slide(slide, MARKERS, _opts(tiny_encoder, models), region=region)
+    with pytest.raises(EncoderError, match="--allow-other-encoder-weights"):
+        predict_slide(slide, MARKERS, _opts(tiny_encoder, models), region=region)
+    pred = predict_slide(
+        slide, MARKERS, _opts(tiny_encoder, models, allow_other_encoder_weights=True), region=region
+    )
+    notes = [m for m in pred.messages if "other weights" in m]
+    assert len(notes) == 1 and "Ki-67" in notes[0] and "running anyway" in notes[0]
+    models["ki67"][1].encoder_weights = own  # the right weights: nothing to say
+    pred = predict_slide(slide, MARKERS, _opts(tiny_encoder, models), region=region)
+    assert not [m for m in pred.messages if "weights" in m]
+
+
 def test_mpp_override_changes_the_grid(slide, tiny_encoder, whole):
     pred = predict_slide(slide, ["p53"], _opts(tiny_encoder, {"p53": _models()["p53"]}, mpp=0.25))
     assert pred.grid.slide_mpp == (0.25, 0.25) and pred.grid.tile_px0 == pytest.approx(448)

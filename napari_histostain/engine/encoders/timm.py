@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...defaults import IMAGENET_MEAN, IMAGENET_STD
-from .base import EncoderError, TileEncoder, files_fingerprint
+from .base import EncoderError, TileEncoder
 
 
 def timm_encoder(model_name: str, checkpoint: str | Path | None) -> TileEncoder:
@@ -38,5 +38,4 @@ def timm_encoder(model_name: str, checkpoint: str | Path | None) -> TileEncoder:
         dim=net.num_features,
         mean=cfg.get("mean", IMAGENET_MEAN),
         std=cfg.get("std", IMAGENET_STD),
-        fingerprint=files_fingerprint(f"timm:{model_name}", checkpoint),
     )
