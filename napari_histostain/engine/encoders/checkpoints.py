@@ -1,6 +1,6 @@
 """Reading foundation-model checkpoints and bringing them to the ViT's (timm's) names and shapes.
 
-`read_state_dict` reads .safetensors (without the safetensors package) and torch.save'd files;
+`read_state_dict` reads .safetensors (with the safetensors package) and torch.save'd files;
 `convert_state_dict` accepts the layouts the models are published or trained in: timm names (as on
 the hubs), Hugging Face `Dinov2Model` names (transformers 4 and 5), DINOv2 names (`w12`/`w3`,
 `register_tokens`, chunked blocks, `teacher`/`backbone.`), timm's unpacked SwiGLU (`fc1_g`/`fc1_x`),
@@ -11,7 +11,6 @@ the hubs), Hugging Face `Dinov2Model` names (transformers 4 and 5), DINOv2 names
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -25,26 +24,15 @@ from torch import nn
 from .base import EncoderError
 from .vit import ViTConfig
 
-_ST_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file or a torch.save'd (.bin/.pth/.pt) state dict, on the CPU."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            return read_safetensors(path)
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # a legacy (non-zip) file cannot be memory-mapped
@@ -54,27 +42,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping):
         raise EncoderError(f"{path} holds a {type(state).__name__}, not a state dict")
     return dict(state)
-
-
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """A .safetensors file's tensors (memory-mapped), without the safetensors package."""
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-    buf = torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8)
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = (8 + n + o for o in info["data_offsets"])
-        dtype = _ST_DTYPES[info["dtype"]]
-        raw = buf[start:end]
-        if start % dtype.itemsize:  # unaligned: copy before reinterpreting
-            raw = raw.clone()
-        out[name] = raw.view(dtype).reshape(info["shape"])
-    return out
 
 
 def load_checked(
