@@ -96,7 +96,8 @@ def get_encoder(
     `allow_torchscript`, i.e. the user gave the file) a TorchScript file."""
     from ..device import resolve_device
 
-    if is_torchscript_file(name) and not allow_torchscript:
+    script = is_torchscript_file(name)
+    if script and not allow_torchscript:
         raise EncoderError(
             f"tile encoder {str(name)!r} is a file, not an encoder name: a TorchScript encoder runs "
             "its own code, so it is loaded only when you give it yourself (--encoder FILE), never "
@@ -110,7 +111,7 @@ def get_encoder(
         str(Path(checkpoint).expanduser().resolve()) if checkpoint else None,
         str(dev),
     )
-    if is_torchscript_file(name) and Path(name).expanduser().is_file():
+    if script and Path(name).expanduser().is_file():
         from .torchscript import torchscript_fingerprint
 
         key += (torchscript_fingerprint(name),)  # a file changed in place is loaded again
