@@ -61,6 +61,7 @@ class PredictionMaps:
     markers: dict[str, MarkerMaps] = field(default_factory=dict)
     done: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     info: dict = field(default_factory=dict)
+    slide_dimensions: tuple[int, int] = (0, 0)  # level-0 (width, height); (0, 0) when unknown
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,13 +77,18 @@ class PredictionMaps:
         """Empty maps on a `TileGrid` for `markers`."""
         n = len(np.asarray(grid.coords).reshape(-1, 2))
         tf = getattr(grid, "tissue_fraction", None)
+        dims = getattr(grid, "slide_dimensions", (0, 0))
         maps = cls(
             lattice=grid.lattice,
             coords=grid.coords,
             rowcol=grid.rowcol,
             tissue_fraction=np.ones(n, np.float32) if tf is None else tf,
             slide_path=str(slide_path),
+            slide_dimensions=(int(dims[0]), int(dims[1])),
         )
+        if getattr(grid, "tile_size", None):
+            maps.info["tile_size"] = int(grid.tile_size)
+            maps.info["tile_mpp"] = float(grid.tile_mpp)
         for m in markers:
             maps.add_marker(m)
         return maps
