@@ -72,11 +72,10 @@ def tiles_in(
 
 
 def _whole(grid: Any) -> BaseGeometry:
-    """The slide (or, when its size is unknown, the grid's tiles) as one box."""
-    w, h = getattr(grid, "slide_dimensions", (0, 0))
-    if w > 0 and h > 0:
-        return shapely.box(0, 0, w, h)
+    """Every tile of the grid, as one box (tiles at the slide's edge may overhang it)."""
     xy = np.asarray(grid.coords, np.float64).reshape(-1, 2)
+    if not len(xy):
+        return shapely.Polygon()
     t = float(grid.tile_px0)
     return shapely.box(xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + t, xy[:, 1].max() + t)
 
