@@ -128,3 +128,25 @@ def region_column(regions: Sequence[Region], n_tiles: int) -> list[str]:
             for i in r.indices:
                 names[int(i)].append(r.name)
     return ["; ".join(n) for n in names]
+
+
+def placement_notes(
+    annotations: Sequence[Annotation], slide_dimensions: Sequence[int]
+) -> list[str]:
+    """Notes for annotations that lie (partly) outside a slide of level-0 (width, height): most
+    often a file from another slide, or coordinates that are not level-0 pixels."""
+    w, h = (float(v) for v in slide_dimensions)
+    if w <= 0 or h <= 0:
+        return []
+    slide = shapely.box(0, 0, w, h)
+    notes = []
+    for a in annotations:
+        inside = a.geometry.intersection(slide).area / a.geometry.area
+        if inside == 0:
+            notes.append(
+                f"annotation {a.label!r} lies outside the slide ({w:.0f} x {h:.0f} px); check that "
+                "the file belongs to this slide and that its coordinates are level-0 pixels."
+            )
+        elif inside < 0.999:
+            notes.append(f"annotation {a.label!r}: {1 - inside:.0%} of it lies outside the slide.")
+    return notes

@@ -134,6 +134,7 @@ def ihc_region_results(result: Any, regions: Sequence[Region]) -> list[dict]:
             int(result.positive_px[idx].sum()),
             result.params,
         )
+        s["marker"] = result.marker
         s["label"] = weak_label(result.marker, s, result.params) if len(idx) else None
         d = r.describe(result.mpp)
         d["ihc"] = {
