@@ -30,9 +30,10 @@ HEATMAP_TILE = 64
 
 
 def heatmap_pyramid(a: np.ndarray, min_size: int = HEATMAP_TILE) -> list[np.ndarray]:
-    """The heatmap and its 2x NaN-aware mean reductions until the largest side <= `min_size`."""
+    """The heatmap and its 2x NaN-aware mean reductions until the largest side <= `min_size`;
+    at least one reduction when the heatmap is more than one pixel (so every file is a pyramid)."""
     levels = [np.asarray(a, np.float32)]
-    while max(levels[-1].shape) > min_size:
+    while max(levels[-1].shape) > min_size or (len(levels) == 1 and max(levels[0].shape) > 1):
         levels.append(_downsample_nan(levels[-1]))
     return levels
 
@@ -43,7 +44,7 @@ def write_heatmap(
     """Atomically write a heatmap as a tiled, pyramidal (SubIFD) float32 OME-TIFF.
 
     Every level is stored in `HEATMAP_TILE` px tiles; the pyramid halves the heatmap (NaN-aware
-    means) until its largest side is at most one tile.
+    means) until its largest side is at most one tile (at least once).
 
     PhysicalSizeX/Y is the tile side in um; Plane PositionX/Y the slide position (um, pixel-corner
     convention: level-0 px x starts at x * mpp_x) of the heatmap's top-left corner; so the heatmap
