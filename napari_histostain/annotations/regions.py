@@ -7,6 +7,9 @@ has only exclusions, the whole slide minus them). Tile rules:
 - `"centre"` (default): a tile belongs to a region when its centre lies inside it (holes and
   exclusions included), so each tile of a partition lands in exactly one region;
 - `"area"`: when at least `min_fraction` of the tile's square lies inside it.
+
+A tile overhanging the slide's edge counts by its part on the slide (its centre, its area), as the
+GeoJSON exports draw it, so an annotation covering the whole slide holds every tile.
 """
 
 from __future__ import annotations
@@ -61,12 +64,18 @@ def tiles_in(
     t = float(grid.tile_px0)
     if region.is_empty or not len(xy):
         return np.zeros(0, np.int64)
+    # a tile overhanging the slide's edge counts by its part on the slide (as the exports draw it)
+    x1, y1 = xy[:, 0] + t, xy[:, 1] + t
+    w, h = getattr(grid, "slide_dimensions", (0, 0))
+    if w > 0 and h > 0:
+        x1, y1 = np.minimum(x1, w), np.minimum(y1, h)
     shapely.prepare(region)
     if rule == "centre":
-        inside = shapely.contains_xy(region, xy[:, 0] + t / 2, xy[:, 1] + t / 2)
+        inside = shapely.contains_xy(region, (xy[:, 0] + x1) / 2, (xy[:, 1] + y1) / 2)
     else:
-        boxes = shapely.box(xy[:, 0], xy[:, 1], xy[:, 0] + t, xy[:, 1] + t)
-        frac = shapely.area(shapely.intersection(boxes, region)) / (t * t)
+        boxes = shapely.box(xy[:, 0], xy[:, 1], x1, y1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = shapely.area(shapely.intersection(boxes, region)) / shapely.area(boxes)
         inside = frac >= min_fraction - 1e-12
     return np.flatnonzero(inside).astype(np.int64)
 

@@ -44,10 +44,12 @@ def test_fixture_regions_honour_holes_and_exclusions(grid):
     expected = {(r, c) for r in range(3) for c in range(4)} - {(1, 1), (2, 3)}
     assert _cells(grid, tumour.indices) == expected and tumour.name == "Tumour core"
     assert regions["class:Tumor"].indices.tolist() == tumour.indices.tolist()
-    stroma = regions["class:Stroma"]  # two parts: rows 0-1 and 2-3, cols 4-5
-    assert _cells(grid, stroma.indices) == {(r, c) for r in range(4) for c in (4, 5)}
+    # Stroma (2000..2900 x 100..700 and 1000..1900): rows 0-1 and 2-4, cols 4-6; the last row and
+    # column overhang the slide (3000 x 2000) and count by their part on it (centres 1896, 2844)
+    stroma = regions["class:Stroma"]
+    assert _cells(grid, stroma.indices) == {(r, c) for r in range(5) for c in (4, 5, 6)}
     assert regions["class:"].name == "Unclassified" and len(regions["class:"].indices) == 0
-    assert len(regions["all"].indices) == 10 + 8
+    assert len(regions["all"].indices) == 10 + 15
     assert "class:Ignore*" not in regions  # exclusions are not regions of their own
     d = tumour.describe((0.5, 0.5))
     assert d["n_tiles"] == 10
@@ -79,6 +81,16 @@ def test_area_rule(grid):
     assert _cells(grid, tiles_in(grid, box)) == {(0, 0), (0, 1)}  # centres 224, 672 in; 1120 out
     with pytest.raises(AnnotationError, match="unknown tile rule"):
         tiles_in(grid, box, rule="corner")
+
+
+def test_a_whole_slide_annotation_holds_every_tile(grid):
+    whole = Annotation(shapely.box(0, 0, 3000, 2000), "Tumor")
+    for rule in ("centre", "area"):
+        assert len(tiles_in(grid, whole.geometry, rule=rule, min_fraction=1.0)) == len(grid) == 35
+    # the last row (1792..2240 on a 2000 px slide) is half in a box ending at y = 1896
+    half = shapely.box(0, 0, 3000, 1896)
+    assert len(tiles_in(grid, half, rule="area", min_fraction=0.5)) == 35
+    assert len(tiles_in(grid, half, rule="area", min_fraction=0.51)) == 28
 
 
 def test_no_annotations_is_an_error(grid):
