@@ -119,3 +119,37 @@ def test_widget_maps_give_the_same_numbers(whole):
     res = maps_region_results(partial, regions)[0]["markers"]["p53"]
     assert res["tiles_computed"] == len(half)
     assert res["probability"] == pytest.approx(_pooled(whole.markers["p53"], half), rel=1e-12)
+
+
+def test_viewer_predictor_maps_give_the_headless_numbers(synthetic_slide):
+    """The widget's tiles (RegionPredictor, computed on demand with the bundled model) give the
+    per-region results of `histostain predict --annotations`."""
+    from napari_histostain.engine.region_predictor import RegionPredictor
+
+    pred = predict_slide(synthetic_slide, ["ki67"])
+    rp = RegionPredictor(synthetic_slide, ["ki67"])
+    try:
+        assert np.array_equal(rp.grid.rowcol, pred.grid.rowcol)
+        t = rp.grid.tile_px0
+        anns = [
+            Annotation(shapely.box(0, 0, 3 * t, 5 * t), "Tumor"),
+            Annotation(shapely.box(t, t, 2 * t, 2 * t), "Exclude"),
+        ]
+        regions = regions_on_grid(anns, pred.grid)
+        headless = prediction_region_results(pred, regions)
+        everything = np.arange(len(rp.grid))
+        for start in range(0, len(everything), 8):  # as the viewer streams, batch by batch
+            batch = everything[start : start + 8]
+            rp.store(batch, rp.compute(batch))
+        viewer = maps_region_results(rp.maps, regions)
+        for h, v in zip(headless, viewer, strict=True):
+            assert h["n_tiles"] == v["n_tiles"] > 0
+            a, b = h["markers"]["ki67"], v["markers"]["ki67"]
+            assert a["label"] == b["label"] and a["tiles_computed"] == b["tiles_computed"]
+            for key in ("probability", "logit", "mean_positivity"):
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+        # a finished prediction handed to the viewer gives exactly the same numbers
+        rp.store_prediction(pred)
+        assert maps_region_results(rp.maps, regions) == headless
+    finally:
+        rp.close()
