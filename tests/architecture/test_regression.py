@@ -1,10 +1,14 @@
-"""Results recorded before the package was reorganised stay the same, bit for bit.
+"""Results recorded before the package was reorganised stay the same (to 1e-5 relative, 1e-6 absolute).
 
 `fixtures/regression.json` holds the bundled models' predictions (probability, logit, per-tile
 positivity and attention) on a synthetic slide, the simulated Ki-67 sample case and, with the real
 sample data, CMU-1-Small-Region; and `histostain quantify`'s Ki-67 summaries of the simulated IHC of
 seeds 0-19 (and PD-L1 of seeds 0-2). A deliberate change of results updates the fixture in the
 same commit, saying why (`python tests/architecture/test_regression.py --record`).
+
+Floats are compared to 1e-5 relative (1e-6 absolute), not bit for bit: torch's CPU kernels may sum in another order
+on another machine or thread count (seen: 1e-9 differences on a fresh machine), which is not a change
+of results; labels, tiles and IHC counts must match exactly.
 """
 
 from __future__ import annotations
@@ -85,9 +89,11 @@ def _assert_same_prediction(now: dict, then: dict) -> None:
     for m in MARKERS:
         a, b = now["markers"][m], then["markers"][m]
         assert a["label"] == b["label"]
-        assert a["probability"] == b["probability"] and a["logit"] == b["logit"]
-        np.testing.assert_array_equal(a["positivity"], b["positivity"])
-        np.testing.assert_array_equal(a["attention"], b["attention"])
+        close = {"rtol": 1e-5, "atol": 1e-6}
+        np.testing.assert_allclose(a["probability"], b["probability"], **close)
+        np.testing.assert_allclose(a["logit"], b["logit"], **close)
+        np.testing.assert_allclose(a["positivity"], b["positivity"], **close)
+        np.testing.assert_allclose(a["attention"], b["attention"], **close)
 
 
 @pytest.mark.slow
