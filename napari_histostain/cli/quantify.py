@@ -19,7 +19,6 @@ WEAK_LABEL_COLUMNS = (
     "positive_pixel_fraction",
     "n_nuclei",
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def register(subparsers) -> None:
@@ -36,7 +35,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
-        "--mpp", type=positive_float, help="pixel size in um/px (required for PNG/JPEG images)"
+        "--mpp",
+        type=positive_float,
+        help="pixel size in um/px (required for images without one, e.g. PNG/JPEG; overrides "
+        "the file's)",
     )
     p.add_argument(
         "--thresholds",
@@ -165,30 +167,24 @@ def _summary_line(name, s: dict) -> str:
 
 
 def _quantify_path(path: Path, marker: str, params, mpp: float | None):
-    """Quantify a slide or a plain image; also return a callable giving a view for figures."""
-    from ..ihc import IHCError, quantify_image, quantify_slide
+    """Quantify a slide or an image file at its own or the given pixel size (`mpp`); also return a
+    callable giving a view for figures."""
+    import warnings
 
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        if not path.exists():
-            raise IHCError(f"{path}: no such file. Check the path.")
-        if not mpp:
-            raise IHCError(f"{path}: a plain image has no pixel size; pass --mpp (e.g. --mpp 0.5).")
-        from skimage.io import imread
+    from ..ihc import IHCError, quantify_slide
+    from ..io.slide import MissingMppWarning, open_slide
 
-        try:
-            rgb = imread(path)
-        except Exception as exc:
-            raise IHCError(
-                f"{path}: cannot read this image ({exc}). Use a PNG or JPEG file."
-            ) from exc
-        if rgb.ndim == 2:
-            raise IHCError(f"{path}: a greyscale image has no DAB colour; use the RGB image.")
-        rgb = rgb[..., :3]
-        return quantify_image(rgb, mpp, marker, params=params, name=str(path)), lambda: (rgb, 1.0)
-    from ..io.slide import open_slide
-
-    slide = open_slide(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingMppWarning)  # refused below unless --mpp is given
+        slide = open_slide(path)
     try:
+        if mpp:
+            slide = slide.with_mpp(mpp)
+        elif not slide.info.mpp_known:
+            raise IHCError(
+                f"{path}: the image has no pixel size; pass --mpp (e.g. --mpp 0.5 at 20x, 0.25 "
+                "at 40x)."
+            )
         result = quantify_slide(slide, marker, params=params)
     finally:
         slide.close()

@@ -268,6 +268,8 @@ def predict_slide(
         region=region,
         max_tiles=opts.max_tiles,
     )
+    if grid.extra.get("note"):
+        messages.append(grid.extra["note"])
     encoder = resolve_encoder(opts, model_encoder)
     messages += check_encoder(
         encoder, configs, allow_other_weights=opts.allow_other_encoder_weights

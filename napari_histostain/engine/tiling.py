@@ -236,7 +236,9 @@ def make_grid(
 ) -> TileGrid:
     """Tiles of `slide` with at least `min_tissue` tissue (detected when `tissue` is None).
 
-    `region` is a level-0 (x, y, w, h) box; tiles intersecting it are kept. `min_tissue=0` keeps
+    An image smaller than one tile is one tile, kept whatever its tissue (a field of view; the grid's
+    `extra["note"]` says so). `region` is a level-0 (x, y, w, h) box; tiles intersecting it are
+    kept. `min_tissue=0` keeps
     every tile of the lattice (tissue is then not detected unless given). More than `max_tiles`
     kept tiles (None: no cap), tiles much finer than the slide's pixels or a lattice of more than
     `MAX_LATTICE_CELLS` cells raise `TilingError` before any tile is read.
@@ -278,13 +280,14 @@ def make_grid(
         c1 = min(int(np.ceil((rx + rw) / tile_px0)), n_cols)
         r1 = min(int(np.ceil((ry + rh) / tile_px0)), n_rows)
     cells = (r1 - r0) * (c1 - c0)
+    small = n_rows == 1 and n_cols == 1 and (tile_px0 > W or tile_px0 > H)
     if cells > MAX_LATTICE_CELLS:
         raise TilingError(
             f"{tile_size} px tiles at {tile_mpp:g} um/px cut this slide ({W} x {H} px at "
             f"{slide.mpp[0]:.3g} um/px) into {cells:,} cells, more than {MAX_LATTICE_CELLS:,}; "
             "check the slide's pixel size and --tile-mpp, or predict a --region."
         )
-    if min_tissue > 0 and tissue is None:
+    if min_tissue > 0 and tissue is None and not small:
         from .tissue import detect_tissue
 
         tissue = detect_tissue(slide)
@@ -299,12 +302,13 @@ def make_grid(
         rowcol = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.int64)
         coords = np.round(rowcol[:, ::-1] * tile_px0).astype(np.int64)  # (x, y)
         if tissue is not None:
-            frac = tissue.fractions_in(coords[:, 0], coords[:, 1], tile_px0, tile_px0).astype(
-                np.float32
-            )
+            # an image smaller than one tile: its one tile's tissue is judged on the image only
+            fw, fh = (W, H) if small else (tile_px0, tile_px0)
+            frac = tissue.fractions_in(coords[:, 0], coords[:, 1], fw, fh).astype(np.float32)
         else:
             frac = np.ones(len(coords), np.float32)
-        keep = frac >= min_tissue if min_tissue > 0 else np.ones(len(coords), bool)
+        # an image smaller than one tile is a chosen field: its one tile is always analysed
+        keep = frac >= min_tissue if min_tissue > 0 and not small else np.ones(len(coords), bool)
         n_kept += int(keep.sum())
         if max_tiles is not None and n_kept > max_tiles:
             raise TilingError(
@@ -331,6 +335,16 @@ def make_grid(
         level_downsample=float(slide.level_downsamples[level]),
         region=_box(region) if region is not None else None,
         slide_dimensions=(int(W), int(H)),
+        extra={"note": small_image_note(W, H, slide.mpp, tile_px0)} if small else {},
+    )
+
+
+def small_image_note(W: int, H: int, mpp: Sequence[float], tile_px0: float) -> str:
+    """The note of an image smaller than one tile (analysed as one tile padded with glass)."""
+    return (
+        f"the image ({W} x {H} px, {W * float(mpp[0]):.0f} x {H * float(mpp[1]):.0f} um) is smaller "
+        f"than one tile ({tile_px0 * float(mpp[0]):.0f} um): it was analysed as one tile, the rest "
+        "of the tile being background."
     )
 
 

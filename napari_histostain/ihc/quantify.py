@@ -186,7 +186,7 @@ def _quantify(
     indices = np.arange(n_tiles) if indices is None else np.asarray(indices, int)
     level = analysis_level(slide, params)
     level_mpp = mpp[0] * float(slide.level_downsamples[level])
-    messages = []
+    messages = [grid.extra["note"]] if grid.extra.get("note") else []
     if level_mpp > 1.0:
         messages.append(
             f"pixels of {level_mpp:.2f} um are too coarse to resolve nuclei (need <= 1 um/px); "

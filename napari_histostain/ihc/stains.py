@@ -68,12 +68,13 @@ def estimate_stains(
     *,
     alpha: float = 1.0,
     beta: float = 0.15,
+    max_od: float = 2.0,
     max_angle_h: float = 25.0,
     max_angle_dab: float = 15.0,
 ) -> StainVectors:
     """Macenko estimate of the hematoxylin and DAB vectors from OD pixels (N, 3).
 
-    Pixels with OD norm above `beta` are projected on the plane of their two main
+    Pixels with OD norm between `beta` and `max_od` are projected on the plane of their two main
     directions; the `alpha`/`100 - alpha` percentile angles give the two stains. A vector more than
     `max_angle_h` / `max_angle_dab` degrees from its standard (or both ends on the same stain, e.g. a Ki-67 slide with
     no positive cell) falls back to the standard vector.
@@ -81,7 +82,10 @@ def estimate_stains(
     std = standard_stains()
     std_h, std_d = np.asarray(std.hematoxylin), np.asarray(std.dab)
     od = np.asarray(od_pixels, np.float64).reshape(-1, 3)
-    od = od[np.linalg.norm(od, axis=1) > beta]  # not per channel: pale blue has little blue OD
+    norm = np.linalg.norm(od, axis=1)
+    # not per channel: pale blue has little blue OD; near-black pixels (saturated DAB, JPEG
+    # blacks) have lost their colour and would tilt both vectors towards grey
+    od = od[(norm > beta) & (norm < max_od)]
     if len(od) < 500:
         return std
     _, vecs = np.linalg.eigh(np.cov(od.T))

@@ -20,6 +20,11 @@ TIFF_UNIT_UM = {2: 25400.0, 3: 10000.0}
 OME_UNIT_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}
 
 
+#: Pixel sizes (um/px) a microscope image can have; a TIFF resolution outside them (72 dpi = 353
+#: um/px: a screen image) is not taken as the pixel size.
+MICROSCOPY_MPP = (0.01, 50.0)
+
+
 class MissingMppWarning(UserWarning):
     """The slide carries no pixel size; 1 px = 1 unit is assumed."""
 
@@ -146,3 +151,12 @@ def tiff_resolution_mpp(page) -> tuple[float | None, float | None]:
     mpp_x = per_um * den / num
     num, den = yr.value if yr is not None else xr.value
     return mpp_x, (per_um * den / num if num else mpp_x)
+
+
+def microscopy_mpp(page) -> tuple[float, float] | None:
+    """A TIFF page's resolution as (mpp_x, mpp_y) when it is a microscope's pixel size, else None."""
+    mx, my = tiff_resolution_mpp(page)
+    lo, hi = MICROSCOPY_MPP
+    if mx is None or my is None or not (lo <= mx <= hi and lo <= my <= hi):
+        return None
+    return mx, my

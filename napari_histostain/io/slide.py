@@ -1,7 +1,9 @@
 """Slide access: the `Slide` facade and `open_slide`, over the backends in `io.backends`.
 
 Every format OpenSlide 4 reads (svs, tif, ndpi, vms, vmu, scn, mrxs, svslide, bif, DICOM files and
-folders) goes through OpenSlide; pyramidal TIFFs that OpenSlide declines go through tifffile + zarr.
+folders) goes through OpenSlide; pyramidal TIFFs that OpenSlide declines, single-level OME-TIFFs and
+TIFFs with a pixel size go through tifffile + zarr; plain PNG / JPEG / BMP / TIFF images are decoded
+into memory (their pixel size is assumed until given: `Slide.with_mpp`).
 Region reads are thread-safe and always return RGB uint8, with transparent pixels composited on the
 slide's background colour.
 """
@@ -261,8 +263,9 @@ class Slide:
         )
 
     def __reduce__(self):
-        # Slides travel to dask workers as their path and reopen there.
-        return (open_slide, (self.info.path,))
+        # Slides travel to dask workers as their path (and a user-given pixel size) and reopen there.
+        user_mpp = self.info.mpp if self.info.mpp_source == "user" else None
+        return (_reopen, (self.info.path, user_mpp))
 
 
 def _probe(slide: Slide, display: str) -> None:
@@ -283,11 +286,12 @@ def open_slide(path: str | Path) -> Slide:
     """Open a whole-slide image; raise `SlideError` with a message that says what to do."""
     p = _resolve_path(path)
     display = Path(path).name or str(path)
+    from .backends.image import open_image
     from .backends.openslide import open_openslide
     from .backends.tifffile import open_tifffile
 
     slide = None
-    for opener in (open_openslide, open_tifffile):
+    for opener in (open_openslide, open_tifffile, open_image):
         opened = opener(p, display)
         if opened is not None:
             slide = Slide(*opened)
@@ -310,10 +314,20 @@ def open_slide(path: str | Path) -> Slide:
         raise SlideError(
             f"{display}: not a whole-slide image that OpenSlide or tifffile can read. Supported: "
             "Aperio .svs, Hamamatsu .ndpi/.vms/.vmu, Leica .scn, MIRAX .mrxs, Philips/Sakura/Ventana, "
-            "DICOM WSI and pyramidal (OME-)TIFF."
+            "DICOM WSI, (OME-)TIFF, and PNG / JPEG / BMP images (give their pixel size)."
         )
     log.debug("opened %s", slide)
     return slide
+
+
+def _reopen(path: str, mpp: tuple[float, float] | None) -> Slide:
+    if mpp is None:
+        return open_slide(path)
+    import warnings
+
+    with warnings.catch_warnings():  # the pixel size the file lacks is given
+        warnings.simplefilter("ignore", MissingMppWarning)
+        return open_slide(path).with_mpp(mpp)
 
 
 def slide_from_array(

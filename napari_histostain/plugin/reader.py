@@ -1,7 +1,7 @@
 """napari reader contribution: a whole-slide image as one lazy multiscale RGB layer in micrometres.
 
-`get_slide_reader` claims slide files and DICOM folders, never plain single-image TIFFs (those go to
-napari's own readers). A file that looks like a slide but cannot be read gives one clear error
+`get_slide_reader` claims slide files, DICOM folders, OME-TIFFs and TIFFs with a pixel size in um,
+never plain TIFFs without one (those go to napari's own readers). A file that looks like a slide but cannot be read gives one clear error
 notification and no layer, instead of a traceback.
 """
 
@@ -24,22 +24,19 @@ LayerData = tuple[Any, dict, str]
 _VENDOR_SUFFIXES = tuple(s for s in SLIDE_SUFFIXES if s not in (".tif", ".tiff"))
 
 
-def _is_pyramidal_tiff(path: Path) -> bool:
-    """Whether a .tif is a slide: OpenSlide recognises it, or tifffile finds a multi-level pyramid."""
+def _is_slide_tiff(path: Path) -> bool:
+    """Whether a .tif is a slide: OpenSlide recognises it, or it is a pyramid, an OME-TIFF or one
+    image with a microscope's pixel size in its resolution tag (`io.backends.tifffile`)."""
     import openslide
+
+    from ..io.backends.tifffile import is_microscopy_tiff
 
     try:
         if openslide.OpenSlide.detect_format(str(path)) is not None:
             return True
     except Exception:
         pass
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(str(path)) as tif:
-            return len(tif.series[0].levels) > 1
-    except Exception:
-        return False
+    return is_microscopy_tiff(path)
 
 
 def _claims(path: Path) -> bool:
@@ -54,7 +51,7 @@ def _claims(path: Path) -> bool:
     if path.suffix.lower() in _VENDOR_SUFFIXES:
         return True
     if path.suffix.lower() in (".tif", ".tiff"):
-        return path.exists() and _is_pyramidal_tiff(path)
+        return path.exists() and _is_slide_tiff(path)
     return False
 
 

@@ -224,3 +224,21 @@ def test_predict_refuses_a_bad_annotation_file_before_any_work(
     assert main(_args(synthetic_slide, out, files, "--annotations", str(bad))) == 2
     assert "no polygon annotations" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_predict_a_png_field_with_the_given_pixel_size(files, tmp_path, capsys):
+    from PIL import Image
+
+    from napari_histostain.ihc.synthetic import render_dab
+
+    rgb, _ = render_dab(400, 300, 0.5, positive_fraction=0.3, seed=1)
+    png = tmp_path / "core.png"
+    Image.fromarray(rgb).save(png)
+    out = tmp_path / "out"
+    assert main(_args(png, out, files, "--mpp", "0.5", "--quiet")) == 0
+    doc = json.loads((out / "core.prediction.json").read_text())
+    assert doc["grid"]["n_tiles"] == 1 and doc["grid"]["slide_mpp"] == [0.5, 0.5]
+    printed = capsys.readouterr().out
+    assert "smaller than one tile" in printed and "no pixel size" not in printed
+    assert main(_args(png, tmp_path / "o2", files, "--quiet")) == 0  # no --mpp: said, not silent
+    assert "no pixel size" in capsys.readouterr().out

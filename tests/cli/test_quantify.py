@@ -1,16 +1,21 @@
-"""`histostain quantify --annotations FILE`: IHC indices per annotated region."""
+"""`histostain quantify`: IHC indices per annotated region, and fields of view of any format
+(the same pixels give the same index)."""
 
 from __future__ import annotations
 
 import csv
 import json
 
+import numpy as np
 import pytest
 import shapely
+import tifffile
+from PIL import Image
 
 from napari_histostain.annotations import Annotation, write_annotations
 from napari_histostain.cli import main
-from napari_histostain.ihc.synthetic import dab_slide_renderer
+from napari_histostain.ihc.synthetic import dab_slide_renderer, render_dab
+from shared_data import shared_file
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +75,77 @@ def test_quantify_annotations_errors(dab_slide, tmp_path, capsys):
     argv = ["quantify", "--cohort", str(bad), "--out", str(out), "--annotations", str(bad)]
     assert main(argv) == 2
     assert "without --cohort" in capsys.readouterr().err
+
+
+def _save_all(rgb: np.ndarray, folder, mpp: float) -> dict:
+    """The same pixels as PNG, plain TIFF with a resolution tag, tiled TIFF and OME-TIFF."""
+    paths = {
+        k: folder / f"field-{k}{ext}"
+        for k, ext in (("png", ".png"), ("tif", ".tif"), ("tiled", ".tif"), ("ome", ".ome.tif"))
+    }
+    Image.fromarray(rgb).save(paths["png"])
+    res = dict(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
+    tifffile.imwrite(paths["tif"], rgb, photometric="rgb", **res)
+    tifffile.imwrite(paths["tiled"], rgb, photometric="rgb", tile=(256, 256), **res)
+    tifffile.imwrite(
+        paths["ome"], rgb, photometric="rgb", metadata={"axes": "YXS", "PhysicalSizeX": mpp}
+    )
+    return paths
+
+
+def _index(path, out, capsys, *extra) -> dict:
+    assert main(["quantify", str(path), "--marker", "ki67", "--out", str(out), *extra]) == 0
+    printed = capsys.readouterr().out
+    stem = path.name.split(".")[0]
+    doc = json.loads((out / f"{stem}.ki67.ihc.json").read_text())
+    return {"summary": doc["summary"], "printed": printed}
+
+
+def _check_same(rgb, mpp, tmp_path, capsys):
+    paths = _save_all(rgb, tmp_path, mpp)
+    got = {}
+    for kind, path in paths.items():
+        extra = ("--mpp", str(mpp)) if kind == "png" else ()
+        got[kind] = _index(path, tmp_path / "out", capsys, *extra)
+    ref = got["png"]["summary"]
+    assert ref["n_nuclei"] > 20
+    for kind, g in got.items():
+        assert g["summary"]["ki67_index"] == ref["ki67_index"], kind
+        assert g["summary"]["n_nuclei"] == ref["n_nuclei"], kind
+        assert "smaller than one tile" in g["printed"]  # 128 um < one 224 um tile: a note
+    return ref
+
+
+def test_512px_field_as_tiff_gives_the_index_of_the_same_pixels_as_png(tmp_path, capsys):
+    rgb, truth = render_dab(512, 512, 0.25, positive_fraction=0.4, seed=7)
+    ref = _check_same(rgb, 0.25, tmp_path, capsys)
+    inside = (truth.centres >= 0).all(axis=1) & (truth.centres < 512).all(axis=1)
+    assert abs(ref["ki67_index"] - (truth.dab[inside] > 0).mean() * 100) <= 5
+
+
+def test_real_512px_ki67_field_as_tiff_equals_png(tmp_path, capsys):
+    rgb = np.asarray(Image.open(shared_file("ihc-truth", "bcdata-sample", "bcdata-00.jpg")))
+    _check_same(np.ascontiguousarray(rgb[:512, :512]), 0.25, tmp_path, capsys)
+
+
+def test_mpp_overrides_the_files_and_is_needed_for_plain_images(tmp_path, capsys):
+    rgb, _ = render_dab(512, 512, 0.25, positive_fraction=0.4, seed=7)
+    paths = _save_all(rgb, tmp_path, 0.5)  # a wrong pixel size in the file
+    wrong = _index(paths["tif"], tmp_path / "a", capsys)["summary"]
+    right = _index(paths["tif"], tmp_path / "b", capsys, "--mpp", "0.25")["summary"]
+    png = _index(paths["png"], tmp_path / "c", capsys, "--mpp", "0.25")["summary"]
+    assert right["ki67_index"] == png["ki67_index"] and right["n_nuclei"] == png["n_nuclei"]
+    assert wrong["n_nuclei"] != right["n_nuclei"]
+    assert main(["quantify", str(paths["png"]), "--marker", "ki67", "--out", str(tmp_path)]) == 2
+    assert "--mpp" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["notes.png", "x.jpg"])
+def test_unreadable_image_is_a_clear_error(tmp_path, capsys, name):
+    bad = tmp_path / name
+    bad.write_text("not an image")
+    assert (
+        main(["quantify", str(bad), "--marker", "ki67", "--mpp", "0.25", "--out", str(tmp_path)])
+        == 2
+    )
+    assert "PNG / JPEG" in capsys.readouterr().err

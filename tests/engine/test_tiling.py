@@ -107,3 +107,21 @@ def test_bad_tile_parameters(slide):
         make_grid(slide, tile_size=0)
     with pytest.raises(TilingError, match="no area"):
         make_grid(slide, region=(0, 0, 0, 10))
+
+
+def test_image_smaller_than_one_tile_is_one_tile_with_a_note():
+    from napari_histostain.io.slide import slide_from_array
+
+    rng = np.random.default_rng(1)
+    field = rng.integers(60, 200, (512, 400, 3), np.uint8)  # 128 x 100 um at 0.25 um/px
+    for rgb in (field, np.full_like(field, 255)):  # tissue or glass: the chosen field is analysed
+        slide = slide_from_array(rgb, 0.25)
+        grid = make_grid(slide, tile_mpp=1.0, tile_size=224)
+        assert len(grid) == 1 and grid.tile_px0 == pytest.approx(896)
+        assert (
+            "smaller than one tile" in grid.extra["note"] and "100 x 128 um" in grid.extra["note"]
+        )
+        tile = read_tile(slide, grid, 0)
+        assert tile.shape == (224, 224, 3) and (tile[130:, :] == 255).all()  # glass beyond it
+    big = slide_from_array(rng.integers(0, 255, (1000, 1000, 3), np.uint8), 0.25)
+    assert "note" not in make_grid(big, tile_mpp=1.0, tile_size=224, min_tissue=0).extra

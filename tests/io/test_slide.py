@@ -243,3 +243,71 @@ def test_direct_tile_decoding_equals_openslide_and_checks_itself(synthetic_slide
     )
     monkeypatch.setenv("HISTOSTAIN_DIRECT_TILES", "0")
     assert open_slide(synthetic_slide)._direct_tiles() is None
+
+
+# -- any microscopy image: single-level (OME-)TIFFs with a pixel size, plain images ---------------
+def _field(h=300, w=400):
+    rng = np.random.default_rng(5)
+    return rng.integers(0, 255, (h, w, 3), np.uint8)
+
+
+def test_single_level_ome_tiff_and_resolution_tiff_open_with_their_pixel_size(tmp_path):
+    import tifffile
+
+    rgb = _field()
+    ome = tmp_path / "region.ome.tif"
+    tifffile.imwrite(ome, rgb, photometric="rgb", metadata={"axes": "YXS", "PhysicalSizeX": 0.25})
+    cm = tmp_path / "field.tif"
+    tifffile.imwrite(
+        cm, rgb, photometric="rgb", resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER"
+    )
+    inch = tmp_path / "field-inch.tif"  # 101600 dpi = 0.25 um/px
+    tifffile.imwrite(
+        inch, rgb, photometric="rgb", resolution=(101600, 101600), resolutionunit="INCH"
+    )
+    for path, mpp in ((ome, 0.25), (cm, 0.5), (inch, 0.25)):
+        with open_slide(path) as slide:
+            assert slide.mpp == pytest.approx((mpp, mpp)) and slide.info.mpp_source == "metadata"
+            assert slide.dimensions == (400, 300) and slide.level_count == 1
+            assert np.array_equal(slide.read_region((0, 0), 0, (400, 300)), rgb)
+            assert np.array_equal(
+                slide.read_region((350, 10), 0, (100, 20))[:, :50], rgb[10:30, 350:]
+            )
+
+
+def test_plain_images_open_with_an_assumed_pixel_size_until_given(tmp_path):
+    import pickle
+
+    import tifffile
+    from PIL import Image
+
+    from napari_histostain.io.slide import MissingMppWarning
+
+    rgb = _field()
+    png, jpg, tif = tmp_path / "core.png", tmp_path / "core.jpg", tmp_path / "screen.tif"
+    Image.fromarray(rgb).save(png)
+    Image.fromarray(rgb).save(jpg, quality=95)
+    # 72 dpi is a screen's resolution (353 um/px), not the microscope's: not taken as the mpp
+    tifffile.imwrite(tif, rgb, photometric="rgb", resolution=(72, 72), resolutionunit="INCH")
+    for path in (png, jpg, tif):
+        with pytest.warns(MissingMppWarning):
+            slide = open_slide(path)
+        assert slide.info.mpp_source == "assumed" and slide.dimensions == (400, 300)
+        if path != jpg:
+            assert np.array_equal(slide.read_region((0, 0), 0, (400, 300)), rgb)
+        given = slide.with_mpp(0.25)
+        assert given.mpp == (0.25, 0.25) and given.info.mpp_known
+        clone = pickle.loads(pickle.dumps(given))  # dask workers keep the given pixel size
+        assert clone.mpp == (0.25, 0.25)
+        slide.close()
+    grey = tmp_path / "grey.png"
+    Image.fromarray(rgb[..., 0]).save(grey)
+    with pytest.warns(MissingMppWarning), open_slide(grey) as slide:
+        assert slide.read_region((0, 0), 0, (4, 4)).shape == (4, 4, 3)
+
+
+def test_unreadable_image_named_png_is_refused_clearly(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(SlideError, match="PNG / JPEG"):
+        open_slide(bad)

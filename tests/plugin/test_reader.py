@@ -111,3 +111,20 @@ def test_rgba_slide_layer_composited(tmp_path):
     data, _, _ = read_slide_layer(p)
     assert data[0].shape[-1] == 3
     assert (np.asarray(data[0][:8, :8]) == 255).all()
+
+
+def test_reader_claims_single_level_ome_and_micrometre_tiffs(tmp_path):
+    import tifffile
+
+    rgb = np.full((64, 64, 3), 200, np.uint8)
+    ome = tmp_path / "qupath-region.ome.tif"
+    tifffile.imwrite(ome, rgb, photometric="rgb", metadata={"axes": "YXS", "PhysicalSizeX": 0.25})
+    cm = tmp_path / "field.tif"
+    tifffile.imwrite(cm, rgb, photometric="rgb", resolution=(4e4, 4e4), resolutionunit="CENTIMETER")
+    screen = tmp_path / "screen.tif"
+    tifffile.imwrite(screen, rgb, photometric="rgb", resolution=(72, 72), resolutionunit="INCH")
+    assert get_slide_reader(str(ome)) is not None
+    assert get_slide_reader(str(cm)) is not None
+    assert get_slide_reader(str(screen)) is None  # napari's own reader opens it
+    _data, kwargs, _ = read_slide_layer(ome)
+    assert kwargs["scale"] == pytest.approx((0.25, 0.25)) and kwargs["units"] == ("um", "um")

@@ -1,4 +1,5 @@
-"""tifffile + zarr: pyramidal (OME-)TIFFs that OpenSlide declines."""
+"""tifffile + zarr: pyramidal (OME-)TIFFs that OpenSlide declines, single-level OME-TIFFs and
+TIFFs whose resolution tag gives a microscope's pixel size (um)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SlideError
-from ..metadata import SlideInfo, ome_mpp, resolve_mpp, tiff_resolution_mpp
+from ..metadata import SlideInfo, microscopy_mpp, ome_mpp, resolve_mpp
 from . import composite_rgba
 
 
@@ -65,7 +66,8 @@ def is_ome_tiff(p: Path) -> bool:
 
 
 def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None:
-    """Open a pyramidal TIFF or an OME-TIFF; None for other files (plain images included)."""
+    """Open a pyramidal TIFF, an OME-TIFF or a TIFF with a microscope's pixel size; None for other
+    files (plain images without a pixel size included)."""
     import tifffile
     import zarr
 
@@ -76,9 +78,9 @@ def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None
     try:
         series = tif.series[0]
         levels = series.levels
-        if len(levels) < 2 and not tif.is_ome:
+        if len(levels) < 2 and not tif.is_ome and microscopy_mpp(levels[0].pages[0]) is None:
             tif.close()
-            return None  # a plain image, not a slide: leave it to other readers
+            return None  # a plain image without a pixel size: `backends.image` reads it
         shapes = []
         for lv in levels:
             if lv.axes not in ("YXS", "YX"):
@@ -86,8 +88,8 @@ def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None
                 return None
             shapes.append(lv.shape)
         mpp_x, mpp_y = ome_mpp(tif.ome_metadata) if tif.is_ome else (None, None)
-        if mpp_x is None:
-            mpp_x, mpp_y = tiff_resolution_mpp(levels[0].pages[0])
+        if mpp_x is None:  # a resolution tag of 72 dpi is a screen's, not the microscope's
+            mpp_x, mpp_y = microscopy_mpp(levels[0].pages[0]) or (None, None)
         mpp, source = resolve_mpp(mpp_x, mpp_y, None, display)
         store = tif.aszarr()
         group: Any = zarr.open(store, mode="r")
@@ -124,3 +126,16 @@ def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None
         properties={"tifffile.series": series.name or "", "tifffile.is_ome": str(tif.is_ome)},
     )
     return info, TiffBackend(tif, arrays, bg, downs)
+
+
+def is_microscopy_tiff(p: Path) -> bool:
+    """Whether `p` is a TIFF `open_tifffile` reads as a slide: a pyramid, an OME-TIFF, or one
+    image whose resolution tag gives a microscope's pixel size."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(p)) as tif:
+            levels = tif.series[0].levels
+            return len(levels) > 1 or tif.is_ome or microscopy_mpp(levels[0].pages[0]) is not None
+    except Exception:
+        return False
