@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import HistostainError
+from ..results.caveats import models_caveats
 from ..results.maps import PredictionMaps
 
 #: The model source meaning "the package's bundled model".
@@ -91,6 +92,7 @@ class RegionPredictor:
             tile_size=self.tile_size,
             encoder=encoder_id,
             encoder_fingerprint=self.encoder.fingerprint,
+            caveats=models_caveats(self.models),
         )
         n = len(self.grid)
         self._scores = {m: np.full(n, np.nan, np.float64) for m in self.markers}
@@ -170,10 +172,18 @@ class RegionPredictor:
                 if len(idx) == len(self.grid):
                     self.maps.set_attention(m, mp.attention)
                     self.maps.set_slide_call(
-                        m, mp.probability, mp.label or "", mp.threshold, scope="whole slide"
+                        m,
+                        mp.probability,
+                        mp.label or "",
+                        mp.threshold,
+                        scope="whole slide",
+                        call_status=getattr(mp, "call_status", "call"),
+                        no_call_reason=getattr(mp, "no_call_reason", None),
                     )
                 else:
                     self._refresh_marker(m, idx, positivity=mp.positivity)
+            if len(idx) == len(self.grid):
+                self.maps.set_caveats(prediction)
         return idx
 
     def _refresh_marker(self, m: str, idx: np.ndarray, positivity: Any = None) -> None:

@@ -173,20 +173,20 @@ def domain_verdict(domain: Mapping[str, Any] | None) -> str:
     """The domain verdict in words ('' when the model has no domain reference)."""
     if not domain:
         return ""
-    score = domain.get("score")
-    thr = domain.get("threshold")
+    score = _number(domain.get("score"))
+    thr = _number(domain.get("threshold"))
     tiles, ok = domain.get("tiles"), domain.get("in_domain_tiles")
     where = "in domain" if domain.get("in_domain") else "OUT OF DOMAIN"
     bits = []
     if isinstance(ok, int) and isinstance(tiles, int):
         bits.append(f"{ok}/{tiles} tiles in domain")
-    if _finite(score) and _finite(thr):
-        bits.append(f"score {float(score):.1f} (threshold {float(thr):.1f})")
+    if math.isfinite(score) and math.isfinite(thr):
+        bits.append(f"score {score:.1f} (threshold {thr:.1f})")
     return f"{where}" + (f": {'; '.join(bits)}" if bits else "")
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(float(v))
+def _number(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def call_text(call_status: str | None, no_call_reason: str | None) -> str:
@@ -251,3 +251,27 @@ def caveat_lines(caveats: Mapping[str, Any]) -> list[str]:
         if m.get("no_call_text"):
             lines.append(f"{MARKERS.get(k, k)}: {m['no_call_text']}")
     return lines
+
+
+#: The tile-table column holding the caveats (the same text on every row, so a CSV read alone
+#: still says what the numbers are).
+CAVEATS_COLUMN = "caveats"
+
+
+def caveats_cell(caveats: Mapping[str, Any]) -> str:
+    """The caveats as one CSV cell ('' when there are none)."""
+    return " | ".join(caveat_lines(caveats))
+
+
+def marker_file_caveats(caveats: Mapping[str, Any], marker: str) -> dict:
+    """One marker's caveats for a per-marker file (GeoJSON): disclaimer, model, call, domain."""
+    m = (caveats.get("markers") or {}).get(marker) or {}
+    return {
+        "disclaimer": caveats.get("disclaimer", ""),
+        "model_identity": (caveats.get("models") or {}).get(marker, ""),
+        "call_status": m.get("call_status", CALL),
+        "no_call_reason": m.get("no_call_reason"),
+        "no_call_text": m.get("no_call_text", ""),
+        "domain": caveats.get("domain"),
+        "domain_verdict": caveats.get("domain_verdict", ""),
+    }

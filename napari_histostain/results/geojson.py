@@ -11,6 +11,7 @@ from .. import __version__
 from ..engine.tiling import TileLattice
 from ..io.atomic import atomic_open
 from ..markers import NEGATIVE_COLOUR, get_marker
+from .caveats import marker_file_caveats
 from .errors import ExportError, check_marker, finite
 from .maps import PredictionMaps
 
@@ -74,6 +75,7 @@ def tiles_geojson(maps: PredictionMaps, marker: str, *, tile_threshold: float = 
             "tile_threshold": tile_threshold,
             "geometry": maps.lattice.to_dict(),
             "slide_path": maps.slide_path,
+            **marker_file_caveats(maps.caveats, marker),
         },
         "features": features,
     }

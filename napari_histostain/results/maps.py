@@ -39,6 +39,8 @@ class MarkerMaps:
     label: str = ""
     threshold: float = 0.5
     scope: str = ""
+    call_status: str = "call"  # "call" | "no_call" | "forced"
+    no_call_reason: str | None = None
 
     @property
     def name(self) -> str:
@@ -95,9 +97,32 @@ class PredictionMaps:
         for key, mp in prediction.markers.items():
             maps.update(key, idx, mp.positivity, mp.attention)
             scope = "region" if getattr(prediction.grid, "region", None) else "whole slide"
-            maps.set_slide_call(key, mp.probability, mp.label or "", mp.threshold, scope=scope)
+            maps.set_slide_call(
+                key,
+                mp.probability,
+                mp.label or "",
+                mp.threshold,
+                scope=scope,
+                call_status=getattr(mp, "call_status", "call"),
+                no_call_reason=getattr(mp, "no_call_reason", None),
+            )
         maps.info["messages"] = list(getattr(prediction, "messages", []))
+        maps.set_caveats(prediction)
         return maps
+
+    def set_caveats(self, prediction: Any) -> None:
+        """Keep the disclaimer, model identities and domain verdict of a `SlidePrediction` (or of
+        its `to_dict()`) in `info["caveats"]` (`results.caveats.prediction_caveats`)."""
+        from .caveats import prediction_caveats
+
+        doc = prediction if isinstance(prediction, dict) else prediction.to_dict()
+        self.info["caveats"] = prediction_caveats(doc)
+
+    @property
+    def caveats(self) -> dict:
+        """`info["caveats"]`, or {} when nothing is known of the models (e.g. read from GeoJSON)."""
+        cav = self.info.get("caveats")
+        return cav if isinstance(cav, dict) else {}
 
     def add_marker(self, marker: str) -> MarkerMaps:
         if marker not in self.markers:
@@ -153,12 +178,17 @@ class PredictionMaps:
         label: str = "",
         threshold: float = 0.5,
         scope: str = "",
+        *,
+        call_status: str = "call",
+        no_call_reason: str | None = None,
     ) -> None:
         mm = self.add_marker(marker)
         mm.probability = float(probability)
         mm.label = str(label)
         mm.threshold = float(threshold)
         mm.scope = scope
+        mm.call_status = call_status
+        mm.no_call_reason = no_call_reason
 
     def _refresh_heatmaps(self, marker: str) -> None:
         for kind in KINDS:
@@ -231,6 +261,8 @@ class PredictionMaps:
                 "label": mm.label,
                 "threshold": mm.threshold,
                 "scope": mm.scope,
+                "call_status": mm.call_status,
+                "no_call_reason": mm.no_call_reason,
                 "positive_fraction": self.positive_fraction(key, tile_threshold),
                 "tiles_computed": int(np.isfinite(mm.positivity).sum()),
                 "tiles_total": len(self),
