@@ -79,7 +79,8 @@ def export_predictions(
                     )
                 )
         if "csv" in what:
-            rows = tile_rows(maps, prediction_values(maps.markers), np.flatnonzero(maps.done))
+            values = prediction_values(maps.markers, getattr(maps, "domain_score", None))
+            rows = tile_rows(maps, values, np.flatnonzero(maps.done))
             written.append(write_tile_table(paths["csv"], rows, prediction_columns(markers)))
         if "heatmaps" in what:
             for m in markers:

@@ -20,7 +20,10 @@ def save_prediction(prediction: Any, out_dir: str | Path) -> list[Path]:
     """Write a `SlidePrediction`'s JSON summary and tile table atomically into `out_dir`."""
     out = ensure_dir(out_dir)
     json_name, csv_name = prediction_file_names(prediction.slide_path)
-    rows = tile_rows(prediction.grid, prediction_values(prediction.markers))
+    rows = tile_rows(
+        prediction.grid,
+        prediction_values(prediction.markers, getattr(prediction, "domain_score", None)),
+    )
     write_tile_table(out / csv_name, rows, prediction_columns(list(prediction.markers)))
     doc = prediction.to_dict()
     doc["tiles_csv"] = csv_name
