@@ -179,6 +179,12 @@ def add_prediction_options(p: argparse.ArgumentParser) -> None:
         help=f"refuse a slide with more tissue tiles than this (default {MAX_TILES:,}; so many "
         "usually means a wrong pixel size or --tile-mpp)",
     )
+    p.add_argument(
+        "--force-call",
+        action="store_true",
+        help="call every slide even when it should get no call (out of the model's domain, looks "
+        "like IHC, no pixel size, too few tissue tiles); the reason is kept in the output",
+    )
     add_batch_size(p)
     add_reader_threads(p, default=None)
     add_device(p)
@@ -262,6 +268,7 @@ def prediction_options(args: argparse.Namespace, markers: list[str], *, must_exi
         device=args.device,
         allow_other_encoder_weights=args.allow_other_encoder_weights,
         max_tiles=args.max_tiles,
+        force_call=getattr(args, "force_call", False),
     )
 
 

@@ -64,13 +64,20 @@ class PredictOptions:
     device: str = DEFAULT_DEVICE  # auto, cpu, cuda, cuda:N, mps (a TileEncoder keeps its own)
     allow_other_encoder_weights: bool = False  # run a model with other weights than its own
     max_tiles: int | None = MAX_TILES  # refuse slides with more tissue tiles (None: no cap)
+    #: call a slide even when a no-call reason holds (`engine.no_call`; the reason is kept)
+    force_call: bool = False
 
     #: the options that change results (what makes stored outputs current)
-    RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder")
+    RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder", "force_call")
 
     def result_key(self) -> dict:
-        """The options that change results, as plain values (cohort resume compares them)."""
-        return {k: getattr(self, k) for k in self.RESULT_OPTIONS if getattr(self, k) is not None}
+        """The options that change results, as plain values (cohort resume compares them); unset
+        ones (None, or a False switch) are left out, so older stored keys still match."""
+        return {
+            k: v
+            for k in self.RESULT_OPTIONS
+            if (v := getattr(self, k)) is not None and v is not False
+        }
 
 
 def resolve_models(markers: Iterable[str], models: Mapping[str, ModelSpec] | None = None) -> dict:
@@ -378,6 +385,7 @@ def _marker_prediction(
     return MarkerPrediction(
         marker=marker,
         probability=maps["probability"],
+        raw_probability=maps["probability"],
         label=cfg.label_for(maps["probability"]),
         threshold=float(cfg.threshold),
         positivity=maps["positivity"],

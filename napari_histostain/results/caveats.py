@@ -57,17 +57,22 @@ NO_CALL_SHORT = {
 
 
 def no_call_text(code: str | None) -> str:
-    """The human text of a no-call code ('' for None; unknown codes are shown as they are)."""
+    """The human text of a no-call code ('' for None; unknown codes are shown as they are; several
+    codes joined by ';' give their texts joined by '; and ')."""
     if not code:
         return ""
-    return NO_CALL_TEXT.get(code, code.replace("_", " "))
+    return "; and ".join(
+        NO_CALL_TEXT.get(c, c.replace("_", " ")) for c in code.split(";") if c.strip()
+    )
 
 
 def no_call_short(code: str | None) -> str:
     """A few words for a no-call code ('' for None)."""
     if not code:
         return ""
-    return NO_CALL_SHORT.get(code, code.replace("_", " "))
+    return ", ".join(
+        NO_CALL_SHORT.get(c, c.replace("_", " ")) for c in code.split(";") if c.strip()
+    )
 
 
 def _models_dir() -> Path:

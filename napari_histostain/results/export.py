@@ -80,7 +80,7 @@ def export_predictions(
                     )
                 )
         if "csv" in what:
-            values = prediction_values(maps.markers)
+            values = prediction_values(maps.markers, getattr(maps, "domain_score", None))
             values[CAVEATS_COLUMN] = np.full(len(maps), caveats_cell(maps.caveats), dtype=object)
             rows = tile_rows(maps, values, np.flatnonzero(maps.done))
             columns = [*prediction_columns(markers), CAVEATS_COLUMN]

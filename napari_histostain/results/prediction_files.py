@@ -29,7 +29,7 @@ def save_prediction(prediction: Any, out_dir: str | Path) -> list[Path]:
     json_name, csv_name = prediction_file_names(prediction.slide_path)
     doc = prediction.to_dict()
     doc["caveats"] = prediction_caveats(doc)
-    values = prediction_values(prediction.markers)
+    values = prediction_values(prediction.markers, getattr(prediction, "domain_score", None))
     values[CAVEATS_COLUMN] = np.full(
         len(prediction.grid), caveats_cell(doc["caveats"]), dtype=object
     )

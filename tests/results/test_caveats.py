@@ -105,3 +105,11 @@ def test_models_caveats_before_any_call():
     assert cav["demonstration_model"] and cav["markers"]["ki67"]["call_status"] == "call"
     net, cfg = seeded_model("ki67", in_dim=8, encoder_id="x")
     assert models_caveats({"ki67": (net, cfg)})["disclaimer"] == ""
+
+
+def test_several_reasons_at_once():
+    text = no_call_text("ihc_input;assumed_mpp")
+    assert text == NO_CALL_TEXT["ihc_input"] + "; and " + NO_CALL_TEXT["assumed_mpp"]
+    from napari_histostain.results.caveats import no_call_short
+
+    assert no_call_short("ihc_input;too_few_tiles") == "IHC input, too few tiles"
