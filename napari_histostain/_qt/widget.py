@@ -484,7 +484,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return event.is_set() or pbar.is_canceled
 
         worker = create_worker(
-            whole_slide, self.predictor, cancelled, self.batch_size, _ignore_errors=True
+            whole_slide,
+            self.predictor,
+            cancelled,
+            self.batch_size,
+            self.results.force_call,
+            _ignore_errors=True,
         )
         self._set_running(True)
         self._message(f"Whole slide: 0 of {n} tiles...")
@@ -601,7 +606,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def _update_panel(self) -> None:
         maps = self.predictor.maps if self.predictor else None
-        self.results.show_summary(maps.summary(self.threshold_spin.value()) if maps else {})
+        self.results.show_summary(
+            maps.summary(self.threshold_spin.value()) if maps else {}, maps.caveats if maps else {}
+        )
 
     def _on_threshold(self, value: float) -> None:
         self._update_panel()

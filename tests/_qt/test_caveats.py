@@ -1,0 +1,99 @@
+"""The caveats next to the widget's results, with a real napari viewer (run under xvfb-run):
+the demonstration disclaimer and model identity, no-call rows with their reason, 'Force a call'."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.gui
+
+TIMEOUT_MS = 120_000
+
+
+def _widget(make_napari_viewer, slide_path, markers, model_files=()):
+    from napari_histostain._qt.widget import PredictionWidget
+    from napari_histostain.plugin.reader import read_slide_layer
+
+    viewer = make_napari_viewer()
+    data, kwargs, _ = read_slide_layer(slide_path)
+    viewer.add_image(data, **kwargs)
+    widget = PredictionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="HistoStain")
+    if model_files:
+        widget.set_model_files(list(model_files))
+    widget.set_markers(list(markers))
+    widget.set_mode("whole")
+    return widget
+
+
+def _run(qtbot, widget):
+    widget.run()
+    qtbot.waitUntil(lambda: widget.predictor is not None and not widget.busy, timeout=TIMEOUT_MS)
+
+
+def test_bundled_model_shows_disclaimer_and_identity(qtbot, make_napari_viewer, synthetic_slide):
+    from napari_histostain.engine.model_files import bundled_model_path, read_model_config
+    from napari_histostain.results.caveats import DEMO_DISCLAIMER
+
+    widget = _widget(make_napari_viewer, synthetic_slide, ["ki67"])
+    box = widget.results.caveats
+    assert not box.disclaimer.isVisibleTo(widget)  # nothing predicted yet: nothing to caveat
+    _run(qtbot, widget)
+    cfg = read_model_config(bundled_model_path("ki67"))
+    assert box.disclaimer.isVisibleTo(widget) and box.disclaimer.text() == DEMO_DISCLAIMER
+    assert box.models.text() == (
+        f"Model: HistoStainAlign Ki-67, version {cfg.created[:10]}, trained on cohort367 "
+        f"({cfg.training['n_train_cases']} simulated cases)"
+    )
+    # the disclaimer sits right under the results table
+    lay = widget.results.layout()
+    assert lay.indexOf(box) == lay.indexOf(widget.results.table) + 1
+    widget.close_session()
+
+
+def test_lab_model_has_no_disclaimer(qtbot, make_napari_viewer, synthetic_slide, tmp_path):
+    from napari_histostain.engine.model_files import save_model_file, seeded_model
+
+    net, cfg = seeded_model("ki67", seed=3)
+    cfg.training = {"cohort": "lab-A", "n_train_cases": 50}
+    path = save_model_file(tmp_path / "ki67-lab.pt", net, cfg)
+    widget = _widget(make_napari_viewer, synthetic_slide, ["ki67"], [path])
+    _run(qtbot, widget)
+    box = widget.results.caveats
+    assert not box.disclaimer.isVisibleTo(widget)
+    assert box.models.text().endswith("trained on lab-A (50 cases)")
+    assert widget.results.table.item(0, 1).text() in cfg.class_names
+    widget.close_session()
+
+
+def test_force_call_option(make_napari_viewer, synthetic_slide):
+    from napari_histostain._qt.caveats import FORCE_CALL_TIP
+
+    widget = _widget(make_napari_viewer, synthetic_slide, ["ki67"])
+    box = widget.results.caveats
+    assert box.force_call.text() == "Force a call" and box.force_call.toolTip() == FORCE_CALL_TIP
+    assert not widget.results.force_call
+    box.force_call.setChecked(True)
+    assert widget.results.force_call
+
+
+def test_no_call_row_shows_the_reason(qtbot, make_napari_viewer, tmp_path):
+    """A slide without a pixel size gets no call (assumed_mpp) unless 'Force a call' is ticked."""
+    from napari_histostain.io.synthetic import write_synthetic_slide
+    from napari_histostain.results.caveats import NO_CALL_TEXT
+
+    slide = write_synthetic_slide(tmp_path / "nompp.tif", 1500, 1000, None, seed=2)
+    widget = _widget(make_napari_viewer, slide, ["ki67"])
+    _run(qtbot, widget)
+    table, box = widget.results.table, widget.results.caveats
+    assert table.item(0, 1).text() == "no call (pixel size assumed)"
+    assert table.item(0, 1).toolTip() == f"No call: {NO_CALL_TEXT['assumed_mpp']}"
+    assert table.item(0, 2).text() == "-"
+    assert f"Ki-67</b>: no call: {NO_CALL_TEXT['assumed_mpp']}" in box.verdict.text()
+    assert box.disclaimer.isVisibleTo(widget)
+    box.force_call.setChecked(True)
+    _run(qtbot, widget)
+    assert table.item(0, 1).text().endswith("(forced)")
+    assert "would be no call" in table.item(0, 1).toolTip()
+    widget.close_session()
