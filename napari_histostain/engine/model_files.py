@@ -170,7 +170,7 @@ def _config_problems(cfg: ModelConfig) -> list[str]:
             out.append(f"{name} of type {type(getattr(cfg, name)).__name__} (must be an object)")
     cal = cfg.calibration
     if isinstance(cal, dict) and cal:
-        t = cal.get("temperature")
+        t: Any = cal.get("temperature")
         if not (_is_number(t) and t > 0):
             out.append(f"calibration temperature {t!r} (must be a number > 0)")
     if not isinstance(cfg.description, str):
