@@ -58,10 +58,12 @@ class CaveatsBox(QWidget):
         if cav.get("domain_verdict"):
             colour = "black" if (cav.get("domain") or {}).get("in_domain") else "#a00000"
             lines.append(
-                f"<span style='color:{colour}'>Domain: {escape(cav['domain_verdict'])}</span>"
+                f"<span style='color:{colour}'>Domain: {escape(cav['domain_verdict'], quote=False)}</span>"
             )
         for m, state in (cav.get("markers") or {}).items():
             if state.get("no_call_text"):
-                lines.append(f"<b>{escape(marker_name(m))}</b>: {escape(state['no_call_text'])}")
+                lines.append(
+                    f"<b>{escape(marker_name(m))}</b>: {escape(state['no_call_text'], quote=False)}"
+                )
         self.verdict.setText("<br>".join(lines))
         self.verdict.setVisible(bool(lines))

@@ -35,8 +35,9 @@ NO_CALL_TEXT = {
         "IHC slide with `histostain quantify`"
     ),
     "assumed_mpp": (
-        "the slide has no pixel size in its metadata, so the tile scale was assumed; give the "
-        "pixel size (--mpp, or 'Pixel size' in the widget)"
+        "the slide has no pixel size in its metadata, so 1 um/px was assumed and the tiles may be "
+        "at the wrong scale; give the true pixel size (histostain predict --mpp) or save the "
+        "slide with it"
     ),
     "too_few_tiles": (
         "too few tissue tiles for a slide call; check the tissue detection or predict a slide "
