@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QPalette
 from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
 from ..markers import marker_name
@@ -17,9 +18,21 @@ FORCE_CALL_TIP = (
     "size assumed, too few tiles). The call is marked 'forced' and the reason is kept in the "
     "results and every exported file. Takes effect on the next Whole slide run."
 )
-DISCLAIMER_STYLE = (
-    "color: #a00000; font-weight: bold; border: 1px solid #a00000; border-radius: 3px; padding: 3px"
-)
+#: warning red on light and on dark themes
+WARN_LIGHT, WARN_DARK = "#a00000", "#ff7b7b"
+
+
+def warning_colour(widget: QWidget) -> str:
+    """A red that reads well on `widget`'s background (napari's dark or light theme)."""
+    dark = widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    return WARN_DARK if dark else WARN_LIGHT
+
+
+def disclaimer_style(colour: str) -> str:
+    return (
+        f"color: {colour}; font-weight: bold; border: 1px solid {colour}; border-radius: 3px; "
+        "padding: 3px"
+    )
 
 
 class CaveatsBox(QWidget):
@@ -32,7 +45,6 @@ class CaveatsBox(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.disclaimer = QLabel(DEMO_DISCLAIMER)
         self.disclaimer.setWordWrap(True)
-        self.disclaimer.setStyleSheet(DISCLAIMER_STYLE)
         self.disclaimer.setVisible(False)
         lay.addWidget(self.disclaimer)
         self.models = QLabel("")
@@ -50,20 +62,23 @@ class CaveatsBox(QWidget):
     def show_caveats(self, caveats: dict | None) -> None:
         """Show (or clear, for None / {}) the caveats of the current results."""
         cav = caveats or {}
+        red = warning_colour(self)
+        self.disclaimer.setStyleSheet(disclaimer_style(red))
         self.disclaimer.setText(cav.get("disclaimer") or DEMO_DISCLAIMER)
         self.disclaimer.setVisible(bool(cav.get("disclaimer")))
         models = cav.get("models") or {}
         self.models.setText("\n".join(f"Model: {ident}" for ident in models.values()))
         lines = []
         if cav.get("domain_verdict"):
-            colour = "black" if (cav.get("domain") or {}).get("in_domain") else "#a00000"
-            lines.append(
-                f"<span style='color:{colour}'>Domain: {escape(cav['domain_verdict'], quote=False)}</span>"
-            )
+            verdict = escape(f"Domain: {cav['domain_verdict']}", quote=False)
+            if not (cav.get("domain") or {}).get("in_domain"):
+                verdict = f"<span style='color:{red}'>{verdict}</span>"
+            lines.append(verdict)
+        by_text: dict[str, list[str]] = {}  # markers with the same reason share a line
         for m, state in (cav.get("markers") or {}).items():
             if state.get("no_call_text"):
-                lines.append(
-                    f"<b>{escape(marker_name(m))}</b>: {escape(state['no_call_text'], quote=False)}"
-                )
+                by_text.setdefault(state["no_call_text"], []).append(marker_name(m))
+        for text, names in by_text.items():
+            lines.append(f"<b>{escape(', '.join(names))}</b>: {escape(text, quote=False)}")
         self.verdict.setText("<br>".join(lines))
         self.verdict.setVisible(bool(lines))

@@ -9,7 +9,7 @@ from qtpy.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, 
 
 from ..markers import MARKERS, marker_name
 from ..results.caveats import FORCED, NO_CALL, no_call_short, no_call_text
-from .caveats import CaveatsBox
+from .caveats import CaveatsBox, warning_colour
 
 ATTENTION_NOTE = (
     "Positivity is per tile. In Visible region mode, attention and the call cover only the tiles "
@@ -21,7 +21,7 @@ def call_cell(s: dict) -> tuple[str, str]:
     """(text, tooltip) of a marker's Call cell: the label, 'no call (reason)' or 'label (forced)'."""
     status, reason = s.get("call_status", "call"), s.get("no_call_reason")
     if status == NO_CALL:
-        return f"no call ({no_call_short(reason) or '?'})", f"No call: {no_call_text(reason)}"
+        return "no call", f"No call ({no_call_short(reason) or '?'}): {no_call_text(reason)}"
     label = s["label"] or "-"
     if status == FORCED:
         why = no_call_text(reason)
@@ -73,6 +73,7 @@ class ResultsPanel(QWidget):
         self.table.setRowCount(len(summary))
         self.caveats.show_caveats(caveats)
         scopes = set()
+        red = QColor(warning_colour(self))
         for r, s in enumerate(summary.values()):
             p = s["probability"]
             frac = s["positive_fraction"]
@@ -88,7 +89,8 @@ class ResultsPanel(QWidget):
                 item = QTableWidgetItem(text)
                 if tip:
                     item.setToolTip(tip)
-                    item.setForeground(QColor("#a00000"))
+                    if c == 1:
+                        item.setForeground(red)
                 self.table.setItem(r, c, item)
             if s["scope"]:
                 scopes.add(s["scope"])

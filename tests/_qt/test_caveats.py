@@ -87,8 +87,10 @@ def test_no_call_row_shows_the_reason(qtbot, make_napari_viewer, tmp_path):
     widget = _widget(make_napari_viewer, slide, ["ki67"])
     _run(qtbot, widget)
     table, box = widget.results.table, widget.results.caveats
-    assert table.item(0, 1).text() == "no call (pixel size assumed)"
-    assert table.item(0, 1).toolTip() == f"No call: {NO_CALL_TEXT['assumed_mpp']}"
+    assert table.item(0, 1).text() == "no call"
+    assert (
+        table.item(0, 1).toolTip() == f"No call (pixel size assumed): {NO_CALL_TEXT['assumed_mpp']}"
+    )
     assert table.item(0, 2).text() == "-"
     assert f"Ki-67</b>: no call: {NO_CALL_TEXT['assumed_mpp']}" in box.verdict.text()
     assert box.disclaimer.isVisibleTo(widget)
