@@ -145,7 +145,14 @@ def train_marker(
         "command": command,
     }
     summary["class_names"] = class_display_names(manifest)
+    from .guard import fit_training_guard
+
+    guard = fit_training_guard(final, best, cases, refit, cfg.seed, n_classes - 1)
+    summary["guard"] = guard.report if guard else None
     config = model_config(summary, final)
+    if guard is not None:
+        summary_cfg, arrays = guard.reference.to_config()
+        config.update(domain=summary_cfg, domain_arrays=arrays, calibration=guard.calibration)
     from .modeling import save_model
 
     save_model(out / "model.pt", final, config)

@@ -172,12 +172,12 @@ def fit_reference(
 
     x = np.asarray(fit_tiles, np.float64)
     slides = [np.asarray(s, np.float64) for s in heldout_slides if len(s)]
+    dims = min(dims, x.shape[1] - 1) if x.ndim == 2 else dims
     if len(x) < 2 * dims or len(slides) < 5:
         raise DomainError(
             f"a domain reference needs at least {2 * dims} fitting tiles and 5 held-out slides "
             f"(got {len(x)} tiles, {len(slides)} slides); use a larger cohort."
         )
-    dims = min(dims, x.shape[1])
     pca = PCA(n_components=dims, random_state=seed).fit(x)
     z = pca.transform(x)
     lw = LedoitWolf(assume_centered=True).fit(z)
@@ -193,7 +193,8 @@ def fit_reference(
     zz = d @ ref.components.T
     maha = np.einsum("ni,ij,nj->n", zz, ref.precision, zz)
     resid = np.maximum((d * d).sum(1) - (zz * zz).sum(1), 0.0)
-    ref.scales = (float(np.median(maha)), float(max(np.median(resid), 1e-12)))
+    floor = 1e-6 * float(np.median((d * d).sum(1))) + 1e-12  # residual ~0 with few dims
+    ref.scales = (float(np.median(maha)), float(max(np.median(resid), floor)))
     raw = [ref.raw(s) for s in slides]
     ref.quantiles = np.quantile(np.concatenate(raw), np.linspace(0, 1, N_QUANTILES))
     shares = np.array([1.0 - ref.in_domain(ref.percentile(r)).mean() for r in raw])
