@@ -81,4 +81,5 @@ def load_model(path: str | Path):
         "tile_size": cfg.tile_size,
         "training": training,
         "metrics": cfg.metrics,
+        "calibration": dict(getattr(cfg, "calibration", None) or {}),
     }

@@ -322,15 +322,21 @@ def evaluate_marker(
         "test_class_counts": np.bincount(y, minlength=len(classes)).tolist(),
     }
     probs, embs = {}, {}
-    for name, (m, _) in models.items():
+    for name, (m, cfg) in models.items():
         he, logits = slide_embeddings(m, [c.he for c in test], dev)
         ihc, _ = slide_embeddings(m, [c.ihc for c in test], dev)
         he, ihc, logits = he.cpu(), ihc.cpu(), logits.cpu()
-        p = torch.softmax(logits, 1).numpy()
+        # the model's calibration (temperature) as `predict_slide` applies it (1: not calibrated)
+        temp = float((cfg.get("calibration") or {}).get("temperature", 1.0))
+        p = torch.softmax(logits / temp, 1).numpy()
         probs[name] = p
         embs[name] = (he.numpy(), ihc.numpy())
         report[name] = {
             "head": ev.classification_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
+            "calibration": {
+                "temperature": temp,
+                **ev.calibration_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
+            },
             "alignment": ev.alignment_report(
                 he.numpy(), ihc.numpy(), n_bootstrap=n_bootstrap, seed=seed
             ),
@@ -372,6 +378,12 @@ def evaluate_marker(
             {k: v for k, v in probs.items() if "probe" not in k},
             names,
             f"{marker}: held-out ROC (n={len(y)})",
+        ),
+        "reliability": ev.plot_reliability(
+            out / f"{plot_prefix}reliability.png",
+            y,
+            {k: v for k, v in probs.items() if "probe" not in k},
+            f"{marker}: held-out reliability (n={len(y)})",
         ),
         "confusion": ev.plot_confusion(
             out / f"{plot_prefix}confusion.png",
@@ -429,11 +441,19 @@ def annotate_model(
         "auc_ci95": h["auc_ci"],
         "balanced_accuracy": h["balanced_accuracy"],
     }
+    cal = report["HistoStainAlign"].get("calibration")
+    if cal:
+        held["temperature"] = cal["temperature"]
+        held["ece"], held["ece_ci95"] = cal["ece"], cal["ece_ci"]
+        held["log_loss"], held["log_loss_ci95"] = cal["log_loss"], cal["log_loss_ci"]
     if "CE-only baseline" in report:
-        b = report["CE-only baseline"]["head"]
+        b = {**report["CE-only baseline"]["head"], **report["CE-only baseline"]}
         held["ce_only_weighted_f1"] = b["weighted_f1"]
         held["ce_only_auc"] = b["auc"]
         held["wilcoxon_p_per_case_log_loss"] = report["wilcoxon_per_case_log_loss"]["p_value"]
+        if "calibration" in b:
+            held["ce_only_ece"] = b["calibration"]["ece"]
+            held["ce_only_log_loss"] = b["calibration"]["log_loss"]
     if report.get("bayes_optimal"):
         held["bayes_optimal_weighted_f1"] = report["bayes_optimal"].get("weighted_f1")
         held["bayes_optimal_auc"] = report["bayes_optimal"].get("auc")
@@ -456,9 +476,16 @@ def summary_line(report: dict[str, Any]) -> str:
         f"[{h['weighted_f1_ci'][0]:.3f}, {h['weighted_f1_ci'][1]:.3f}], AUC {h['auc']:.3f}, "
         f"balanced acc {h['balanced_accuracy']:.3f} (n={report['n_test']})"
     )
+    cal = report["HistoStainAlign"].get("calibration")
+    if cal:
+        s += f", ECE {cal['ece']:.3f} [{cal['ece_ci'][0]:.3f}, {cal['ece_ci'][1]:.3f}]"
+        s += f", log-loss {cal['log_loss']:.3f}"
     if "CE-only baseline" in report:
         b = report["CE-only baseline"]["head"]
         s += f"; CE-only F1 {b['weighted_f1']:.3f}, AUC {b['auc']:.3f}"
+        bc = report["CE-only baseline"].get("calibration")
+        if bc:
+            s += f", ECE {bc['ece']:.3f}, log-loss {bc['log_loss']:.3f}"
     if "wilcoxon_per_case_log_loss" in report:
         s += f"; Wilcoxon p={report['wilcoxon_per_case_log_loss']['p_value']:.3g}"
     if "bayes_optimal" in report:
