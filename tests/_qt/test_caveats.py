@@ -79,7 +79,8 @@ def test_force_call_option(make_napari_viewer, synthetic_slide):
 
 
 def test_no_call_row_shows_the_reason(qtbot, make_napari_viewer, tmp_path):
-    """A slide without a pixel size gets no call (assumed_mpp) unless 'Force a call' is ticked."""
+    """A synthetic (not simulator) slide without a pixel size gets no call from the bundled models
+    (out of domain and pixel size assumed) unless 'Force a call' is ticked."""
     from napari_histostain.io.synthetic import write_synthetic_slide
     from napari_histostain.results.caveats import NO_CALL_TEXT
 
@@ -88,14 +89,20 @@ def test_no_call_row_shows_the_reason(qtbot, make_napari_viewer, tmp_path):
     _run(qtbot, widget)
     table, box = widget.results.table, widget.results.caveats
     assert table.item(0, 1).text() == "no call"
-    assert (
-        table.item(0, 1).toolTip() == f"No call (pixel size assumed): {NO_CALL_TEXT['assumed_mpp']}"
+    assert table.item(0, 1).toolTip() == (
+        "No call (out of domain, pixel size assumed): "
+        f"{NO_CALL_TEXT['out_of_domain']}; and {NO_CALL_TEXT['assumed_mpp']}"
     )
     assert table.item(0, 2).text() == "-"
-    assert f"Ki-67</b>: no call: {NO_CALL_TEXT['assumed_mpp']}" in box.verdict.text()
+    text = box.verdict.text()
+    assert (
+        "Domain: OUT OF DOMAIN" in text
+        and f"Ki-67</b>: no call: {NO_CALL_TEXT['out_of_domain']}" in text
+    )
     assert box.disclaimer.isVisibleTo(widget)
     box.force_call.setChecked(True)
     _run(qtbot, widget)
     assert table.item(0, 1).text().endswith("(forced)")
     assert "would be no call" in table.item(0, 1).toolTip()
+    assert table.item(0, 2).text() != "-"
     widget.close_session()
