@@ -176,7 +176,8 @@ def models_caveats(models: Mapping[str, Any]) -> dict:
 
 
 def domain_verdict(domain: Mapping[str, Any] | None) -> str:
-    """The domain verdict in words ('' when the model has no domain reference)."""
+    """The domain verdict in words ('' when the model has no domain reference); the domain
+    `score` is the share of the slide's tiles out of domain, `threshold` the largest share allowed."""
     if not domain:
         return ""
     score = _number(domain.get("score"))
@@ -187,7 +188,7 @@ def domain_verdict(domain: Mapping[str, Any] | None) -> str:
     if isinstance(ok, int) and isinstance(tiles, int):
         bits.append(f"{ok}/{tiles} tiles in domain")
     if math.isfinite(score) and math.isfinite(thr):
-        bits.append(f"score {score:.1f} (threshold {thr:.1f})")
+        bits.append(f"{score:.0%} of tiles out of domain (at most {thr:.0%} allowed)")
     return f"{where}" + (f": {'; '.join(bits)}" if bits else "")
 
 

@@ -63,6 +63,8 @@ class PredictionMaps:
     markers: dict[str, MarkerMaps] = field(default_factory=dict)
     done: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     info: dict = field(default_factory=dict)
+    #: (N,) each tile's domain score (percentile of held-out training-domain tiles; None: not scored)
+    domain_score: np.ndarray | None = None
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +109,9 @@ class PredictionMaps:
                 no_call_reason=getattr(mp, "no_call_reason", None),
             )
         maps.info["messages"] = list(getattr(prediction, "messages", []))
+        ds = getattr(prediction, "domain_score", None)
+        if ds is not None and len(ds) == len(maps):
+            maps.domain_score = np.asarray(ds, np.float32)
         maps.set_caveats(prediction)
         return maps
 

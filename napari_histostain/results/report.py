@@ -15,7 +15,7 @@ from ..io.atomic import atomic_open
 from ..markers import marker_name
 from .colours import colour_ramp
 from .errors import finite
-from .maps import PredictionMaps
+from .maps import PredictionMaps, heatmap
 
 
 def overlay_thumbnail(
@@ -40,6 +40,13 @@ def overlay_thumbnail(
     vals = np.full((th, tw), np.nan, np.float32)
     vals[inside] = hm[rr[inside], cc[inside]]
     colours = colour_ramp(np.nan_to_num(vals, nan=0.0))
+    if maps.domain_score is not None:  # tiles out of the model's domain: grey, left out of the call
+        from ..engine.domain import TILE_CUT
+
+        ds = heatmap(g, maps.rowcol, maps.domain_score)
+        dv = np.full((th, tw), np.nan, np.float32)
+        dv[inside] = ds[rr[inside], cc[inside]]
+        colours[dv > TILE_CUT] = OUT_OF_DOMAIN_GREY
     a = np.where(np.isfinite(vals), alpha, 0.0)[..., None]
     out = thumbnail[..., :3].astype(np.float32) * (1 - a) + colours * 255.0 * a
     return np.clip(out, 0, 255).astype(np.uint8)
@@ -77,6 +84,9 @@ LEGEND = (
     "Overlay: each tile's own positivity, 0 = negative (blue) to 1 = positive (brown); "
     "no colour: no tissue tile or not computed"
 )
+#: Colour (RGB 0-1) of tiles out of the model's domain, and its caption.
+OUT_OF_DOMAIN_GREY = (0.45, 0.45, 0.45)
+LEGEND_DOMAIN = "; grey: tile out of the model's domain (left out of the call)"
 
 
 def report_image(
@@ -111,7 +121,9 @@ def report_image(
     line_h = size + 6
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_w = width - 16
-    legend = _wrap(probe, LEGEND, font, text_w)
+    legend = _wrap(
+        probe, LEGEND + (LEGEND_DOMAIN if maps.domain_score is not None else ""), font, text_w
+    )
     notes = [
         (line, (170, 0, 0) if i == 0 and caveats.get("disclaimer") else (0, 0, 0))
         for i, raw in enumerate(caveat_lines(caveats))

@@ -75,8 +75,8 @@ def test_prediction_caveats_from_a_prediction_dict():
     doc = {
         "domain": {
             "in_domain": False,
-            "score": 99.5,
-            "threshold": 98.0,
+            "score": 0.925,
+            "threshold": 0.2,
             "tiles": 40,
             "in_domain_tiles": 3,
         },
@@ -91,7 +91,8 @@ def test_prediction_caveats_from_a_prediction_dict():
     cav = prediction_caveats(doc)
     assert cav["disclaimer"] == DEMO_DISCLAIMER
     assert (
-        cav["domain_verdict"] == "OUT OF DOMAIN: 3/40 tiles in domain; score 99.5 (threshold 98.0)"
+        cav["domain_verdict"]
+        == "OUT OF DOMAIN: 3/40 tiles in domain; 92% of tiles out of domain (at most 20% allowed)"
     )
     assert cav["markers"]["p53"]["no_call_reason"] == "out_of_domain"
     lines = caveat_lines(cav)

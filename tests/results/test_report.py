@@ -81,7 +81,7 @@ def _no_call_maps(pred) -> PredictionMaps:
     )  # fmt: skip
     doc = pred.to_dict()
     doc["markers"]["p53"].update(call_status="no_call", no_call_reason="out_of_domain")
-    doc["domain"] = {"in_domain": False, "score": 99.9, "threshold": 98.0, "tiles": 20,
+    doc["domain"] = {"in_domain": False, "score": 1.0, "threshold": 0.2, "tiles": 20,
                      "in_domain_tiles": 0}  # fmt: skip
     maps.set_caveats(doc)
     return maps
@@ -133,3 +133,22 @@ def test_report_png_has_colour_bar_and_caveat_lines(synth_slide, bundled_predict
 def test_prediction_caveats_of_a_real_prediction(bundled_prediction):
     cav = prediction_caveats(bundled_prediction.to_dict())
     assert cav["demonstration_model"] and cav["models"]["p53"].startswith("HistoStainAlign P53")
+
+
+def test_out_of_domain_tiles_are_grey_in_the_report(synth_slide, bundled_prediction):
+    from napari_histostain.engine.domain import TILE_CUT
+    from napari_histostain.results.report import LEGEND_DOMAIN, overlay_thumbnail
+
+    maps = PredictionMaps.from_prediction(bundled_prediction)
+    assert maps.domain_score is not None and len(maps.domain_score) == len(maps)
+    out = maps.domain_score > TILE_CUT
+    assert out.any()  # the io.synthetic slide is not simulator tissue
+    thumb = synth_slide.thumbnail(384)
+    grey = overlay_thumbnail(thumb, synth_slide.dimensions, maps, "p53").astype(int)
+    maps.domain_score = None
+    plain = overlay_thumbnail(thumb, synth_slide.dimensions, maps, "p53").astype(int)
+    changed = np.any(grey != plain, axis=-1)
+    assert changed.any()
+    spread = lambda im: (im.max(-1) - im.min(-1))[changed].mean()  # noqa: E731
+    assert spread(grey) < spread(plain)  # greyer where tiles are out of domain
+    assert "grey" in LEGEND_DOMAIN
