@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 
 
-def simulate(out: Path, cases: int, seed: int, size_um: float, shifted: bool) -> Path:
+def simulate(out: Path, cases: int, seed: int, size_um: float, preset: str | None) -> Path:
     from napari_histostain.simulate import simulate_cohort
-    from napari_histostain.simulate.shift import PRESETS
+    from napari_histostain.simulate.shift import PRESET_QUALITY, PRESETS
 
     manifest = out / "manifest.csv"
     if manifest.is_file():
         return manifest
-    kw = {"shift": PRESETS["another-lab"], "quality": 60} if shifted else {}
+    kw = {"shift": PRESETS[preset], "quality": PRESET_QUALITY[preset]} if preset else {}
     return simulate_cohort(out, cases, ("ki67",), size_um=size_um, seed=seed, **kw)
 
 
@@ -84,29 +84,46 @@ def auroc_ci(y: np.ndarray, s: np.ndarray, n_boot: int = 2000, seed: int = 0) ->
 
 
 def metrics(rows: list[dict]) -> dict:
+    """Flag rate of each group (Wilson 95 % CI) and AUROC of each shifted group vs plain."""
     from napari_histostain.engine.domain import wilson_interval
 
-    plain = [r for r in rows if r["group"] == "plain"]
-    shifted = [r for r in rows if r["group"] == "shifted"]
-    k_plain = sum(1 for r in plain if r["in_domain"] is False)
-    k_shift = sum(1 for r in shifted if r["in_domain"] is False)
-    y = np.array([r["group"] == "shifted" for r in rows], int)
-    out = {
-        "plain_flagged": k_plain,
-        "plain_n": len(plain),
-        "plain_flag_rate": k_plain / len(plain),
-        "plain_flag_rate_wilson95": wilson_interval(k_plain, len(plain)),
-        "shifted_flagged": k_shift,
-        "shifted_n": len(shifted),
-        "shifted_flag_rate": k_shift / len(shifted),
-        "shifted_flag_rate_wilson95": wilson_interval(k_shift, len(shifted)),
-    }
-    for key in ("share_out", "mean_tile_score"):
-        s = np.array([np.nan if r[key] is None else r[key] for r in rows], float)
-        if np.isfinite(s).all() and 0 < y.sum() < len(y):
-            auc, ci = auroc_ci(y, s)
-            out[f"auroc_{key}"], out[f"auroc_{key}_ci95"] = auc, ci
+    out: dict = {}
+    groups = sorted({r["group"] for r in rows}, key=lambda g: (g != "plain", g))
+    for g in groups:
+        rs = [r for r in rows if r["group"] == g]
+        k = sum(1 for r in rs if r["in_domain"] is False)
+        out[g] = {
+            "flagged": k,
+            "n": len(rs),
+            "flag_rate": k / len(rs),
+            "flag_rate_wilson95": wilson_interval(k, len(rs)),
+        }
+        if g == "plain" or not any(r["group"] == "plain" for r in rows):
+            continue
+        pair = [r for r in rows if r["group"] in ("plain", g)]
+        y = np.array([r["group"] == g for r in pair], int)
+        for key in ("share_out", "mean_tile_score"):
+            s = np.array([np.nan if r[key] is None else r[key] for r in pair], float)
+            if np.isfinite(s).all():
+                auc, ci = auroc_ci(y, s)
+                out[g][f"auroc_vs_plain_{key}"], out[g][f"auroc_vs_plain_{key}_ci95"] = auc, ci
     return out
+
+
+def report(res: dict) -> None:
+    for g, m in res.items():
+        lo, hi = m["flag_rate_wilson95"]
+        print(
+            f"{g}: H&E slides flagged out of domain {m['flagged']}/{m['n']} = {m['flag_rate']:.1%} "
+            f"(Wilson 95% CI {lo:.1%}-{hi:.1%})"
+        )
+        for key in ("share_out", "mean_tile_score"):
+            if f"auroc_vs_plain_{key}" in m:
+                lo, hi = m[f"auroc_vs_plain_{key}_ci95"]
+                print(
+                    f"  AUROC {g} vs plain ({key}): {m[f'auroc_vs_plain_{key}']:.3f} "
+                    f"(bootstrap 95% CI {lo:.3f}-{hi:.3f})"
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,8 +133,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-um", type=float, default=1344.0, help="slide side (bundled: 1344 um)")
     ap.add_argument("--out", default="runs/domain_eval", help="output folder")
     ap.add_argument("--models", default=None, help="folder of model files (default: bundled)")
+    ap.add_argument(
+        "--shift",
+        action="append",
+        choices=["another-lab", "mild"],
+        help="shifted group(s) (default another-lab; repeatable)",
+    )
+    ap.add_argument("--no-plain", action="store_true", help="no plain group (see --combine)")
+    ap.add_argument(
+        "--no-shift", action="store_true", help="only the plain group (more plain slides)"
+    )
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="JSON",
+        help="instead of running: pool the rows of earlier domain_eval.json files (with --out)",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
+    if args.combine:
+        import json
+
+        from napari_histostain.io.atomic import write_json
+
+        rows = [r for p in args.combine for r in json.loads(Path(p).read_text())["rows"]]
+        res = metrics(rows)
+        write_json(
+            out / "domain_eval.json", {"combined": args.combine, "metrics": res, "rows": rows}
+        )
+        report(res)
+        print(f"wrote {out / 'domain_eval.json'}")
+        return 0
     models: dict = {}
     if args.models:
         from napari_histostain.engine.model_files import read_model_config
@@ -126,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             models[read_model_config(p).marker] = str(p)
     t0 = time.perf_counter()
     rows = []
-    for group, shifted in (("plain", False), ("shifted", True)):
-        manifest = simulate(out / group, args.cases, args.seed, args.size_um, shifted)
+    groups = [] if args.no_plain else [("plain", None)]
+    if not args.no_shift:
+        for preset in args.shift or ["another-lab"]:
+            groups.append(("shifted" if preset == "another-lab" else f"shifted-{preset}", preset))
+    for group, preset in groups:
+        manifest = simulate(out / group, args.cases, args.seed, args.size_um, preset)
         t1 = time.perf_counter()
         rows += predict_rows(he_slides(manifest), group, models)
         print(
@@ -147,22 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_histostain.io.atomic import write_json
 
     write_json(out / "domain_eval.json", doc)
-    lo, hi = res["plain_flag_rate_wilson95"]
-    print(
-        f"plain H&E slides flagged: {res['plain_flagged']}/{res['plain_n']} = "
-        f"{res['plain_flag_rate']:.1%} (Wilson 95% CI {lo:.1%}-{hi:.1%})"
-    )
-    lo, hi = res["shifted_flag_rate_wilson95"]
-    print(
-        f"shifted H&E slides flagged: {res['shifted_flagged']}/{res['shifted_n']} = "
-        f"{res['shifted_flag_rate']:.1%} (Wilson 95% CI {lo:.1%}-{hi:.1%})"
-    )
-    for key in ("share_out", "mean_tile_score"):
-        if f"auroc_{key}" in res:
-            lo, hi = res[f"auroc_{key}_ci95"]
-            print(
-                f"AUROC shifted vs plain ({key}): {res[f'auroc_{key}']:.3f} (bootstrap 95% CI {lo:.3f}-{hi:.3f})"
-            )
+    report(res)
     print(f"wrote {out / 'domain_eval.json'} ({doc['seconds']:.0f} s)")
     return 0
 

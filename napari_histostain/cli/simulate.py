@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     )
     g.add_argument(
         "--lab-shift",
-        choices=["another-lab"],
+        choices=["another-lab", "mild"],
         default=None,
         help="a preset shift of stain protocol and scanner; the options below override its values",
     )

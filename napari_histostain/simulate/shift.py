@@ -113,7 +113,18 @@ PRESETS = {
         blur_um=0.6,
         white_point=(246.0, 234.0, 218.0),
     ),
+    # half of it: a neighbouring lab (use with JPEG quality 75)
+    "mild": LabShift(
+        stain_rotation_deg=6.0,
+        hematoxylin_gain=1.15,
+        eosin_gain=0.85,
+        thickness=1.15,
+        blur_um=0.3,
+        white_point=(243.0, 237.0, 229.0),
+    ),
 }
+#: the JPEG quality that goes with each preset (`simulate_*(quality=)`)
+PRESET_QUALITY = {"another-lab": 60, "mild": 75}
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
