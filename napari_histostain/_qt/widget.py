@@ -539,6 +539,8 @@ class PredictionWidget(ModeAndStatus, QWidget):
                     f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
                     "shown and can be exported. Press Predict to run again."
                 )
+                if self.predictor is not None:
+                    self.predictor.maps.mark_no_call("cancelled")
                 self._refresh_now()
                 return
             self._on_error(exc)

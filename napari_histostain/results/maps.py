@@ -123,6 +123,22 @@ class PredictionMaps:
         doc = prediction if isinstance(prediction, dict) else prediction.to_dict()
         self.info["caveats"] = prediction_caveats(doc)
 
+    def mark_no_call(self, reason: str) -> None:
+        """Every marker gets no call for `reason` (e.g. "cancelled": the run stopped before every
+        tile was seen), in its slide call and in the caveats."""
+        from .caveats import NO_CALL, call_text, prediction_caveats
+
+        for mm in self.markers.values():
+            mm.call_status, mm.no_call_reason, mm.label = NO_CALL, reason, ""
+        cav = self.caveats or prediction_caveats({"markers": {m: {} for m in self.markers}})
+        for m in self.markers:
+            cav.setdefault("markers", {})[m] = {
+                "call_status": NO_CALL,
+                "no_call_reason": reason,
+                "no_call_text": call_text(NO_CALL, reason),
+            }
+        self.info["caveats"] = cav
+
     @property
     def caveats(self) -> dict:
         """`info["caveats"]`, or {} when nothing is known of the models (e.g. read from GeoJSON)."""

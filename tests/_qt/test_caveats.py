@@ -3,6 +3,8 @@ the demonstration disclaimer and model identity, no-call rows with their reason,
 
 from __future__ import annotations
 
+from html import escape
+
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -105,4 +107,51 @@ def test_no_call_row_shows_the_reason(qtbot, make_napari_viewer, tmp_path):
     assert table.item(0, 1).text().endswith("(forced)")
     assert "would be no call" in table.item(0, 1).toolTip()
     assert table.item(0, 2).text() != "-"
+    widget.close_session()
+
+
+@pytest.fixture(scope="module")
+def lab_model(tmp_path_factory):
+    """A (seeded) Ki-67 lab model without a domain reference: only the other reasons apply."""
+    from napari_histostain.engine.model_files import save_model_file, seeded_model
+
+    net, cfg = seeded_model("ki67", seed=3)
+    return save_model_file(tmp_path_factory.mktemp("lab") / "ki67-lab.pt", net, cfg)
+
+
+@pytest.mark.parametrize("reason", ["ihc_input", "too_few_tiles"])
+def test_each_reason_in_the_table(qtbot, make_napari_viewer, tmp_path, lab_model, reason):
+    from napari_histostain.ihc.synthetic import dab_slide_renderer
+    from napari_histostain.io.synthetic import write_slide, write_synthetic_slide
+    from napari_histostain.results.caveats import NO_CALL_SHORT, NO_CALL_TEXT
+
+    if reason == "ihc_input":
+        slide = write_slide(tmp_path / "ihc.tif", 2000, 2000, dab_slide_renderer(2000, 2000), 0.5)
+    else:  # 300 x 250 um: a tile or two of tissue
+        slide = write_synthetic_slide(tmp_path / "small.tif", 600, 500, 0.5, seed=3)
+    widget = _widget(make_napari_viewer, slide, ["ki67"], [lab_model])
+    _run(qtbot, widget)
+    item = widget.results.table.item(0, 1)
+    assert item.text() == "no call"
+    assert item.toolTip() == f"No call ({NO_CALL_SHORT[reason]}): {NO_CALL_TEXT[reason]}"
+    assert escape(NO_CALL_TEXT[reason], quote=False) in widget.results.caveats.verdict.text()
+    assert not widget.results.caveats.disclaimer.isVisibleTo(widget)  # a lab model
+    widget.close_session()
+
+
+def test_cancelled_run_is_no_call(qtbot, make_napari_viewer, synthetic_slide, lab_model):
+    from napari_histostain.results.caveats import NO_CALL_TEXT
+
+    widget = _widget(make_napari_viewer, synthetic_slide, ["ki67"], [lab_model])
+    widget.batch_size = 1
+    widget.run()
+    qtbot.waitUntil(lambda: widget.stream_updates >= 2, timeout=TIMEOUT_MS)
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    assert "Cancelled" in widget.last_message
+    item = widget.results.table.item(0, 1)
+    assert item.text() == "no call" and NO_CALL_TEXT["cancelled"] in item.toolTip()
+    assert escape(NO_CALL_TEXT["cancelled"], quote=False) in widget.results.caveats.verdict.text()
+    # the cancelled state reaches the exports as well
+    assert widget.predictor.maps.caveats["markers"]["ki67"]["no_call_reason"] == "cancelled"
     widget.close_session()
