@@ -58,10 +58,10 @@ def test_add_domain_writes_a_new_file_or_in_place_with_a_backup(cohort, tmp_path
     out = tmp_path / "annotated.pt"
     assert main(["add-domain", str(model), *common, "--out", str(out), "--keep-back", "0.3"]) == 0
     report = json.loads(capsys.readouterr().out.rsplit("}", 1)[0] + "}")
-    assert report["kept_back"]["slides"] == 19 and report["calibration"]["cases"] == 19
+    assert report["kept_back"]["slides"] == 19 and report["calibration"]["cases"] == 45
     assert model.read_bytes() == before  # the original is untouched
     _, new = load_model_file(out)
-    assert new.domain["kept_back_slides"] == 19 and new.calibration["cases"] == 19
+    assert new.domain["kept_back_slides"] == 19 and new.calibration["cases"] == 45
     assert reference_of(new).verdict(reference_of(new).score(tiles[:40]))["in_domain"]
     assert (tmp_path / "annotated.json").is_file()  # the readable sidecar
     # an existing --out is refused; --in-place backs the original up first
