@@ -4,7 +4,8 @@
 # models' settings (scripts/train_bundled.sh: 1344 um slides, efficientnet-lite0-multiscale) but
 # another seed (3001, never used for training), embed it, and run `histostain add-domain` per
 # marker: 35 % of its cases fit the reference (PCA + Ledoit-Wolf covariance), 35 % set the tile
-# percentiles, the slide rule (2 % slide false-flag target) and the temperature, 30 % are kept
+# percentiles and the slide rule (2 % slide false-flag target), those 70 % fit the temperature
+# (the model trained on none of them), and 30 % are kept
 # back to measure the false-flag rate and the calibration (printed, and stored in the file).
 # About 20 min on 2 CPU cores (simulation ~12 min, embedding ~6 min, fitting seconds).
 #   bash scripts/annotate_bundled.sh [RUNS_DIR]      (default: runs)

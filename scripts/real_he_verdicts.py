@@ -7,6 +7,7 @@ and each marker's call status and reason.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
@@ -24,9 +25,12 @@ from napari_histostain.markers import MARKERS  # noqa: E402
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models_dir", nargs="?", help="folder of histostainalign-<marker>.pt files")
+    args = p.parse_args()
     models = {}
-    if len(sys.argv) > 1:
-        models = {m: str(Path(sys.argv[1]) / f"histostainalign-{m}.pt") for m in MARKERS}
+    if args.models_dir:
+        models = {m: str(Path(args.models_dir) / f"histostainalign-{m}.pt") for m in MARKERS}
     for parts, mpp in REAL_HE:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

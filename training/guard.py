@@ -72,18 +72,23 @@ def fit_guard(
     fitted_on: str,
     seed: int = 0,
     positive_class: int = 1,
+    fit_labels: Sequence[int] | None = None,
 ) -> Guard:
     """The domain reference (PCA + covariance on `fit_slides`' tiles; percentiles, tile cut and
     slide rule on `heldout_slides`) and, with `heldout_labels`, the temperature fitted on the held-out
-    slides' logits (ECE and log-loss before and after are in the report, on those same cases)."""
+    slides' logits (ECE and log-loss before and after are in the report, on those same cases);
+    with `fit_labels` too (fitting slides the model did not train on), on both sets of slides."""
     ref = fit_reference(
         fit_tiles(fit_slides, seed), list(heldout_slides), fitted_on=fitted_on, seed=seed
     )
     report: dict[str, Any] = {"domain": dict(ref.info)}
     temperature, calibration = None, {}
     if heldout_labels is not None:
-        y = np.asarray(heldout_labels, np.int64)
-        logits = in_domain_logits(model, ref, heldout_slides)
+        slides, y = list(heldout_slides), np.asarray(heldout_labels, np.int64)
+        if fit_labels is not None:
+            slides = [*fit_slides, *slides]
+            y = np.concatenate([np.asarray(fit_labels, np.int64), y])
+        logits = in_domain_logits(model, ref, slides)
         temperature = fit_temperature(logits, y)
         before, after = softmax(logits), softmax(logits, temperature)
         report["calibration"] = {
@@ -194,9 +199,11 @@ def add_domain(
         [feats[i] for i in held_i],
         labels[held_i] if calibrate else None,
         fitted_on=f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the "
-        "thresholds" + (" and the temperature" if calibrate else ""),
+        "thresholds"
+        + (f"; all {len(fit_i) + len(held_i)} fit the temperature" if calibrate else ""),
         seed=seed,
         positive_class=cfg.positive_class,
+        fit_labels=labels[fit_i] if calibrate else None,
     )
     report = {"cases": len(cases), **guard.report}
     if n_keep:

@@ -187,6 +187,7 @@ class RegionPredictor:
         return idx
 
     def _refresh_marker(self, m: str, idx: np.ndarray, positivity: Any = None) -> None:
+        from .slide_call import calibrated_probability
         from .slide_model import tile_maps
 
         _, cfg = self.models[m]
@@ -197,7 +198,7 @@ class RegionPredictor:
         pos[seen], att[seen] = tm["positivity"], tm["attention"]
         self.maps.update(m, idx, pos[idx] if positivity is None else positivity)
         self.maps.set_attention(m, att)
-        prob = tm["probability"]
+        prob = calibrated_probability(tm["slide_logits"], cfg)
         label = cfg.label_for(prob) or ""
         self.maps.set_slide_call(
             m, prob, label, cfg.threshold, scope=f"tiles seen ({int(seen.sum())})"

@@ -95,6 +95,14 @@ def model_summary(cfg) -> dict:
     }
 
 
+def calibrated_probability(slide_logits, cfg) -> float:
+    """The positive-class probability of slide logits at the model's temperature (NaN: none)."""
+    logits = np.asarray(slide_logits, np.float64)
+    if logits.size == 0 or not np.isfinite(logits).all():
+        return float("nan")
+    return float(softmax(logits, temperature_of(cfg))[cfg.positive_class])
+
+
 def marker_prediction(
     marker: str,
     cfg,
@@ -105,11 +113,7 @@ def marker_prediction(
 ) -> MarkerPrediction:
     """A marker's prediction: the calibrated probability (the model's temperature on the slide
     logits); no label when there is no call."""
-    logits = np.asarray(maps["slide_logits"], np.float64)
-    if np.isfinite(logits).all():
-        prob = float(softmax(logits, temperature_of(cfg))[cfg.positive_class])
-    else:
-        prob = float("nan")
+    prob = calibrated_probability(maps["slide_logits"], cfg)
     status, reason = call
     return MarkerPrediction(
         marker=marker,
