@@ -145,6 +145,29 @@ def calibration_report(
     }
 
 
+def card_calibration(report: dict[str, Any]) -> dict[str, Any]:
+    """The calibration entries of a model card's held-out metrics (from an evaluation report)."""
+    out: dict[str, Any] = {}
+    cal = report.get("HistoStainAlign", {}).get("calibration")
+    if cal:
+        out["temperature"] = cal["temperature"]
+        out["ece"], out["ece_ci95"] = cal["ece"], cal["ece_ci"]
+        out["log_loss"], out["log_loss_ci95"] = cal["log_loss"], cal["log_loss_ci"]
+    base = report.get("CE-only baseline", {}).get("calibration")
+    if base:
+        out["ce_only_ece"], out["ce_only_log_loss"] = base["ece"], base["log_loss"]
+    return out
+
+
+def calibration_text(model_report: dict[str, Any], ci: bool = True) -> str:
+    """', ECE x [lo, hi], log-loss y' of one model's report ('' without calibration)."""
+    cal = model_report.get("calibration")
+    if not cal:
+        return ""
+    ci_text = f" [{cal['ece_ci'][0]:.3f}, {cal['ece_ci'][1]:.3f}]" if ci else ""
+    return f", ECE {cal['ece']:.3f}{ci_text}, log-loss {cal['log_loss']:.3f}"
+
+
 def alignment_scores(he: np.ndarray, ihc: np.ndarray) -> np.ndarray:
     """Per case: cosine(H&E_i, IHC_i) minus the mean cosine of H&E_i with the other cases' IHC."""
     a = he / np.linalg.norm(he, axis=1, keepdims=True).clip(1e-12)

@@ -431,6 +431,8 @@ def annotate_model(
     weights are unchanged. Writes `out_path` (default: the model file itself), atomically."""
     from napari_histostain.engine.model_files import load_model_file, save_model_file
 
+    from . import evaluate as ev
+
     net, cfg = load_model_file(model_path)
     h = report["HistoStainAlign"]["head"]
     held = {
@@ -441,19 +443,12 @@ def annotate_model(
         "auc_ci95": h["auc_ci"],
         "balanced_accuracy": h["balanced_accuracy"],
     }
-    cal = report["HistoStainAlign"].get("calibration")
-    if cal:
-        held["temperature"] = cal["temperature"]
-        held["ece"], held["ece_ci95"] = cal["ece"], cal["ece_ci"]
-        held["log_loss"], held["log_loss_ci95"] = cal["log_loss"], cal["log_loss_ci"]
+    held.update(ev.card_calibration(report))
     if "CE-only baseline" in report:
-        b = {**report["CE-only baseline"]["head"], **report["CE-only baseline"]}
+        b = report["CE-only baseline"]["head"]
         held["ce_only_weighted_f1"] = b["weighted_f1"]
         held["ce_only_auc"] = b["auc"]
         held["wilcoxon_p_per_case_log_loss"] = report["wilcoxon_per_case_log_loss"]["p_value"]
-        if "calibration" in b:
-            held["ce_only_ece"] = b["calibration"]["ece"]
-            held["ce_only_log_loss"] = b["calibration"]["log_loss"]
     if report.get("bayes_optimal"):
         held["bayes_optimal_weighted_f1"] = report["bayes_optimal"].get("weighted_f1")
         held["bayes_optimal_auc"] = report["bayes_optimal"].get("auc")
@@ -470,22 +465,19 @@ def annotate_model(
 
 def summary_line(report: dict[str, Any]) -> str:
     """One-line human summary of an evaluation report."""
+    from . import evaluate as ev
+
     h = report["HistoStainAlign"]["head"]
     s = (
         f"{report['marker']}{' (external test cohort)' if report.get('external') else ''}: weighted F1 {h['weighted_f1']:.3f} "
         f"[{h['weighted_f1_ci'][0]:.3f}, {h['weighted_f1_ci'][1]:.3f}], AUC {h['auc']:.3f}, "
         f"balanced acc {h['balanced_accuracy']:.3f} (n={report['n_test']})"
     )
-    cal = report["HistoStainAlign"].get("calibration")
-    if cal:
-        s += f", ECE {cal['ece']:.3f} [{cal['ece_ci'][0]:.3f}, {cal['ece_ci'][1]:.3f}]"
-        s += f", log-loss {cal['log_loss']:.3f}"
+    s += ev.calibration_text(report.get("HistoStainAlign", {}))
     if "CE-only baseline" in report:
         b = report["CE-only baseline"]["head"]
         s += f"; CE-only F1 {b['weighted_f1']:.3f}, AUC {b['auc']:.3f}"
-        bc = report["CE-only baseline"].get("calibration")
-        if bc:
-            s += f", ECE {bc['ece']:.3f}, log-loss {bc['log_loss']:.3f}"
+        s += ev.calibration_text(report["CE-only baseline"], ci=False)
     if "wilcoxon_per_case_log_loss" in report:
         s += f"; Wilcoxon p={report['wilcoxon_per_case_log_loss']['p_value']:.3g}"
     if "bayes_optimal" in report:

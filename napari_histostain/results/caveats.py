@@ -254,9 +254,11 @@ def caveat_lines(caveats: Mapping[str, Any]) -> list[str]:
         lines.append(f"Model: {ident}")
     if caveats.get("domain_verdict"):
         lines.append(f"Domain: {caveats['domain_verdict']}")
+    by_text: dict[str, list[str]] = {}  # markers with the same reason share a line
     for k, m in (caveats.get("markers") or {}).items():
         if m.get("no_call_text"):
-            lines.append(f"{MARKERS.get(k, k)}: {m['no_call_text']}")
+            by_text.setdefault(m["no_call_text"], []).append(MARKERS.get(k, k))
+    lines += [f"{', '.join(names)}: {text}" for text, names in by_text.items()]
     return lines
 
 
