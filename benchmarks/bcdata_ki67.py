@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ihc-truth" / "bcdata-sample"
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "ihc-truth" / "bcdata-sample"
+)
 
 
 def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:

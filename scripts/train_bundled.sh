@@ -39,3 +39,7 @@ for marker in p53 pdl1 ki67; do
     --model "$model" --baseline "$out/baseline/model.pt" --out "$out/fresh" --bootstrap 1000 \
     --external --annotate "$model" --metrics-key external_test_2
 done
+# the domain reference and temperature of the bundled files (issue 16): `histostain train` stores
+# ones fitted on its validation fold; the bundled files carry ones fitted on a separate held-out
+# simulated cohort instead (see that script)
+bash scripts/annotate_bundled.sh "$RUNS"

@@ -1,5 +1,6 @@
 """Evaluation as in the paper: weighted F1 with bootstrap CI, ROC AUC, balanced accuracy, a linear
-probe on frozen slide embeddings, the paired-alignment score, a Wilcoxon test, and plots."""
+probe on frozen slide embeddings, the paired-alignment score, a Wilcoxon test, and plots; and the
+calibration of the probabilities: ECE and log-loss with bootstrap CIs and a reliability diagram."""
 
 from __future__ import annotations
 
@@ -112,6 +113,61 @@ def wilcoxon_paired(loss_a: np.ndarray, loss_b: np.ndarray) -> dict[str, float]:
     }
 
 
+def calibration_error(y_true, prob: np.ndarray) -> float:
+    """ECE (`engine.calibration.expected_calibration_error`, 10 equal-width bins): of the
+    positive-class probability for two classes, of the top-class confidence vs being right for more."""
+    from napari_histostain.engine.calibration import expected_calibration_error
+
+    y, p = np.asarray(y_true), np.asarray(prob)
+    if p.shape[1] == 2:
+        return expected_calibration_error(p[:, 1], y)
+    return expected_calibration_error(p.max(1), (p.argmax(1) == y).astype(float))
+
+
+def calibration_report(
+    y_true, prob: np.ndarray, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0
+) -> dict[str, Any]:
+    """ECE [95% CI], mean log-loss [95% CI] and the reliability-diagram points of probabilities."""
+    from napari_histostain.engine.calibration import reliability
+
+    y, p = np.asarray(y_true), np.asarray(prob)
+    ece = bootstrap_ci(calibration_error, y, p, n=n_bootstrap, seed=seed)
+    ll = bootstrap_ci(
+        lambda yy, pp: float(per_case_log_loss(yy, pp).mean()), y, p, n=n_bootstrap, seed=seed
+    )
+    conf, hit = (p[:, 1], y) if p.shape[1] == 2 else (p.max(1), (p.argmax(1) == y).astype(float))
+    return {
+        "ece": ece[0],
+        "ece_ci": [ece[1], ece[2]],
+        "log_loss": ll[0],
+        "log_loss_ci": [ll[1], ll[2]],
+        "reliability": [list(t) for t in reliability(conf, hit)],
+    }
+
+
+def card_calibration(report: dict[str, Any]) -> dict[str, Any]:
+    """The calibration entries of a model card's held-out metrics (from an evaluation report)."""
+    out: dict[str, Any] = {}
+    cal = report.get("HistoStainAlign", {}).get("calibration")
+    if cal:
+        out["temperature"] = cal["temperature"]
+        out["ece"], out["ece_ci95"] = cal["ece"], cal["ece_ci"]
+        out["log_loss"], out["log_loss_ci95"] = cal["log_loss"], cal["log_loss_ci"]
+    base = report.get("CE-only baseline", {}).get("calibration")
+    if base:
+        out["ce_only_ece"], out["ce_only_log_loss"] = base["ece"], base["log_loss"]
+    return out
+
+
+def calibration_text(model_report: dict[str, Any], ci: bool = True) -> str:
+    """', ECE x [lo, hi], log-loss y' of one model's report ('' without calibration)."""
+    cal = model_report.get("calibration")
+    if not cal:
+        return ""
+    ci_text = f" [{cal['ece_ci'][0]:.3f}, {cal['ece_ci'][1]:.3f}]" if ci else ""
+    return f", ECE {cal['ece']:.3f}{ci_text}, log-loss {cal['log_loss']:.3f}"
+
+
 def alignment_scores(he: np.ndarray, ihc: np.ndarray) -> np.ndarray:
     """Per case: cosine(H&E_i, IHC_i) minus the mean cosine of H&E_i with the other cases' IHC."""
     a = he / np.linalg.norm(he, axis=1, keepdims=True).clip(1e-12)
@@ -212,6 +268,44 @@ def plot_roc(
         ylim=(0, 1.01),
     )
     ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path, atomic_path)
+
+
+def plot_reliability(
+    path: str | Path, y_true, curves: dict[str, np.ndarray], title: str, bins: int = 10
+) -> Path:
+    """Reliability diagram: per probability bin, the share positive (two classes; else: the share
+    right) against the mean probability, one line per model (marker size: cases), with ECE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from napari_histostain.engine.calibration import reliability
+    from napari_histostain.io.atomic import atomic_path
+
+    y = np.asarray(y_true)
+    fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=110)
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfectly calibrated")
+    for name, prob in curves.items():
+        p = np.asarray(prob)
+        conf, hit = (p[:, 1], y) if p.shape[1] == 2 else (p.max(1), (p.argmax(1) == y))
+        pts = np.array(reliability(conf, np.asarray(hit, float), bins))
+        ece = calibration_error(y, p)
+        line = ax.plot(pts[:, 0], pts[:, 1], lw=1.4, label=f"{name} (ECE {ece:.3f})")[0]
+        ax.scatter(
+            pts[:, 0], pts[:, 1], s=12 + 60 * pts[:, 2] / pts[:, 2].max(), c=line.get_color()
+        )
+    two = all(np.asarray(p).shape[1] == 2 for p in curves.values())
+    ax.set(
+        xlabel="predicted probability" + (" (positive class)" if two else " (top class)"),
+        ylabel="observed share positive" if two else "observed share right",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return _save(fig, path, atomic_path)
 

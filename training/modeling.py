@@ -56,6 +56,9 @@ def save_model(path: str | Path, model, config: dict[str, Any]) -> Path:
         description=config.get("description", ""),
         encoder_preset=config["encoder"] if is_preset(config["encoder"]) else "",
         encoder_weights=config.get("encoder_weights") or "",
+        domain=dict(config.get("domain") or {}),
+        calibration=dict(config.get("calibration") or {}),
+        domain_arrays=dict(config.get("domain_arrays") or {}),
     )
     return save_model_file(path, model, mcfg)
 
@@ -78,4 +81,5 @@ def load_model(path: str | Path):
         "tile_size": cfg.tile_size,
         "training": training,
         "metrics": cfg.metrics,
+        "calibration": dict(getattr(cfg, "calibration", None) or {}),
     }

@@ -145,7 +145,14 @@ def train_marker(
         "command": command,
     }
     summary["class_names"] = class_display_names(manifest)
+    from .guard import fit_training_guard
+
+    guard = fit_training_guard(final, best, cases, refit, cfg.seed, n_classes - 1)
+    summary["guard"] = guard.report if guard else None
     config = model_config(summary, final)
+    if guard is not None:
+        summary_cfg, arrays = guard.reference.to_config()
+        config.update(domain=summary_cfg, domain_arrays=arrays, calibration=guard.calibration)
     from .modeling import save_model
 
     save_model(out / "model.pt", final, config)
@@ -315,15 +322,21 @@ def evaluate_marker(
         "test_class_counts": np.bincount(y, minlength=len(classes)).tolist(),
     }
     probs, embs = {}, {}
-    for name, (m, _) in models.items():
+    for name, (m, cfg) in models.items():
         he, logits = slide_embeddings(m, [c.he for c in test], dev)
         ihc, _ = slide_embeddings(m, [c.ihc for c in test], dev)
         he, ihc, logits = he.cpu(), ihc.cpu(), logits.cpu()
-        p = torch.softmax(logits, 1).numpy()
+        # the model's calibration (temperature) as `predict_slide` applies it (1: not calibrated)
+        temp = float((cfg.get("calibration") or {}).get("temperature", 1.0))
+        p = torch.softmax(logits / temp, 1).numpy()
         probs[name] = p
         embs[name] = (he.numpy(), ihc.numpy())
         report[name] = {
             "head": ev.classification_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
+            "calibration": {
+                "temperature": temp,
+                **ev.calibration_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
+            },
             "alignment": ev.alignment_report(
                 he.numpy(), ihc.numpy(), n_bootstrap=n_bootstrap, seed=seed
             ),
@@ -365,6 +378,12 @@ def evaluate_marker(
             {k: v for k, v in probs.items() if "probe" not in k},
             names,
             f"{marker}: held-out ROC (n={len(y)})",
+        ),
+        "reliability": ev.plot_reliability(
+            out / f"{plot_prefix}reliability.png",
+            y,
+            {k: v for k, v in probs.items() if "probe" not in k},
+            f"{marker}: held-out reliability (n={len(y)})",
         ),
         "confusion": ev.plot_confusion(
             out / f"{plot_prefix}confusion.png",
@@ -412,6 +431,8 @@ def annotate_model(
     weights are unchanged. Writes `out_path` (default: the model file itself), atomically."""
     from napari_histostain.engine.model_files import load_model_file, save_model_file
 
+    from . import evaluate as ev
+
     net, cfg = load_model_file(model_path)
     h = report["HistoStainAlign"]["head"]
     held = {
@@ -422,6 +443,7 @@ def annotate_model(
         "auc_ci95": h["auc_ci"],
         "balanced_accuracy": h["balanced_accuracy"],
     }
+    held.update(ev.card_calibration(report))
     if "CE-only baseline" in report:
         b = report["CE-only baseline"]["head"]
         held["ce_only_weighted_f1"] = b["weighted_f1"]
@@ -443,15 +465,19 @@ def annotate_model(
 
 def summary_line(report: dict[str, Any]) -> str:
     """One-line human summary of an evaluation report."""
+    from . import evaluate as ev
+
     h = report["HistoStainAlign"]["head"]
     s = (
         f"{report['marker']}{' (external test cohort)' if report.get('external') else ''}: weighted F1 {h['weighted_f1']:.3f} "
         f"[{h['weighted_f1_ci'][0]:.3f}, {h['weighted_f1_ci'][1]:.3f}], AUC {h['auc']:.3f}, "
         f"balanced acc {h['balanced_accuracy']:.3f} (n={report['n_test']})"
     )
+    s += ev.calibration_text(report.get("HistoStainAlign", {}))
     if "CE-only baseline" in report:
         b = report["CE-only baseline"]["head"]
         s += f"; CE-only F1 {b['weighted_f1']:.3f}, AUC {b['auc']:.3f}"
+        s += ev.calibration_text(report["CE-only baseline"], ci=False)
     if "wilcoxon_per_case_log_loss" in report:
         s += f"; Wilcoxon p={report['wilcoxon_per_case_log_loss']['p_value']:.3g}"
     if "bayes_optimal" in report:

@@ -484,7 +484,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return event.is_set() or pbar.is_canceled
 
         worker = create_worker(
-            whole_slide, self.predictor, cancelled, self.batch_size, _ignore_errors=True
+            whole_slide,
+            self.predictor,
+            cancelled,
+            self.batch_size,
+            self.results.force_call,
+            _ignore_errors=True,
         )
         self._set_running(True)
         self._message(f"Whole slide: 0 of {n} tiles...")
@@ -534,6 +539,8 @@ class PredictionWidget(ModeAndStatus, QWidget):
                     f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
                     "shown and can be exported. Press Predict to run again."
                 )
+                if self.predictor is not None:
+                    self.predictor.maps.mark_no_call("cancelled")
                 self._refresh_now()
                 return
             self._on_error(exc)
@@ -601,7 +608,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def _update_panel(self) -> None:
         maps = self.predictor.maps if self.predictor else None
-        self.results.show_summary(maps.summary(self.threshold_spin.value()) if maps else {})
+        self.results.show_summary(
+            maps.summary(self.threshold_spin.value()) if maps else {}, maps.caveats if maps else {}
+        )
 
     def _on_threshold(self, value: float) -> None:
         self._update_panel()

@@ -103,8 +103,9 @@ def live_loop(predictor: RegionPredictor, state: LiveState):
         yield ("tiles", batch, predictor.compute(batch))
 
 
-def whole_slide(predictor: RegionPredictor, cancel, batch_size: int):
-    """Worker: `predict_slide` in a helper thread; yield its streamed batches, return the result."""
+def whole_slide(predictor: RegionPredictor, cancel, batch_size: int, force_call: bool = False):
+    """Worker: `predict_slide` in a helper thread; yield its streamed batches, return the result
+    (`force_call`: call even when a no-call reason holds, `PredictOptions.force_call`)."""
     from ..engine.predict import PredictOptions, predict_slide
 
     options = PredictOptions(
@@ -112,6 +113,7 @@ def whole_slide(predictor: RegionPredictor, cancel, batch_size: int):
         encoder=predictor.encoder,
         tile_mpp=predictor.tile_mpp,
         batch_size=batch_size,
+        force_call=force_call,
     )
 
     def job(put):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.calibration import softmax
 from ..engine.prediction import call_label
 from .regions import Region
 
@@ -30,10 +31,15 @@ def marker_region_result(
     class_names: Sequence[str] = ("negative", "positive"),
     threshold: float = 0.5,
     tile_threshold: float = 0.5,
+    temperature: float = 1.0,
+    call_status: str = "call",
+    no_call_reason: str | None = None,
 ) -> dict:
     """One marker's results over the tiles `indices` (NaN tiles, not computed, are left out).
 
-    `probability` / `logit` / `label`: the slide model's call pooled over those tiles only;
+    `probability` / `logit` / `label`: the slide model's call pooled over those tiles only, the
+    probability calibrated at the model's `temperature`; a slide without a call (`call_status`
+    "no_call", e.g. out of domain) gives its regions no label either;
     `mean_positivity`; `positive_fraction`: tissue-weighted share of tiles with positivity >=
     `tile_threshold`. None where the region has no computed tile (or, for the call, no logits)."""
     from ..engine.slide_model import tile_maps
@@ -47,6 +53,8 @@ def marker_region_result(
         "probability": None,
         "logit": None,
         "label": None,
+        "call_status": call_status,
+        "no_call_reason": no_call_reason,
         "mean_positivity": None,
         "positive_fraction": None,
     }
@@ -61,9 +69,11 @@ def marker_region_result(
         tl = np.asarray(tile_logits, np.float64)[idx][ok]
         if np.isfinite(tl).all():
             m = tile_maps(s[ok], tl, positive_class)
-            out["probability"] = float(m["probability"])
+            prob = float(softmax(m["slide_logits"], temperature)[positive_class])
+            out["probability"] = prob
             out["logit"] = float(m["slide_margin"])
-            out["label"] = call_label(m["probability"], class_names, positive_class, threshold)
+            if call_status != "no_call":
+                out["label"] = call_label(prob, class_names, positive_class, threshold)
     return out
 
 
@@ -86,6 +96,9 @@ def prediction_region_results(
                 class_names=mp.class_names,
                 threshold=mp.threshold,
                 tile_threshold=tile_threshold,
+                temperature=float((mp.model.get("calibration") or {}).get("temperature", 1.0)),
+                call_status=mp.call_status,
+                no_call_reason=mp.no_call_reason,
             )
             for key, mp in prediction.markers.items()
         }
@@ -112,6 +125,9 @@ def maps_region_results(
                 class_names=mm.class_names,
                 threshold=mm.threshold,
                 tile_threshold=tile_threshold,
+                temperature=mm.temperature,
+                call_status=mm.call_status,
+                no_call_reason=mm.no_call_reason,
             )
             for key, mm in maps.markers.items()
         }

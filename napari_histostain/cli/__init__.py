@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "embed",
     "train",
     "evaluate",
+    "add_domain",
 )
 
 

@@ -179,6 +179,12 @@ def add_prediction_options(p: argparse.ArgumentParser) -> None:
         help=f"refuse a slide with more tissue tiles than this (default {MAX_TILES:,}; so many "
         "usually means a wrong pixel size or --tile-mpp)",
     )
+    p.add_argument(
+        "--force-call",
+        action="store_true",
+        help="call every slide even when it should get no call (out of the model's domain, looks "
+        "like IHC, no pixel size, too few tissue tiles); the reason is kept in the output",
+    )
     add_batch_size(p)
     add_reader_threads(p, default=None)
     add_device(p)
@@ -262,6 +268,7 @@ def prediction_options(args: argparse.Namespace, markers: list[str], *, must_exi
         device=args.device,
         allow_other_encoder_weights=args.allow_other_encoder_weights,
         max_tiles=args.max_tiles,
+        force_call=getattr(args, "force_call", False),
     )
 
 
@@ -326,3 +333,42 @@ def read_annotation_file(args: argparse.Namespace) -> list | None:
     for n in notes:
         print(f"note: {args.annotations}: {n}")
     return annotations
+
+
+def add_model_output(p: argparse.ArgumentParser) -> None:
+    """--out NEW_FILE | --in-place: where a command that changes a model file writes it."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--out", help="write the annotated model to this new file (must not exist)")
+    g.add_argument(
+        "--in-place",
+        action="store_true",
+        help="replace the model file (atomically), after copying it to "
+        "<name>.before-<command>.pt (which must not exist)",
+    )
+
+
+def model_output_path(args: argparse.Namespace) -> Path:
+    """The file a model-changing command writes: --out (refused when it exists), or the model
+    itself with --in-place after a backup copy beside it (refused when the backup exists)."""
+    import shutil
+
+    from ..io.atomic import atomic_path
+
+    src = Path(args.model).expanduser()
+    if not args.in_place:
+        out = Path(args.out).expanduser()
+        if out.exists():
+            raise HistostainError(
+                f"{out} exists; give a new file name, or --in-place to replace {src.name}."
+            )
+        return out
+    backup = src.with_name(f"{src.stem}.before-{args.command}{src.suffix}")
+    if backup.exists():
+        raise HistostainError(
+            f"the backup {backup} exists from an earlier run; move it away first (it may be the "
+            "only copy of the original model)."
+        )
+    with atomic_path(backup) as tmp:
+        shutil.copy2(src, tmp)
+    print(f"backed up {src} to {backup}")
+    return src

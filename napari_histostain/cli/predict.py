@@ -114,15 +114,23 @@ def run(args: argparse.Namespace) -> int:
     for msg in pred.messages:
         print(f"note: {msg}")
     print(f"{len(pred.grid)} tissue tiles at {pred.grid.tile_mpp:g} um/px in {pred.seconds:.1f} s")
+    from ..results.caveats import caveat_lines, no_call_short, prediction_caveats
+
     for m in pred.markers.values():
         prob = "n/a" if m.label is None else f"{m.probability:.3f}"
-        print(f"  {m.name:6s} probability {prob:>6s}  -> {m.label or 'no call'}")
+        reason = no_call_short(getattr(m, "no_call_reason", None))
+        verdict = m.label or ("no call" + (f" ({reason})" if reason else ""))
+        if getattr(m, "call_status", "call") == "forced":
+            verdict += f" (forced; would be no call: {reason})"
+        print(f"  {m.name:6s} probability {prob:>6s}  -> {verdict}")
     for r in per_region:
         calls = ", ".join(
             f"{k} {v['probability']:.3f}" if v["probability"] is not None else f"{k} n/a"
             for k, v in r["markers"].items()
         )
         print(f"  region {r['name']!r} ({r['kind']}): {r['n_tiles']} tiles; {calls}")
+    for line in caveat_lines(prediction_caveats(pred.to_dict())):
+        print(line)
     for f in staged.committed:
         print(f"wrote {f}")
     for f in staged.removed:

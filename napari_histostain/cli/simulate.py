@@ -52,7 +52,64 @@ def register(subparsers) -> None:
     p.add_argument(
         "--quality", type=int_between(1, 100), default=85, help="JPEG quality (default 85)"
     )
+    g = p.add_argument_group(
+        "another lab (stain and scanner shift; default: none, outputs unchanged)"
+    )
+    g.add_argument(
+        "--lab-shift",
+        choices=["another-lab", "mild"],
+        default=None,
+        help="a preset shift of stain protocol and scanner; the options below override its values",
+    )
+    g.add_argument(
+        "--stain-rotation",
+        type=float,
+        metavar="DEG",
+        help="rotate the stain vectors about the grey axis (another hue; -90..90)",
+    )
+    g.add_argument("--hematoxylin-gain", type=positive_float, help="hematoxylin intensity (x)")
+    g.add_argument("--eosin-gain", type=positive_float, help="eosin / DAB intensity (x)")
+    g.add_argument(
+        "--thickness", type=positive_float, help="section thickness relative to nominal (x)"
+    )
+    g.add_argument("--blur-um", type=float, help="scanner defocus, Gaussian sigma in um")
+    g.add_argument(
+        "--white-point",
+        type=float,
+        nargs=3,
+        metavar=("R", "G", "B"),
+        help="the scanner's glass colour (white balance), 0-255",
+    )
     p.set_defaults(func=run)
+
+
+#: `LabShift` fields set by the command-line options
+SHIFT_OPTIONS = {
+    "stain_rotation": "stain_rotation_deg",
+    "hematoxylin_gain": "hematoxylin_gain",
+    "eosin_gain": "eosin_gain",
+    "thickness": "thickness",
+    "blur_um": "blur_um",
+    "white_point": "white_point",
+}
+
+
+def lab_shift(args: argparse.Namespace):
+    """The `LabShift` of the options (None: no shift asked for)."""
+    import dataclasses
+
+    from ..simulate.shift import PRESETS, LabShift
+
+    base = PRESETS[args.lab_shift] if getattr(args, "lab_shift", None) else LabShift()
+    given = {
+        field: getattr(args, opt)
+        for opt, field in SHIFT_OPTIONS.items()
+        if getattr(args, opt, None) is not None
+    }
+    if "white_point" in given:
+        given["white_point"] = tuple(given["white_point"])
+    shift = dataclasses.replace(base, **given)
+    return None if shift.is_neutral else shift
 
 
 def _parse_cutoffs(items: list[str]) -> dict[str, float]:
@@ -97,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         cutoffs=_parse_cutoffs(args.cutoff),
         workers=args.workers,
         quality=args.quality,
+        shift=lab_shift(args),
         progress=progress,
     )
     print(f"wrote {manifest} and {manifest.parent / 'cohort.json'}")

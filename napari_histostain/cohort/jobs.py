@@ -99,8 +99,27 @@ def predict_and_save(job: SlideJob, out_dir: Path) -> dict:
         "probabilities": {m: p.probability for m, p in prediction.markers.items()},
         "calls": {m: p.label or "" for m, p in prediction.markers.items()},
         "n_tiles": len(prediction.grid),
+        **slide_call(prediction),
         "encoder": prediction.encoder_id,
         "encoder_fingerprint": prediction.encoder_fingerprint,
+    }
+
+
+def slide_call(prediction: Any) -> dict:
+    """A slide's call over its markers: `call_status` ("no_call" when any marker has no call, else
+    "forced" when any was forced, else "call"), `no_call_reason` (the markers' codes, ";"-joined,
+    "" when none) and `warnings` (the prediction's messages, " | "-joined)."""
+    statuses = [m.call_status for m in prediction.markers.values()]
+    status = next((s for s in ("no_call", "forced") if s in statuses), "call")
+    codes: list[str] = []
+    for m in prediction.markers.values():
+        for code in (m.no_call_reason or "").split(";"):
+            if code and code not in codes:
+                codes.append(code)
+    return {
+        "call_status": status,
+        "no_call_reason": ";".join(codes),
+        "warnings": " | ".join(prediction.messages),
     }
 
 
@@ -261,6 +280,8 @@ def error_message(exc: BaseException) -> str:
 def summary_fields(summary: dict) -> dict:
     """Summary-row fields of a task's summary (tiles, per-marker probability and call)."""
     out: dict[str, Any] = {"n_tiles": summary.get("n_tiles", "")}
+    for key in ("call_status", "no_call_reason", "warnings"):
+        out[key] = summary.get(key, "")
     probs = summary.get("probabilities") or {}
     calls = summary.get("calls") or {}
     for m in MARKERS:

@@ -21,10 +21,11 @@ STATUSES = ("done", "skipped", "failed", "pending")
 
 def summary_columns(markers: Sequence[str]) -> list[str]:
     """The summary CSV's columns for `markers`."""
-    cols = ["name", "case_id", "slide", "status", "output", "n_tiles"]
+    cols = ["name", "case_id", "slide", "status", "output", "n_tiles", "call_status"]
+    cols += ["no_call_reason"]
     for m in markers:
         cols += [f"{m}_probability", f"{m}_call"]
-    return cols + ["seconds", "attempts", "worker", "started", "finished", "error"]
+    return cols + ["warnings", "seconds", "attempts", "worker", "started", "finished", "error"]
 
 
 def base_row(job: Any) -> dict:

@@ -6,6 +6,7 @@ loadable with `weights_only=True`; a human-readable copy of the config sits besi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import json
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -57,9 +59,18 @@ class ModelConfig:
     encoder_preset: str = ""
     #: fingerprint of the tile encoder's weights ("sha256:..."; "" in older files: not checked)
     encoder_weights: str = ""
+    #: the domain reference's summary (method, dims, thresholds, false-flag rate, fitted on);
+    #: empty in older files: no domain check (`engine.domain`)
+    domain: dict = field(default_factory=dict)
+    #: probability calibration {"method": "temperature", "temperature", "fitted_on", "cases"};
+    #: empty in older files: probabilities as the model gives them (`engine.calibration`)
+    calibration: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created: str = ""
     package_version: str = __version__
+    #: the domain reference's arrays (name -> float32 array); kept in the model file's payload next
+    #: to the weights, not in the JSON config
+    domain_arrays: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def marker_name(self) -> str:
@@ -70,14 +81,19 @@ class ModelConfig:
         return call_label(probability, self.class_names, self.positive_class, self.threshold)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The JSON form (without the domain arrays, which live in the payload)."""
+        return {
+            f.name: copy.deepcopy(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "domain_arrays"
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         """A config from its JSON form, validated (`validate`)."""
         if not isinstance(d, dict):
             raise ModelFileError(f"the model config is a {type(d).__name__}, not a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} - {"domain_arrays"}
         missing = [k for k in ("marker",) if k not in d]
         if missing:
             raise ModelFileError(f"model config lacks {', '.join(missing)}")
@@ -144,9 +160,14 @@ def _config_problems(cfg: ModelConfig) -> list[str]:
         out.append(
             f"normalisation {norm!r} (must be {{'mean': [3 numbers], 'std': [3 numbers > 0]}})"
         )
-    for name in ("architecture", "training", "metrics"):
+    for name in ("architecture", "training", "metrics", "domain", "calibration"):
         if not isinstance(getattr(cfg, name), dict):
             out.append(f"{name} of type {type(getattr(cfg, name)).__name__} (must be an object)")
+    cal = cfg.calibration
+    if isinstance(cal, dict) and cal:
+        t: Any = cal.get("temperature")
+        if not (_is_number(t) and t > 0):
+            out.append(f"calibration temperature {t!r} (must be a number > 0)")
     if not isinstance(cfg.description, str):
         out.append("a description that is not text")
     return out
@@ -196,6 +217,10 @@ def save_model_file(
         "config": json.dumps(cfg.to_dict()),
         "state_dict": state,
     }
+    if cfg.domain_arrays:
+        payload["domain_arrays"] = {
+            k: torch.as_tensor(np.asarray(v)).clone() for k, v in cfg.domain_arrays.items()
+        }
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -274,8 +299,19 @@ def load_model_file(
         ) from exc
     if net.in_dim != cfg.embedding_dim or net.n_classes != len(cfg.class_names):
         raise ModelFileError(f"{p.name}: config and weights disagree on sizes; rewrite the file.")
+    cfg.domain_arrays = _domain_arrays(p, payload)
     net.eval()
     return net, cfg
+
+
+def _domain_arrays(p: Path, payload: dict) -> dict:
+    """The payload's domain-reference arrays as numpy (empty: none stored)."""
+    arrays = payload.get("domain_arrays") or {}
+    if not isinstance(arrays, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in arrays.items()
+    ):
+        raise ModelFileError(f"{p.name}: the domain reference is unreadable; rewrite the file.")
+    return {k: v.numpy() for k, v in arrays.items()}
 
 
 def load_bundled_model(marker: str) -> tuple[Any, ModelConfig]:

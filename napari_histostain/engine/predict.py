@@ -9,6 +9,7 @@ get the same positivity as in the whole-slide run, and attention equal up to ren
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -27,7 +28,10 @@ from ..io.overview import overview_plan
 from ..markers import MARKERS, check_markers
 from ..progress import CancelHook, ProgressHook, cancelled
 from .device import DEFAULT_DEVICE, reader_threads_for
-from .prediction import MarkerPrediction, SlidePrediction
+from .domain import reference_of
+from .no_call import SlideFacts, decide
+from .prediction import SlidePrediction
+from .slide_call import Accumulator, call_maps, empty_marker, marker_prediction, slide_domain
 from .stain_check import StainCheck, StainWarning
 from .tile_stream import embedded_batches
 from .tiling import make_grid
@@ -64,13 +68,20 @@ class PredictOptions:
     device: str = DEFAULT_DEVICE  # auto, cpu, cuda, cuda:N, mps (a TileEncoder keeps its own)
     allow_other_encoder_weights: bool = False  # run a model with other weights than its own
     max_tiles: int | None = MAX_TILES  # refuse slides with more tissue tiles (None: no cap)
+    #: call a slide even when a no-call reason holds (`engine.no_call`; the reason is kept)
+    force_call: bool = False
 
     #: the options that change results (what makes stored outputs current)
-    RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder")
+    RESULT_OPTIONS = ("tile_mpp", "mpp", "min_tissue", "encoder", "force_call")
 
     def result_key(self) -> dict:
-        """The options that change results, as plain values (cohort resume compares them)."""
-        return {k: getattr(self, k) for k in self.RESULT_OPTIONS if getattr(self, k) is not None}
+        """The options that change results, as plain values (cohort resume compares them); unset
+        ones (None, or a False switch) are left out, so older stored keys still match."""
+        return {
+            k: v
+            for k in self.RESULT_OPTIONS
+            if (v := getattr(self, k)) is not None and v is not False
+        }
 
 
 def resolve_models(markers: Iterable[str], models: Mapping[str, ModelSpec] | None = None) -> dict:
@@ -171,30 +182,6 @@ def models_on(loaded: dict, device) -> dict:
 # ------------------------------------------------------------------------------------------------
 # Prediction
 # ------------------------------------------------------------------------------------------------
-class _Accumulator:
-    """Per-marker streaming state: scores and logits per tile, online-softmax slide embedding."""
-
-    def __init__(self, n: int, n_classes: int, hidden: int):
-        self.scores = np.empty(n, np.float64)
-        self.logits = np.empty((n, n_classes), np.float64)
-        self.m = -np.inf
-        self.s = 0.0
-        self.e = np.zeros(hidden, np.float64)
-
-    def add(self, idx: np.ndarray, h: np.ndarray, s: np.ndarray, tl: np.ndarray) -> None:
-        self.scores[idx] = s
-        self.logits[idx] = tl
-        new_m = max(self.m, float(s.max()))
-        w = np.exp(s - new_m)
-        decay = math.exp(self.m - new_m) if np.isfinite(self.m) else 0.0
-        self.e = self.e * decay + w @ h
-        self.s = self.s * decay + float(w.sum())
-        self.m = new_m
-
-    def embedding(self) -> np.ndarray:
-        return self.e / self.s if self.s > 0 else self.e
-
-
 def predict_slide(
     slide,
     markers: Iterable[str] = tuple(MARKERS),
@@ -275,23 +262,36 @@ def predict_slide(
         encoder, configs, allow_other_weights=opts.allow_other_encoder_weights
     )
     n = len(grid)
+    refs = {m: reference_of(cfg) for m, cfg in configs.items()}
+    mpp_source = slide.info.mpp_source
     if n == 0:
         where = "in the region" if region is not None else "on the slide"
         messages.append(f"no tissue found {where}: nothing to predict.")
+        facts = SlideFacts(tiles=0, mpp_source=mpp_source)
+        preds = {}
+        for m, (net, cfg) in loaded.items():
+            status, reason = decide(facts, force_call=opts.force_call)
+            preds[m] = dataclasses.replace(
+                empty_marker(m, cfg, net), call_status=status, no_call_reason=reason
+            )
+        domain = slide_domain({m: r.verdict(np.zeros(0)) for m, r in refs.items() if r})
         result = SlidePrediction(
             str(slide.path),
             grid,
-            {m: _empty_marker(m, cfg, net) for m, (net, cfg) in loaded.items()},
+            preds,
             tissue,
             messages,
             encoder.id,
             {},
             time.perf_counter() - t0,
             encoder.fingerprint,
+            domain=domain,
+            domain_score=np.zeros(0) if domain is not None else None,
         )
         return result
 
-    acc = {m: _Accumulator(n, net.n_classes, net.hidden_dim) for m, (net, _) in loaded.items()}
+    acc = {m: Accumulator(n, net.n_classes, net.hidden_dim) for m, (net, _) in loaded.items()}
+    tile_domain = {m: np.full(n, np.nan) for m, r in refs.items() if r is not None}
     nets = models_on(loaded, encoder.device)
     stain = StainCheck()
     done = 0
@@ -311,10 +311,17 @@ def predict_slide(
                 raise PredictionCancelled(f"prediction cancelled after {done} of {n} tiles.")
             stain.add(tiles)
             partial = {}
+            feats_np = feats.cpu().double().numpy() if tile_domain else None
             for m, (net, cfg) in nets.items():
                 h, s, tl = net.tile_outputs(feats)
                 s_np, tl_np = s.cpu().double().numpy(), tl.cpu().double().numpy()
-                acc[m].add(idx, h.cpu().double().numpy(), s_np, tl_np)
+                ref = refs[m]
+                keep = None
+                if ref is not None and feats_np is not None:
+                    dscore = ref.score(feats_np)
+                    tile_domain[m][idx] = dscore
+                    keep = ref.in_domain(dscore)
+                acc[m].add(idx, h.cpu().double().numpy(), s_np, tl_np, keep)
                 if on_batch is not None:
                     p = np.exp(tl_np - tl_np.max(1, keepdims=True))
                     partial[m] = {
@@ -322,6 +329,8 @@ def predict_slide(
                         "score": s_np,
                         "logits": tl_np,
                     }
+                    if ref is not None:
+                        partial[m]["domain_score"] = tile_domain[m][idx]
             done += len(idx)
             if on_batch is not None:
                 on_batch(idx, partial)
@@ -340,11 +349,39 @@ def predict_slide(
         messages.append(msg)
         warnings.warn(msg, StainWarning, stacklevel=2)
     preds = {}
+    verdicts = {}
     for m, (_net, cfg) in loaded.items():
-        maps = _maps(acc[m], cfg)
-        preds[m] = _marker_prediction(
-            m, cfg, maps, acc[m].embedding(), acc[m].scores, acc[m].logits
+        ref = refs[m]
+        keep = None
+        if ref is not None:
+            verdicts[m] = ref.verdict(tile_domain[m])
+            keep = ref.in_domain(tile_domain[m])
+            keep = keep if keep.any() else None  # no tile in domain: pool over all (forced call)
+        facts = SlideFacts(
+            tiles=n,
+            in_domain=verdicts[m]["in_domain"] if m in verdicts else None,
+            looks_like=str(stain_result.get("looks_like", "unknown")),
+            mpp_source=mpp_source,
         )
+        maps = call_maps(acc[m], cfg, keep)
+        status, reason = decide(facts, force_call=opts.force_call)
+        preds[m] = marker_prediction(
+            m,
+            cfg,
+            maps,
+            acc[m].embedding(in_domain_only=keep is not None),
+            acc[m].scores,
+            call=(status, reason),
+            tile_logits=acc[m].logits,
+        )
+        if m in verdicts and not verdicts[m]["in_domain"]:
+            v = verdicts[m]
+            messages.append(
+                f"the {MARKERS[m]} model: {v['tiles'] - v['in_domain_tiles']} of {v['tiles']} "
+                f"tiles ({v['score']:.0%}) do not look like its training tissue (at most "
+                f"{v['threshold']:.0%} may): the slide is out of its domain."
+            )
+    domain = slide_domain(verdicts)
     return SlidePrediction(
         str(slide.path),
         grid,
@@ -355,57 +392,6 @@ def predict_slide(
         stain_result,
         time.perf_counter() - t0,
         encoder.fingerprint,
-    )
-
-
-def _maps(acc: _Accumulator, cfg) -> dict:
-    from .slide_model import tile_maps
-
-    return tile_maps(acc.scores, acc.logits, cfg.positive_class)
-
-
-def _model_summary(cfg) -> dict:
-    return {
-        "encoder_id": cfg.encoder_id,
-        "tile_size": cfg.tile_size,
-        "tile_mpp": cfg.tile_mpp,
-        "created": cfg.created,
-        "training": cfg.training,
-        "metrics": cfg.metrics,
-        "description": cfg.description,
-    }
-
-
-def _marker_prediction(
-    marker: str, cfg, maps: dict, embedding: np.ndarray, scores: np.ndarray, tile_logits
-) -> MarkerPrediction:
-    return MarkerPrediction(
-        marker=marker,
-        probability=maps["probability"],
-        label=cfg.label_for(maps["probability"]),
-        threshold=float(cfg.threshold),
-        positivity=maps["positivity"],
-        attention=maps["attention"],
-        contribution=maps["contribution"],
-        logit=maps["slide_margin"],
-        scores=np.asarray(scores, np.float64),
-        embedding=embedding.astype(np.float32),
-        class_names=tuple(cfg.class_names),
-        model=_model_summary(cfg),
-        tile_logits=np.asarray(tile_logits, np.float64),
-        positive_class=int(cfg.positive_class),
-    )
-
-
-def _empty_marker(marker: str, cfg, net) -> MarkerPrediction:
-    from .slide_model import tile_maps
-
-    maps = tile_maps(np.zeros(0), np.zeros((0, net.n_classes)), cfg.positive_class)
-    return _marker_prediction(
-        marker,
-        cfg,
-        maps,
-        np.full(net.hidden_dim, np.nan),
-        np.zeros(0),
-        np.zeros((0, net.n_classes)),
+        domain=domain,
+        domain_score=np.fmax.reduce(list(tile_domain.values())) if tile_domain else None,
     )

@@ -27,6 +27,11 @@ def call_label(
     return others[0] if len(others) == 1 else "not " + names[positive_class]
 
 
+def _number(v: float) -> float | None:
+    """A JSON number: None for NaN."""
+    return None if v is None or math.isnan(v) else float(v)
+
+
 @dataclass
 class MarkerPrediction:
     """One marker's slide-level call and exact per-tile maps (arrays aligned with the grid)."""
@@ -45,6 +50,14 @@ class MarkerPrediction:
     model: dict = field(default_factory=dict)  # config summary of the model used
     tile_logits: np.ndarray | None = None  # (N, C) each tile's class logits (regions pool them)
     positive_class: int = 1
+    #: "call", "no_call" (label None; see `no_call_reason`) or "forced" (called although a
+    #: no-call reason holds: `--force-call`; the reason is kept)
+    call_status: str = "call"
+    #: why there is no call (`engine.no_call` codes: out_of_domain, ihc_input, assumed_mpp,
+    #: too_few_tiles, cancelled; several joined by ";"), or None
+    no_call_reason: str | None = None
+    #: slide probability before calibration (`probability` is the calibrated one)
+    raw_probability: float = float("nan")
 
     @property
     def name(self) -> str:
@@ -54,7 +67,10 @@ class MarkerPrediction:
         return {
             "marker": self.marker,
             "name": self.name,
-            "probability": None if math.isnan(self.probability) else self.probability,
+            "call_status": self.call_status,
+            "no_call_reason": self.no_call_reason,
+            "probability": _number(self.probability),
+            "raw_probability": _number(self.raw_probability),
             "label": self.label,
             "threshold": self.threshold,
             "logit": None if math.isnan(self.logit) else self.logit,
@@ -81,6 +97,12 @@ class SlidePrediction:
     stain: dict = field(default_factory=dict)
     seconds: float = 0.0
     encoder_fingerprint: str = ""  # the encoder's identity (`TileEncoder.fingerprint`)
+    #: the domain verdict {"in_domain", "score", "threshold", "tiles", "in_domain_tiles"} (None:
+    #: no model has a domain reference); see `engine.domain`
+    domain: dict | None = None
+    #: (N,) each tile's domain score: percentile 0-100 of held-out training-domain tiles (higher =
+    #: farther from the training data); None: not scored
+    domain_score: np.ndarray | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -97,6 +119,7 @@ class SlidePrediction:
             "grid": self.grid.to_dict(),
             "tissue": self.tissue.to_dict() if self.tissue is not None else None,
             "stain_check": self.stain,
+            "domain": self.domain,
             "markers": {k: m.to_dict() for k, m in self.markers.items()},
             "messages": list(self.messages),
             "seconds": round(self.seconds, 3),

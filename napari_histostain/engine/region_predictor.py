@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import HistostainError
+from ..results.caveats import models_caveats
 from ..results.maps import PredictionMaps
+from .calibration import temperature_of
 
 #: The model source meaning "the package's bundled model".
 BUNDLED = "bundled"
@@ -89,11 +91,13 @@ class RegionPredictor:
         for m, (_, cfg) in self.models.items():  # what per-region calls need (annotations.results)
             mm = self.maps.add_marker(m)
             mm.class_names, mm.positive_class = tuple(cfg.class_names), int(cfg.positive_class)
+            mm.temperature = temperature_of(cfg)
         self.maps.info.update(
             tile_mpp=self.tile_mpp,
             tile_size=self.tile_size,
             encoder=encoder_id,
             encoder_fingerprint=self.encoder.fingerprint,
+            caveats=models_caveats(self.models),
         )
         n = len(self.grid)
         self._scores = {m: np.full(n, np.nan, np.float64) for m in self.markers}
@@ -177,13 +181,22 @@ class RegionPredictor:
                 if len(idx) == len(self.grid):
                     self.maps.set_attention(m, mp.attention)
                     self.maps.set_slide_call(
-                        m, mp.probability, mp.label or "", mp.threshold, scope="whole slide"
+                        m,
+                        mp.probability,
+                        mp.label or "",
+                        mp.threshold,
+                        scope="whole slide",
+                        call_status=getattr(mp, "call_status", "call"),
+                        no_call_reason=getattr(mp, "no_call_reason", None),
                     )
                 else:
                     self._refresh_marker(m, idx, positivity=mp.positivity)
+            if len(idx) == len(self.grid):
+                self.maps.set_caveats(prediction)
         return idx
 
     def _refresh_marker(self, m: str, idx: np.ndarray, positivity: Any = None) -> None:
+        from .slide_call import calibrated_probability
         from .slide_model import tile_maps
 
         _, cfg = self.models[m]
@@ -201,7 +214,7 @@ class RegionPredictor:
             self._logits[m][idx],
         )
         self.maps.set_attention(m, att)
-        prob = tm["probability"]
+        prob = calibrated_probability(tm["slide_logits"], cfg)
         label = cfg.label_for(prob) or ""
         self.maps.set_slide_call(
             m, prob, label, cfg.threshold, scope=f"tiles seen ({int(seen.sum())})"

@@ -16,6 +16,7 @@ import numpy as np
 from ..io.atomic import OutputError, write_json
 from ..io.naming import slide_name
 from ..markers import marker_name
+from .caveats import CAVEATS_COLUMN, caveats_cell
 from .errors import ExportError, check_marker
 from .geojson import write_tiles_geojson
 from .heatmap_tiff import HEATMAP_SUFFIX, write_heatmap
@@ -79,8 +80,11 @@ def export_predictions(
                     )
                 )
         if "csv" in what:
-            rows = tile_rows(maps, prediction_values(maps.markers), np.flatnonzero(maps.done))
-            written.append(write_tile_table(paths["csv"], rows, prediction_columns(markers)))
+            values = prediction_values(maps.markers, getattr(maps, "domain_score", None))
+            values[CAVEATS_COLUMN] = np.full(len(maps), caveats_cell(maps.caveats), dtype=object)
+            rows = tile_rows(maps, values, np.flatnonzero(maps.done))
+            columns = [*prediction_columns(markers), CAVEATS_COLUMN]
+            written.append(write_tile_table(paths["csv"], rows, columns))
         if "heatmaps" in what:
             for m in markers:
                 for kind in KINDS:

@@ -12,6 +12,7 @@ from .. import __version__
 from ..engine.tiling import TileLattice
 from ..io.atomic import atomic_open
 from ..markers import NEGATIVE_COLOUR, get_marker
+from .caveats import marker_file_caveats
 from .errors import ExportError, check_marker, finite
 from .maps import PredictionMaps
 
@@ -96,6 +97,7 @@ def tiles_geojson(maps: PredictionMaps, marker: str, *, tile_threshold: float = 
             "geometry": maps.lattice.to_dict(),
             "slide_dimensions": [int(v) for v in maps.slide_dimensions],
             "slide_path": maps.slide_path,
+            **marker_file_caveats(maps.caveats, marker),
         },
         "features": features,
     }

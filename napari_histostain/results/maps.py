@@ -42,6 +42,9 @@ class MarkerMaps:
     tile_logits: np.ndarray | None = None  # (N, C) per-tile class logits, NaN rows: not computed
     class_names: tuple[str, ...] = ("negative", "positive")
     positive_class: int = 1
+    call_status: str = "call"  # "call" | "no_call" | "forced"
+    no_call_reason: str | None = None
+    temperature: float = 1.0  # the model's calibration temperature (regions' calls use it)
 
     @property
     def name(self) -> str:
@@ -65,6 +68,8 @@ class PredictionMaps:
     done: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     info: dict = field(default_factory=dict)
     slide_dimensions: tuple[int, int] = (0, 0)  # level-0 (width, height); (0, 0) when unknown
+    #: (N,) each tile's domain score (percentile of held-out training-domain tiles; None: not scored)
+    domain_score: np.ndarray | None = None
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,10 +110,54 @@ class PredictionMaps:
             maps.update(key, idx, mp.positivity, mp.attention, mp.scores, mp.tile_logits)
             maps.markers[key].class_names = tuple(mp.class_names)
             maps.markers[key].positive_class = int(mp.positive_class)
+            cal = (getattr(mp, "model", None) or {}).get("calibration") or {}
+            maps.markers[key].temperature = float(cal.get("temperature", 1.0))
             scope = "region" if getattr(prediction.grid, "region", None) else "whole slide"
-            maps.set_slide_call(key, mp.probability, mp.label or "", mp.threshold, scope=scope)
+            maps.set_slide_call(
+                key,
+                mp.probability,
+                mp.label or "",
+                mp.threshold,
+                scope=scope,
+                call_status=getattr(mp, "call_status", "call"),
+                no_call_reason=getattr(mp, "no_call_reason", None),
+            )
         maps.info["messages"] = list(getattr(prediction, "messages", []))
+        ds = getattr(prediction, "domain_score", None)
+        if ds is not None and len(ds) == len(maps):
+            maps.domain_score = np.asarray(ds, np.float32)
+        maps.set_caveats(prediction)
         return maps
+
+    def set_caveats(self, prediction: Any) -> None:
+        """Keep the disclaimer, model identities and domain verdict of a `SlidePrediction` (or of
+        its `to_dict()`) in `info["caveats"]` (`results.caveats.prediction_caveats`)."""
+        from .caveats import prediction_caveats
+
+        doc = prediction if isinstance(prediction, dict) else prediction.to_dict()
+        self.info["caveats"] = prediction_caveats(doc)
+
+    def mark_no_call(self, reason: str) -> None:
+        """Every marker gets no call for `reason` (e.g. "cancelled": the run stopped before every
+        tile was seen), in its slide call and in the caveats."""
+        from .caveats import NO_CALL, call_text, prediction_caveats
+
+        for mm in self.markers.values():
+            mm.call_status, mm.no_call_reason, mm.label = NO_CALL, reason, ""
+        cav = self.caveats or prediction_caveats({"markers": {m: {} for m in self.markers}})
+        for m in self.markers:
+            cav.setdefault("markers", {})[m] = {
+                "call_status": NO_CALL,
+                "no_call_reason": reason,
+                "no_call_text": call_text(NO_CALL, reason),
+            }
+        self.info["caveats"] = cav
+
+    @property
+    def caveats(self) -> dict:
+        """`info["caveats"]`, or {} when nothing is known of the models (e.g. read from GeoJSON)."""
+        cav = self.info.get("caveats")
+        return cav if isinstance(cav, dict) else {}
 
     def add_marker(self, marker: str) -> MarkerMaps:
         if marker not in self.markers:
@@ -175,12 +224,17 @@ class PredictionMaps:
         label: str = "",
         threshold: float = 0.5,
         scope: str = "",
+        *,
+        call_status: str = "call",
+        no_call_reason: str | None = None,
     ) -> None:
         mm = self.add_marker(marker)
         mm.probability = float(probability)
         mm.label = str(label)
         mm.threshold = float(threshold)
         mm.scope = scope
+        mm.call_status = call_status
+        mm.no_call_reason = no_call_reason
 
     def _refresh_heatmaps(self, marker: str) -> None:
         for kind in KINDS:
@@ -253,6 +307,8 @@ class PredictionMaps:
                 "label": mm.label,
                 "threshold": mm.threshold,
                 "scope": mm.scope,
+                "call_status": mm.call_status,
+                "no_call_reason": mm.no_call_reason,
                 "positive_fraction": self.positive_fraction(key, tile_threshold),
                 "tiles_computed": int(np.isfinite(mm.positivity).sum()),
                 "tiles_total": len(self),

@@ -6,8 +6,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..io.atomic import ensure_dir, write_json
 from ..io.naming import slide_name
+from .caveats import CAVEATS_COLUMN, caveats_cell, prediction_caveats
 from .tile_table import prediction_columns, prediction_values, tile_rows, write_tile_table
 
 
@@ -26,18 +29,28 @@ def save_prediction(
 ) -> list[Path]:
     """Write a `SlidePrediction`'s JSON summary and tile table atomically into `out_dir`.
 
-    `extra` entries are added to the JSON (e.g. "annotations": per-region results) and
-    `extra_columns` (one value per tile) to the tile table, after the markers' columns."""
+    Both carry the caveats (`results.caveats`): the JSON under "caveats" (disclaimer, model
+    identities, domain verdict, each marker's call state), the CSV in its last column. `extra`
+    entries are added to the JSON (e.g. "annotations": per-region results) and `extra_columns`
+    (one value per tile) to the tile table, after the markers' columns.
+    """
     out = ensure_dir(out_dir)
     json_name, csv_name = prediction_file_names(prediction.slide_path)
-    values: dict[str, Any] = dict(prediction_values(prediction.markers))
-    columns = prediction_columns(list(prediction.markers))
+    doc = prediction.to_dict()
+    doc["caveats"] = prediction_caveats(doc)
+    values: dict[str, Any] = dict(
+        prediction_values(prediction.markers, getattr(prediction, "domain_score", None))
+    )
+    extra_names = []
     for name, col in (extra_columns or {}).items():
         values[name] = list(col)
-        columns.append(name)
+        extra_names.append(name)
+    values[CAVEATS_COLUMN] = np.full(
+        len(prediction.grid), caveats_cell(doc["caveats"]), dtype=object
+    )
     rows = tile_rows(prediction.grid, values)
+    columns = [*prediction_columns(list(prediction.markers)), *extra_names, CAVEATS_COLUMN]
     write_tile_table(out / csv_name, rows, columns)
-    doc = prediction.to_dict()
     doc["tiles_csv"] = csv_name
     doc.update(extra or {})
     write_json(out / json_name, doc)

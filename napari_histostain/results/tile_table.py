@@ -76,16 +76,23 @@ def write_tile_table(path: str | Path, rows: list[dict], value_columns: Sequence
 
 
 def prediction_columns(markers: Sequence[str]) -> list[str]:
-    """The value columns of a prediction's tile table, marker by marker."""
-    return [f"{m}_{kind}" for m in markers for kind in PREDICTION_KINDS]
+    """The value columns of a prediction's tile table: `domain_score` (percentile 0-100 of held-out
+    training-domain tiles, empty where not scored), then marker by marker."""
+    return ["domain_score", *(f"{m}_{kind}" for m in markers for kind in PREDICTION_KINDS)]
 
 
-def prediction_values(markers: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """{column: per-tile array} of per-marker results (objects with positivity/attention[/contribution])."""
-    out = {}
+def prediction_values(
+    markers: Mapping[str, Any], domain_score: Sequence[float] | np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """{column: per-tile array} of per-marker results (objects with positivity/attention[/contribution])
+    and the tiles' `domain_score` (NaN: not scored)."""
+    out: dict[str, Any] = {}
     for m, res in markers.items():
         for kind in PREDICTION_KINDS:
             arr = getattr(res, kind, None)
             out[f"{m}_{kind}"] = np.asarray(arr) if arr is not None else None
     n = max((len(v) for v in out.values() if v is not None), default=0)
+    if domain_score is not None:
+        n = max(n, len(domain_score))
+    out = {"domain_score": None if domain_score is None else np.asarray(domain_score), **out}
     return {k: (v if v is not None else np.full(n, np.nan)) for k, v in out.items()}

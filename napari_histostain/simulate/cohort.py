@@ -32,6 +32,7 @@ from .params import (
     check_size,
     morphology,
 )
+from .shift import LabShift
 
 MANIFEST_COLUMNS = (
     "case_id",
@@ -100,6 +101,7 @@ class CaseModel:
         markers: Sequence[str],
         difficulty: float,
         cutoffs: dict[str, float],
+        shift: LabShift | None = None,
     ):
         from .cells import Section, assign_marker
         from .render import SectionRenderer, StainParams
@@ -132,6 +134,12 @@ class CaseModel:
             self.ihc_renderers[m] = SectionRenderer(
                 sec, StainParams.random(_rng(seed, base + 4), "ihc"), _rng(seed, base + 5)
             )
+        self.shift = shift or LabShift()
+        if not self.shift.is_neutral:  # another lab: every slide of the case (`simulate.shift`)
+            size = (self.height, self.width, mpp)
+            self.he_renderer = self.shift.apply(self.he_renderer, *size)
+            for m, r in self.ihc_renderers.items():
+                self.ihc_renderers[m] = self.shift.apply(r, *size)
 
     def sections_info(self) -> dict:
         def one(sec, rend) -> dict:
@@ -157,7 +165,13 @@ def load_case_model(case_json: str | Path) -> CaseModel:
     mpp = info["mpp"]
     markers = [m for m in info["files"] if m != "HE"]
     return CaseModel(
-        info["seed"], (h * mpp, w * mpp), mpp, markers, info["difficulty"], info["cutoffs"]
+        info["seed"],
+        (h * mpp, w * mpp),
+        mpp,
+        markers,
+        info["difficulty"],
+        info["cutoffs"],
+        LabShift.from_dict(info.get("lab_shift")),
     )
 
 
@@ -173,11 +187,13 @@ def simulate_case(
     cutoffs: dict[str, float] | None = None,
     truth_tile_um: float = DEFAULT_TRUTH_TILE_UM,
     quality: int = 85,
+    shift: LabShift | None = None,
 ) -> SimulatedCase:
     """Render one case into `out_dir`: its H&E, one IHC per marker, truth maps and a case JSON.
 
     The same (seed, size_um, mpp, difficulty, cutoffs) always gives byte-identical files; a case's
-    biology does not depend on which markers are rendered.
+    biology does not depend on which markers are rendered. `shift` renders the case as another
+    lab's stain and scanner would show it (`simulate.shift.LabShift`; default: none).
     """
     from ..io.synthetic import write_slide
     from .truth import save_truth
@@ -192,7 +208,7 @@ def simulate_case(
     if not str(case_id) or any(c in str(case_id) for c in "/\\:"):
         raise SimulationError(f"case_id {case_id!r} must be a plain name (no slashes)")
     out = ensure_dir(Path(out_dir) / case_id)
-    model = CaseModel(seed, (h_um, w_um), mpp, markers, difficulty, cut)
+    model = CaseModel(seed, (h_um, w_um), mpp, markers, difficulty, cut, shift)
     tile_px = max(1, int(round(truth_tile_um / mpp)))
     height, width = model.height, model.width
     he_path = out / f"{case_id}_HE.tiff"
@@ -265,6 +281,8 @@ def simulate_case(
         "truth": model.truths,
         "files": {"HE": he_path.name, **{m: p.name for m, p in ihc_paths.items()}},
     }
+    if not model.shift.is_neutral:
+        info["lab_shift"] = model.shift.to_dict()
     json_path = write_json(out / f"{case_id}.json", info)
     return SimulatedCase(
         case_id,
@@ -300,6 +318,7 @@ def simulate_cohort(
     cutoffs: dict[str, float] | None = None,
     truth_tile_um: float = DEFAULT_TRUTH_TILE_UM,
     quality: int = 85,
+    shift: LabShift | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
@@ -332,6 +351,7 @@ def simulate_cohort(
             cutoffs=cut,
             truth_tile_um=truth_tile_um,
             quality=quality,
+            shift=shift,
         )
         for i in range(int(n_cases))
     ]
@@ -371,6 +391,9 @@ def simulate_cohort(
         },
         "bayes_optimal": {m: bayes_reference(m, difficulty, cut[m]) for m in markers},
     }
+    if shift is not None and not shift.is_neutral:
+        meta["lab_shift"] = shift.to_dict()
+        meta["quality"] = quality
     write_json(out / "cohort.json", meta)
     return manifest
 

@@ -330,8 +330,20 @@ def test_cli_train_and_evaluate(cached_cohort, tmp_path):
     _, annotated = load_model_file(tmp_path / "a.pt", marker="ki67")
     assert annotated.metrics["held_out"]["weighted_f1"] == pytest.approx(head["weighted_f1"])
     assert "not for clinical use" in annotated.description
-    for k in ("roc", "confusion", "embedding"):
+    for k in ("roc", "confusion", "embedding", "reliability"):
         assert Path(rep["plots"][k]).stat().st_size > 5000
+    # calibration: ECE and log-loss with CIs, for the model (at its temperature) and the baseline
+    for name in ("HistoStainAlign", "CE-only baseline"):
+        cal = rep[name]["calibration"]
+        assert cal["ece_ci"][0] <= cal["ece"] <= cal["ece_ci"][1] and 0 <= cal["ece"] <= 1
+        assert cal["log_loss_ci"][0] <= cal["log_loss"] <= cal["log_loss_ci"][1]
+        assert sum(n for _, _, n in cal["reliability"]) == rep["n_test"]
+    cal = rep["HistoStainAlign"]["calibration"]
+    assert cal["temperature"] == pytest.approx(cfg.calibration.get("temperature", 1.0))
+    assert annotated.metrics["held_out"]["ece"] == pytest.approx(cal["ece"])
+    assert annotated.metrics["held_out"]["ce_only_log_loss"] == pytest.approx(
+        rep["CE-only baseline"]["calibration"]["log_loss"]
+    )
     # an external test cohort: every case is a test case (here the training cases as well, which
     # the model fits at least about as well as the held-out ones), no probe, own key in the file
     ext = tmp_path / "external"
