@@ -20,6 +20,18 @@ from ..engine.prediction import call_label
 from .regions import Region
 
 
+def region_call(slide_status: str, slide_reason: str | None, tiles: int) -> tuple[str, str | None]:
+    """A region's (call_status, no_call_reason) under `engine.no_call`: the slide's reasons, plus
+    `too_few_tiles` when the region itself has fewer tiles than a call needs; forced when the
+    slide's call was forced."""
+    from ..engine.no_call import MIN_TISSUE_TILES, call_status
+
+    reasons = [r for r in (slide_reason or "").split(";") if r and slide_status != "call"]
+    if tiles < MIN_TISSUE_TILES and "too_few_tiles" not in reasons:
+        reasons.append("too_few_tiles")
+    return call_status(reasons, force_call=slide_status == "forced")
+
+
 def marker_region_result(
     indices: np.ndarray,
     scores: np.ndarray,
@@ -72,7 +84,9 @@ def marker_region_result(
             prob = float(softmax(m["slide_logits"], temperature)[positive_class])
             out["probability"] = prob
             out["logit"] = float(m["slide_margin"])
-            if call_status != "no_call":
+            status, reason = region_call(call_status, no_call_reason, int(ok.sum()))
+            out["call_status"], out["no_call_reason"] = status, reason
+            if status != "no_call":
                 out["label"] = call_label(prob, class_names, positive_class, threshold)
     return out
 
