@@ -6,11 +6,12 @@ All compute runs in napari thread workers; the GUI thread only stores finished b
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -39,8 +40,9 @@ from .ihc_panel import ObservedIHCPanel
 from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .overlay_layers import OverlayLayers
 from .results_panel import ResultsPanel
-from .viewport import viewport_world_box
-from .workers import LiveState, Stopper, live_loop, whole_slide
+from .slide_choice import can_predict, choose_slide, needs_confirmation
+from .viewport import camera_of, viewport_world_box
+from .workers import LiveState, Stopper, live_loop, prepare, tracked, whole_slide
 
 
 class PredictionWidget(ModeAndStatus, QWidget):
@@ -58,7 +60,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self._setup_worker = None
         self._whole_worker = None
         self._stopper = Stopper()
-        self._cancel = self._stopper.cancel
+        self._cancel = self._stopper.new_cancel()
+        self._slide_user_choice: str | None = None  # a slide the user picked in the box
+        self._confirmed: str | None = None  # a hidden / IHC-looking slide the user confirmed
+        self.stain: dict = {}  # the stain check of the prepared slide
         self._progress = None
         self.batch_size = 16  # whole-slide batch size
         self.visible_batch_size = 4
@@ -79,17 +84,18 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._refresh_now)
-        self.viewer.layers.events.inserted.connect(self._refresh_slide_choices)
-        self.viewer.layers.events.removed.connect(self._on_layer_removed)
-        self.viewer.camera.events.center.connect(self._on_camera)
-        self.viewer.camera.events.zoom.connect(self._on_camera)
+        for ev, cb in self._viewer_hooks():
+            ev.connect(cb)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
         self._refresh_slide_choices()
-        # never leave a worker running when the window or the application goes away
-        QApplication.instance().aboutToQuit.connect(self._stopper.stop)
+        # never leave a worker running when the window or the application goes away; the
+        # handlers check `closed` (their Qt objects may be deleted by then)
+        stopper = self._stopper
+        QApplication.instance().aboutToQuit.connect(stopper.close)
+        self.destroyed.connect(lambda *_: stopper.close())
         qt_window = getattr(self.viewer.window, "_qt_window", None)
         if qt_window is not None:
-            qt_window.destroyed.connect(self._stopper.stop)
+            qt_window.destroyed.connect(lambda *_: stopper.close())
 
     # ------------------------------------------------------------------------------------------
     # UI
@@ -109,8 +115,11 @@ class PredictionWidget(ModeAndStatus, QWidget):
         form = QFormLayout()
         self.slide_combo = QComboBox()
         self.slide_combo.setToolTip(
-            "The slide layer to predict on (opened with the HistoStain reader)."
+            "The H&E slide to predict on: a slide opened with the HistoStain reader or any RGB\n"
+            "image layer. Offered first: the visible H&E-looking layer; a hidden or IHC-looking\n"
+            "layer is predicted only after you confirm."
         )
+        self.slide_combo.activated.connect(self._on_slide_picked)
         form.addRow("Slide", self.slide_combo)
         mk = QHBoxLayout()
         self.marker_boxes = {}
@@ -252,21 +261,26 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self.model_combo.setCurrentIndex(0)
 
     def _refresh_slide_choices(self, event=None) -> None:
-        current = self.slide_combo.currentText()
-        names = [
-            ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})
-        ]
+        """List the layers that can be predicted; show the one `choose_slide`'s rule picks."""
+        if self._stopper.closed.is_set():
+            return
+        layers = list(self.viewer.layers)
+        names = [ly.name for ly in layers if can_predict(ly)]
+        pick = choose_slide(layers, self._slide_user_choice, self.viewer.layers.selection.active)
         self.slide_combo.blockSignals(True)
         self.slide_combo.clear()
         self.slide_combo.addItems(names)
-        active = self.viewer.layers.selection.active
-        if current in names:
-            self.slide_combo.setCurrentText(current)
-        elif active is not None and active.name in names:
-            self.slide_combo.setCurrentText(active.name)
+        if pick is not None:
+            self.slide_combo.setCurrentText(pick)
         self.slide_combo.blockSignals(False)
 
+    def _on_slide_picked(self, index: int) -> None:
+        """The user chose a slide in the box: keep it while it exists."""
+        self._slide_user_choice = self.slide_combo.itemText(index)
+
     def _on_layer_removed(self, event) -> None:
+        if self._stopper.closed.is_set():
+            return
         layer = event.value
         self.overlays.forget(layer)
         if (
@@ -312,6 +326,16 @@ class PredictionWidget(ModeAndStatus, QWidget):
         except HistostainError as exc:
             self._message(str(exc), error=True)
             return
+        layer = self.slide_layer
+        why = needs_confirmation(layer)
+        if why and self._confirmed != layer.name:
+            self._confirmed = layer.name
+            self._message(
+                f"'{layer.name}' {why}. Choose the H&E slide in the Slide box, or press Predict "
+                "again to predict this layer anyway.",
+                error=True,
+            )
+            return
         self._stop_live()
         then = self._start_whole if self.mode == WHOLE else self._start_live
         if self.predictor is not None and key == self._predictor_key:
@@ -322,23 +346,25 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _start_setup(self, key: tuple, then) -> None:
         from napari.qt.threading import create_worker
 
-        slide_path, markers, files, mpp, device = key
         self._message("Loading models and finding tissue...")
         self._set_running(True)
         t0 = time.perf_counter()
+        cancel = self._stopper.new_cancel()
+        worker = create_worker(
+            tracked(prepare, self._stopper.runs), key, cancel, _ignore_errors=True
+        )
 
-        def make() -> RegionPredictor:
-            return RegionPredictor(
-                slide_path, list(markers), dict(files), tile_mpp=mpp or None, device=device
-            )
-
-        worker = create_worker(make, _ignore_errors=True)
-
-        def done(pred: RegionPredictor) -> None:
+        def done(out) -> None:
+            if out is None:
+                return
+            pred, stain = out
+            if self._setup_worker is not worker or self._stopper.closed.is_set():
+                pred.close()  # abandoned (Stop, closed): release the slide, start nothing
+                return
             self._setup_worker = None
             if self.predictor is not None:
                 self.predictor.close()
-            self.predictor, self._predictor_key = pred, key
+            self.predictor, self._predictor_key, self.stain = pred, key, stain
             self.ihc_panel.update_grid_label()
             self.timing.marks["setup_s"] = time.perf_counter() - t0
             with self.timing.timed("make layers"):
@@ -346,12 +372,30 @@ class PredictionWidget(ModeAndStatus, QWidget):
                 self._update_panel()
             then()
 
+        def failed(exc: BaseException) -> None:
+            if self._setup_worker is worker and not self._stopper.closed.is_set():
+                self._on_error(exc)
+
         worker.returned.connect(done)
-        worker.errored.connect(self._on_error)
+        worker.errored.connect(failed)
         self._setup_worker = worker
         worker.start()
 
+    @property
+    def stain_note(self) -> str:
+        """A warning when the prepared slide's tiles look like IHC (checked in every mode)."""
+        if self.stain.get("looks_like") != "IHC":
+            return ""
+        name = Path(self.predictor.maps.slide_path).name if self.predictor else "the slide"
+        return (
+            f"{name} looks like an IHC (DAB / haematoxylin) slide, not H&E (eosin share "
+            f"{self.stain['eosin_share']:.2f}, DAB pixels {self.stain['dab_fraction']:.1%}); the "
+            "models expect H&E, so these predictions are not meaningful. "
+        )
+
     def _on_error(self, exc: BaseException) -> None:
+        if self._stopper.closed.is_set():
+            return
         self._setup_worker = None
         self._whole_worker = None
         self._close_progress()
@@ -372,10 +416,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
         assert self.predictor is not None
         self._live = LiveState(self.visible_batch_size)
         self._stopper.live = self._live
-        worker = create_worker(live_loop, self.predictor, self._live, _ignore_errors=True)
+        worker = create_worker(
+            tracked(live_loop, self._stopper.runs), self.predictor, self._live, _ignore_errors=True
+        )
         state = self._live
 
         def on_yield(item) -> None:
+            if self._stopper.closed.is_set() or self._live_worker is not worker:
+                return
             kind, batch, result = item
             if kind == "ready":
                 self.update_visible()
@@ -403,9 +451,13 @@ class PredictionWidget(ModeAndStatus, QWidget):
                     self._t_view = 0.0
                 self._live_status(left)
 
+        def on_finished() -> None:
+            if self._live_worker is worker:
+                self._live_worker = None
+
         worker.yielded.connect(on_yield)
         worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: setattr(self, "_live_worker", None))
+        worker.finished.connect(on_finished)
         self._live_worker = worker
         self._set_running(False)
         self.stop_button.setEnabled(True)
@@ -416,7 +468,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         p = self.predictor
         if p is None:
             return
-        msg = f"Visible region: {p.computed_count} tiles computed"
+        msg = self.stain_note + f"Visible region: {p.computed_count} tiles computed"
         msg += f", {left} pending" if left else ", view complete"
         self._message(msg)
 
@@ -460,8 +512,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if self._live is not None:
             self._live.stop.set()
             self._live.wake.set()
-        if self._live_worker is not None:
-            self._live_worker.quit()
+        # no worker.quit(): the loop sees `stop` and returns, so it ends (and is joined) cleanly
         self._live_worker = None
         self._live = None
         self.run_button.setText("Predict")
@@ -472,19 +523,22 @@ class PredictionWidget(ModeAndStatus, QWidget):
         from napari.utils import cancelable_progress
 
         assert self.predictor is not None
-        self._cancel.clear()
+        self._cancel = event = self._stopper.new_cancel()
         n = len(self.predictor.grid)
         with self.timing.timed("progress bar"):
+            # a short name: a long one pushes the activity dock's Cancel button out of view
             self._progress = cancelable_progress(
-                total=n, desc="HistoStain whole slide", cancel_callback=self._cancel.set
+                total=n, desc="HistoStain", cancel_callback=self.cancel
             )
-        pbar, event = self._progress, self._cancel
-
-        def cancelled() -> bool:  # the activity dock's Cancel only sets `is_canceled`
-            return event.is_set() or pbar.is_canceled
+        pbar = self._progress
 
         worker = create_worker(
-            whole_slide, self.predictor, cancelled, self.batch_size, _ignore_errors=True
+            tracked(whole_slide, self._stopper.runs),
+            self.predictor,
+            event,
+            self.batch_size,
+            lambda: pbar.is_canceled,  # the activity dock's Cancel also sets `is_canceled`
+            _ignore_errors=True,
         )
         self._set_running(True)
         self._message(f"Whole slide: 0 of {n} tiles...")
@@ -492,22 +546,20 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
         def on_yield(item) -> None:
             idx, partial = item
-            if self.predictor is None:
+            if self.predictor is None or not self._is_current(worker):
                 return
             with self.timing.timed("whole-slide batch"):
                 self.predictor.store_partial(idx, partial)
                 self.stream_updates += 1
-                current = self._whole_worker is worker
-                if current:
-                    self._message(
-                        f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles..."
-                    )
+                self._message(f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles...")
                 self._schedule_refresh()
                 # last: napari's progress update processes events, so the run may end inside it
-                if current and self._progress is not None:
+                if self._progress is not None:
                     self._progress.update(len(idx))
 
         def on_return(prediction) -> None:
+            if not self._is_current(worker):
+                return
             self._whole_worker = None
             with self.timing.timed("whole-slide result"):
                 self._close_progress()
@@ -525,16 +577,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
         def on_error(exc: BaseException) -> None:
             from ..engine.predict import PredictionCancelled
 
+            if not self._is_current(worker):
+                return
             if isinstance(exc, PredictionCancelled):
-                self._whole_worker = None
-                self._close_progress()
-                self._set_running(False)
-                done = int(self.predictor.maps.done.sum()) if self.predictor else 0
-                self._message(
-                    f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
-                    "shown and can be exported. Press Predict to run again."
-                )
-                self._refresh_now()
+                self._finish_cancel()
                 return
             self._on_error(exc)
 
@@ -542,22 +588,51 @@ class PredictionWidget(ModeAndStatus, QWidget):
         worker.returned.connect(on_return)
         worker.errored.connect(on_error)
         self._whole_worker = worker
+        self._whole_total = n
         worker.start()
 
+    def _is_current(self, worker) -> bool:
+        """Whether `worker` is the running whole-slide worker and the widget is still there."""
+        return self._whole_worker is worker and not self._stopper.closed.is_set()
+
     def cancel(self) -> None:
-        """Cancel the whole-slide run (as the activity dock's Cancel button does)."""
+        """Cancel the whole-slide run (the activity dock's Cancel button, Stop).
+
+        The run ends now for the GUI: what arrives from the worker afterwards is ignored, and the
+        worker stops before its next batch.
+        """
         self._cancel.set()
         if self._progress is not None:
             self._progress.is_canceled = True
+        if self._whole_worker is not None and not self._stopper.closed.is_set():
+            self._finish_cancel()
+
+    def _finish_cancel(self) -> None:
+        # the worker sees the cancel flag before its next batch and ends by itself; what it still
+        # yields is ignored (it is no longer the current worker)
+        self._whole_worker = None
+        self._close_progress()
+        self._set_running(self.busy)
+        done = int(self.predictor.maps.done.sum()) if self.predictor else 0
+        n = getattr(self, "_whole_total", done)
+        self._message(
+            f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
+            "shown and can be exported. Press Predict to run again."
+        )
+        if self.predictor is not None:
+            self._refresh_now()
 
     def _close_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
+        pbar, self._progress = self._progress, None
+        if pbar is not None:
+            pbar.close()
 
     def stop(self) -> None:
-        """Stop following the view and cancel a whole-slide run."""
+        """Stop now: the setup (its result is dropped), the view following and a whole-slide run."""
         self._stop_live()
+        if self._setup_worker is not None:
+            self._stopper.stop()  # the setup checks its cancel flag between steps
+            self._setup_worker = None
         if self._whole_worker is not None:
             self.cancel()
         self._set_running(self.busy)
@@ -671,14 +746,47 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return []
 
     # -- teardown ------------------------------------------------------------------------------
+    def threads(self) -> list:
+        """The worker functions started so far (each with `is_alive()`)."""
+        return list(self._stopper.runs)
+
     def close_session(self) -> None:
-        """Stop workers and release the slide (called when the widget goes away)."""
+        """Stop and join the workers, release the slide (the widget, its dock or viewer closes)."""
+        if self._stopper.closed.is_set() and self.predictor is None:
+            return
+        self._stopper.close()
         self._stop_live()
-        self.cancel()
+        self._setup_worker = self._whole_worker = None
         self._close_progress()
         self.ihc_panel.close_session()
-        if self.predictor is not None and not self.busy:
+        self._view_timer.stop()
+        self._refresh_timer.stop()
+        for ev, cb in self._viewer_hooks():
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                ev.disconnect(cb)
+        self._stopper.join()
+        if self.predictor is not None:
             self.predictor.close()
+            self.predictor = None
+
+    def _viewer_hooks(self) -> list:
+        """(event, callback) pairs connecting the viewer to this widget."""
+        return [
+            (self.viewer.layers.events.inserted, self._refresh_slide_choices),
+            (self.viewer.layers.events.removed, self._on_layer_removed),
+            (self._camera().events.center, self._on_camera),
+            (self._camera().events.zoom, self._on_camera),
+        ]
+
+    def _camera(self):
+        """The viewer's camera (napari >= 0.9: `viewer.scene.camera`)."""
+        return camera_of(self.viewer)
+
+    def event(self, ev) -> bool:
+        # the dock was removed (napari reparents the widget to None): stop the workers
+        if ev.type() == QEvent.ParentChange and self.parent() is None:
+            self.close_session()
+        return super().event(ev)
 
     def closeEvent(self, event) -> None:
         self.close_session()
