@@ -105,13 +105,16 @@ def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
         "pdl1": ("PD-L1 TPS", pct(summary["pdl1_tps"])),
         "p53": ("p53 pattern", summary["p53_pattern"] if summary["n_nuclei"] else "-"),
     }
+    # only the chosen marker's own score (a Ki-67 slide has no TPS or p53 pattern); H-score is a
+    # generic intensity score of nuclear stains
     first = rows.pop(marker)
     label = get_marker(marker).class_names[int(summary["label"])]
     counts = summary["counts"]
+    extra = [rows["h_score"]] if marker != "pdl1" else []
     return [
         first,
         ("Label", label),
-        *rows.values(),
+        *extra,
         (
             "Nuclei counted",
             f"{summary['n_nuclei']} (neg {counts['negative']}, 1+ {counts['1+']}, "
@@ -545,8 +548,10 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     # -- teardown ------------------------------------------------------------------------------
     def close_session(self) -> None:
-        """Cancel a running measurement (called when the widget goes away)."""
+        """Cancel a running measurement (called when the widget goes away); what it still sends
+        is ignored (its widgets may be deleted by then)."""
         self.cancel()
+        self._worker = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None
