@@ -28,9 +28,16 @@ class OverlayLayers:
         self.layers: dict[tuple[str, str], Any] = {}
 
     def make(
-        self, maps: PredictionMaps, markers: list[str], *, opacity: float, colormap: str
+        self,
+        maps: PredictionMaps,
+        markers: list[str],
+        *,
+        opacity: float,
+        colormap: str,
+        shown: str | None = None,
     ) -> None:
-        """One positivity (shown) and one attention (hidden) layer per marker on `maps`."""
+        """One positivity and one attention (hidden) layer per marker on `maps`; only `shown`'s
+        positivity is visible (one marker at a time: overlays at once mix their colours)."""
         for m in markers:
             for kind in KINDS:
                 kw = overlay_layer_kwargs(
@@ -50,7 +57,7 @@ class OverlayLayers:
                     old.contrast_limits = kw["contrast_limits"]
                     self.layers[(m, kind)] = old
                     continue
-                kw["visible"] = kind == "positivity"
+                kw["visible"] = kind == "positivity" and m == (shown or markers[0])
                 self.layers[(m, kind)] = self.viewer.add_image(maps.heatmap(m, kind), **kw)
 
     def refresh(self, maps: PredictionMaps) -> None:
@@ -64,6 +71,18 @@ class OverlayLayers:
                 layer.contrast_limits = lim
             if layer.visible:
                 layer.refresh()
+
+    def show_only(self, marker: str) -> Any:
+        """Show `marker`'s positivity layer (with napari's colour bar) and hide the others'."""
+        out = None
+        for (m, kind), layer in self.layers.items():
+            if kind != "positivity" or layer not in self.viewer.layers:
+                continue
+            layer.visible = m == marker
+            layer.colorbar.visible = m == marker
+            if m == marker:
+                out = layer
+        return out
 
     def forget(self, layer: Any) -> None:
         """A layer the user removed is no longer ours to update."""

@@ -35,6 +35,7 @@ from ..engine.region_predictor import BUNDLED, RegionPredictor, WidgetError
 from ..errors import HistostainError
 from ..markers import MARKERS
 from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
+from .display import ColourLegend, TileOutline, TileTable, tile_box_um
 from .gui_timing import GuiTiming
 from .ihc_panel import ObservedIHCPanel
 from .mode import VISIBLE, WHOLE, ModeAndStatus
@@ -43,6 +44,9 @@ from .results_panel import ResultsPanel
 from .slide_choice import can_predict, choose_slide, needs_confirmation
 from .viewport import camera_of, viewport_world_box
 from .workers import LiveState, Stopper, live_loop, prepare, tracked, whole_slide
+
+#: The tile table is refilled at most this often while a run streams (s).
+TABLE_REFRESH_S = 1.0
 
 
 class PredictionWidget(ModeAndStatus, QWidget):
@@ -55,6 +59,8 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self._predictor_key: tuple | None = None
         self._model_files: dict[str, str] = {}
         self.overlays = OverlayLayers(napari_viewer)
+        self.outline = TileOutline(napari_viewer)
+        self._table_at = 0.0  # when the tile table was last filled
         self._live: LiveState | None = None
         self._live_worker = None
         self._setup_worker = None
@@ -172,6 +178,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         lay.addWidget(self.results)
         rl = lay
         disp = QFormLayout()
+        self.show_combo = QComboBox()
+        self.show_combo.setToolTip("The marker whose positivity map is shown (one at a time).")
+        self.show_combo.currentIndexChanged.connect(self._on_show_choice)
+        disp.addRow("Show", self.show_combo)
+        self.legend = ColourLegend()
+        disp.addRow(self.legend)
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.05)
@@ -195,6 +207,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.tissue_box.toggled.connect(self._on_tissue_toggled)
         disp.addRow("", self.tissue_box)
         rl.addLayout(disp)
+        rl.addWidget(QLabel("<b>Tiles</b> (click a row to go there; click a header to sort)"))
+        self.tile_table = TileTable()
+        self.tile_table.tile_clicked.connect(self.go_to_tile)
+        rl.addWidget(self.tile_table)
         self.export_button = QPushButton("Export...")
         self.export_button.setToolTip(
             "QuPath GeoJSON, CSV tile table, heatmap OME-TIFFs and a slide report (JSON + PNG)."
@@ -283,6 +299,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return
         layer = event.value
         self.overlays.forget(layer)
+        self.outline.forget(layer)
         if (
             self.predictor is not None
             and layer.metadata.get("slide_path") == self.predictor.maps.slide_path
@@ -645,12 +662,23 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _make_layers(self) -> None:
         """One positivity and one attention layer per marker on the predictor's maps."""
         slide_layer = self.slide_layer
+        markers = self.predictor.markers
+        shown = self.shown_marker if self.shown_marker in markers else markers[0]
         self.overlays.make(
             self.predictor.maps,
-            self.predictor.markers,
+            markers,
             opacity=self.opacity_slider.value() / 100.0,
             colormap=self.cmap_combo.currentText(),
+            shown=shown,
         )
+        self.show_combo.blockSignals(True)
+        self.show_combo.clear()
+        for m in markers:
+            self.show_combo.addItem(MARKERS[m], m)
+        self.show_combo.setCurrentIndex(markers.index(shown))
+        self.show_combo.blockSignals(False)
+        self.set_shown_marker(shown)
+        self.tile_table.set_maps(None)
         if self.tissue_box.isChecked():
             self._on_tissue_toggled(True)
         if slide_layer is not None:
@@ -673,6 +701,41 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def _refresh_layers(self) -> None:
         self.overlays.refresh(self.predictor.maps)
+        now = time.perf_counter()
+        if now - self._table_at >= TABLE_REFRESH_S or not self.busy:
+            self._table_at = now
+            self.tile_table.set_maps(self.predictor.maps)
+
+    # -- one marker at a time ------------------------------------------------------------------
+    @property
+    def shown_marker(self) -> str | None:
+        """The marker whose positivity map is shown."""
+        return self.show_combo.currentData()
+
+    def set_shown_marker(self, marker: str) -> None:
+        """Show `marker`'s positivity map only (with its colour bar and legend)."""
+        i = self.show_combo.findData(marker)
+        if i >= 0 and i != self.show_combo.currentIndex():
+            self.show_combo.setCurrentIndex(i)  # calls back here
+            return
+        layer = self.overlays.show_only(marker)
+        self._update_legend(layer)
+
+    def _on_show_choice(self, index: int) -> None:
+        m = self.show_combo.itemData(index)
+        if m is not None:
+            self.set_shown_marker(m)
+
+    def _update_legend(self, layer=None) -> None:
+        layer = layer or self.overlays.layers.get((self.shown_marker, "positivity"))
+        if layer is None:
+            return
+        self.legend.show_colormap(
+            layer.colormap,
+            tuple(layer.contrast_limits),
+            self.shown_marker,
+            self.threshold_spin.value(),
+        )
 
     def _update_panel(self) -> None:
         maps = self.predictor.maps if self.predictor else None
@@ -680,12 +743,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def _on_threshold(self, value: float) -> None:
         self._update_panel()
+        self._update_legend()
 
     def _on_opacity(self, value: int) -> None:
         self.overlays.set_opacity(value / 100.0)
 
     def _on_colormap(self, name: str) -> None:
         self.overlays.set_colormap(name)
+        self._update_legend()
 
     def _on_tissue_toggled(self, checked: bool) -> None:
         if not checked:
@@ -700,9 +765,25 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return None
         maps = self.predictor.maps
         i = maps.tile_at(np.asarray(world_position, float)[-2:])
+        return self.select_tile(i)
+
+    def select_tile(self, i: int | None) -> dict | None:
+        """Outline tile `i` (clipped to the slide) and show its scores; None clears."""
+        maps = self.predictor.maps
         self.last_tile = None if i is None else maps.tile_scores(i)
         self.results.show_tile(self.last_tile)
+        dims = tuple(self.predictor.slide.dimensions)
+        with self.timing.timed("outline"):
+            self.outline.show(None if i is None else tile_box_um(maps, i, dims))
         return self.last_tile
+
+    def go_to_tile(self, i: int) -> None:
+        """Centre the view on tile `i` and select it (a click in the tile table)."""
+        if self.predictor is None:
+            return
+        corners = tile_box_um(self.predictor.maps, i, None)
+        self._camera().center = tuple(corners.mean(0))
+        self.select_tile(i)
 
     def _on_mouse(self, viewer, event):
         if event.type != "mouse_press" or self.predictor is None:
