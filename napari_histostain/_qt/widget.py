@@ -35,6 +35,7 @@ from ..engine.region_predictor import BUNDLED, RegionPredictor, WidgetError
 from ..errors import HistostainError
 from ..markers import MARKERS
 from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
+from ..results.maps import KINDS
 from .display import ColourLegend, TileOutline, TileTable, tile_box_um
 from .gui_timing import GuiTiming
 from .ihc_panel import ObservedIHCPanel
@@ -79,6 +80,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.last_export: list[Path] = []
         self.timing = GuiTiming()
         self._view_todo: set[int] = set()
+        self._layer_queue: list = []
+        self._layers_for = None  # the maps the overlay layers show
+        self._t_click = 0.0  # overlays still to add (one per event-loop turn)
+        self._setup_key: tuple | None = None  # what the setup worker prepares
+        self._setup_then = None  # what runs when it is ready (None: preparing ahead)
+        self._setup_cancel = self._stopper.new_cancel()
         self._t_view = 0.0
         self._build_ui()
         self._view_timer = QTimer(self)
@@ -93,7 +100,16 @@ class PredictionWidget(ModeAndStatus, QWidget):
         for ev, cb in self._viewer_hooks():
             ev.connect(cb)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(300)
+        self._prefetch_timer.timeout.connect(self.prefetch)
+        self.slide_combo.currentTextChanged.connect(self._schedule_prefetch)
+        for box in self.marker_boxes.values():
+            box.toggled.connect(self._schedule_prefetch)
+        self.device_combo.currentTextChanged.connect(self._schedule_prefetch)
         self._refresh_slide_choices()
+        self._schedule_prefetch()
         # never leave a worker running when the window or the application goes away; the
         # handlers check `closed` (their Qt objects may be deleted by then)
         stopper = self._stopper
@@ -149,6 +165,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.mpp_spin.setSpecialValueText("model's")
         self.mpp_spin.setSuffix(" um/px")
         form.addRow("Tile mpp", self.mpp_spin)
+        self.mpp_spin.valueChanged.connect(lambda *_: self._schedule_prefetch())
         self._add_mode_row(form, VISIBLE)
         self.budget_spin = QSpinBox()
         self.budget_spin.setRange(1, 5000)
@@ -253,6 +270,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         """Use these model files (each for the marker its config names); others stay bundled."""
         from ..engine.model_files import read_model_config
 
+        self._schedule_prefetch()
         for p in paths:
             cfg = read_model_config(p)
             self._model_files[cfg.marker] = str(p)
@@ -289,6 +307,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if pick is not None:
             self.slide_combo.setCurrentText(pick)
         self.slide_combo.blockSignals(False)
+        self._schedule_prefetch()
 
     def _on_slide_picked(self, index: int) -> None:
         """The user chose a slide in the box: keep it while it exists."""
@@ -327,8 +346,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
     # ------------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """Whether a setup or whole-slide worker is running (the visible-region loop excluded)."""
-        return any(w is not None for w in (self._setup_worker, self._whole_worker))
+        """Whether a run is setting up or a whole-slide worker is running (preparing ahead and
+        the visible-region loop excluded)."""
+        setting_up = self._setup_worker is not None and self._setup_then is not None
+        return setting_up or self._whole_worker is not None
 
     @property
     def live(self) -> bool:
@@ -354,19 +375,49 @@ class PredictionWidget(ModeAndStatus, QWidget):
             )
             return
         self._stop_live()
+        self._t_click = time.perf_counter()
         then = self._start_whole if self.mode == WHOLE else self._start_live
         if self.predictor is not None and key == self._predictor_key:
+            if self._layers_for is not self.predictor.maps:
+                with self.timing.timed("make layers"):
+                    self._make_layers()
+                    self._update_panel()
             then()
             return
+        if self._setup_worker is not None and key == self._setup_key:
+            self._setup_then = then  # being prepared ahead: go on when it is ready
+            self._message("Loading models and finding tissue...")
+            self._set_running(True)
+            return
         self._start_setup(key, then)
+
+    def prefetch(self) -> None:
+        """Prepare models, slide and tissue in the background for the current settings (when a
+        slide is opened or the settings change), so Predict starts at once."""
+        if self._stopper.closed.is_set() or self.busy or self.live:
+            return
+        try:
+            key = self._settings_key()
+        except HistostainError:
+            return
+        if key in (self._predictor_key, self._setup_key) or needs_confirmation(self.slide_layer):
+            return
+        self._start_setup(key, None)
+
+    def _schedule_prefetch(self, *args) -> None:
+        if not self._stopper.closed.is_set():
+            self._prefetch_timer.start()
 
     def _start_setup(self, key: tuple, then) -> None:
         from napari.qt.threading import create_worker
 
-        self._message("Loading models and finding tissue...")
-        self._set_running(True)
+        if self._setup_worker is not None:  # settings changed: drop what was being prepared
+            self._setup_cancel.set()
+        if then is not None:
+            self._message("Loading models and finding tissue...")
+            self._set_running(True)
         t0 = time.perf_counter()
-        cancel = self._stopper.new_cancel()
+        cancel = self._setup_cancel = self._stopper.new_cancel()
         worker = create_worker(
             tracked(prepare, self._stopper.runs), key, cancel, _ignore_errors=True
         )
@@ -378,12 +429,18 @@ class PredictionWidget(ModeAndStatus, QWidget):
             if self._setup_worker is not worker or self._stopper.closed.is_set():
                 pred.close()  # abandoned (Stop, closed): release the slide, start nothing
                 return
-            self._setup_worker = None
+            self._setup_worker, self._setup_key = None, None
+            then = self._setup_then
+            if then is None and (self.live or self._whole_worker is not None):
+                pred.close()  # a run is going on with the current predictor: keep it
+                return
             if self.predictor is not None:
                 self.predictor.close()
             self.predictor, self._predictor_key, self.stain = pred, key, stain
             self.ihc_panel.update_grid_label()
             self.timing.marks["setup_s"] = time.perf_counter() - t0
+            if then is None:  # prepared ahead: the layers come with Predict
+                return
             with self.timing.timed("make layers"):
                 self._make_layers()
                 self._update_panel()
@@ -391,11 +448,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
         def failed(exc: BaseException) -> None:
             if self._setup_worker is worker and not self._stopper.closed.is_set():
+                if self._setup_then is None:  # preparing ahead: Predict will say what is wrong
+                    self._setup_worker = self._setup_key = None
+                    return
                 self._on_error(exc)
 
         worker.returned.connect(done)
         worker.errored.connect(failed)
-        self._setup_worker = worker
+        self._setup_worker, self._setup_key, self._setup_then = worker, key, then
         worker.start()
 
     @property
@@ -413,7 +473,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _on_error(self, exc: BaseException) -> None:
         if self._stopper.closed.is_set():
             return
-        self._setup_worker = None
+        self._setup_worker = self._setup_then = self._setup_key = None
         self._whole_worker = None
         self._close_progress()
         self._set_running(False)
@@ -648,8 +708,8 @@ class PredictionWidget(ModeAndStatus, QWidget):
         """Stop now: the setup (its result is dropped), the view following and a whole-slide run."""
         self._stop_live()
         if self._setup_worker is not None:
-            self._stopper.stop()  # the setup checks its cancel flag between steps
-            self._setup_worker = None
+            self._setup_cancel.set()  # the setup checks its cancel flag between steps
+            self._setup_worker = self._setup_then = self._setup_key = None
         if self._whole_worker is not None:
             self.cancel()
         self._set_running(self.busy)
@@ -660,17 +720,23 @@ class PredictionWidget(ModeAndStatus, QWidget):
     # Layers and panel
     # ------------------------------------------------------------------------------------------
     def _make_layers(self) -> None:
-        """One positivity and one attention layer per marker on the predictor's maps."""
+        """The shown marker's positivity layer now; the other overlays one per event-loop turn
+        (adding a napari layer takes tens of ms: all at once would freeze the GUI)."""
         slide_layer = self.slide_layer
-        markers = self.predictor.markers
+        maps, markers = self.predictor.maps, self.predictor.markers
         shown = self.shown_marker if self.shown_marker in markers else markers[0]
-        self.overlays.make(
-            self.predictor.maps,
-            markers,
-            opacity=self.opacity_slider.value() / 100.0,
-            colormap=self.cmap_combo.currentText(),
-            shown=shown,
-        )
+        kw = {
+            "opacity": self.opacity_slider.value() / 100.0,
+            "colormap": self.cmap_combo.currentText(),
+            "shown": shown,
+        }
+        self.overlays.layers = {k: ly for k, ly in self.overlays.layers.items() if k[0] in markers}
+        self.overlays.make_one(maps, shown, "positivity", **kw)
+        self._layers_for = maps
+        rest = [(m, k) for m in markers for k in KINDS if (m, k) != (shown, "positivity")]
+        self._layer_queue = [(maps, m, k, kw) for m, k in rest]
+        if rest:
+            QTimer.singleShot(0, self._make_next_layer)
         self.show_combo.blockSignals(True)
         self.show_combo.clear()
         for m in markers:
@@ -683,6 +749,18 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self._on_tissue_toggled(True)
         if slide_layer is not None:
             self.viewer.layers.selection.active = slide_layer
+
+    def _make_next_layer(self) -> None:
+        if self._stopper.closed.is_set() or not self._layer_queue:
+            return
+        maps, m, kind, kw = self._layer_queue.pop(0)
+        if self.predictor is not None and maps is self.predictor.maps:
+            with self.timing.timed("make layer"):
+                self.overlays.make_one(maps, m, kind, **kw)
+                if kind == "attention":
+                    self.overlays.refresh(maps)
+        if self._layer_queue:
+            QTimer.singleShot(0, self._make_next_layer)
 
     def _schedule_refresh(self) -> None:
         """Redraw overlays and panel now, or once the refresh interval has passed (throttle)."""

@@ -233,6 +233,7 @@ def prepare(key: tuple, cancel: threading.Event) -> tuple[RegionPredictor, dict]
         pred.close()
         return None
     stain = stain_of(pred)
+    pred.warm_up()  # the encoder's lazy initialisation, off the first visible tile
     if cancel.is_set():
         pred.close()
         return None

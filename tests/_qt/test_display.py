@@ -26,11 +26,10 @@ def model_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def he_slide(tmp_path_factory):
     """A simulated H&E section whose tissue reaches the slide's edges (1.1 x 1.1 mm)."""
-    from napari_histostain.simulate import simulate_case
-
     import tifffile
 
     from napari_histostain.io.synthetic import write_slide
+    from napari_histostain.simulate import simulate_case
 
     out = tmp_path_factory.mktemp("case")
     simulate_case(out, ["ki67"], case_id="d", size_um=1100.0, mpp=0.5, seed=7)
