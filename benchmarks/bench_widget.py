@@ -42,7 +42,12 @@ def wait(seconds: float) -> None:
 
 
 class TickRecorder:
-    """Largest gap between ticks of a 10 ms QTimer (event-loop stall)."""
+    """Largest gap between ticks of a 10 ms QTimer (event-loop stall).
+
+    A watchdog thread samples the GUI thread's stack while it has not ticked for over 100 ms, so
+    each stall can be traced to the code that ran (`culprits`: innermost frames of our package or
+    napari, with how often they were seen).
+    """
 
     def __init__(self):
         from qtpy.QtCore import QTimer
@@ -51,16 +56,42 @@ class TickRecorder:
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
+        self.gui = threading.get_ident()
+        self.culprits: dict[str, int] = {}
+        self._watch = threading.Event()
+        threading.Thread(target=self._watchdog, daemon=True).start()
 
     def _tick(self):
         self.ticks.append(time.perf_counter())
 
+    def _watchdog(self):
+        import sys
+        import traceback
+
+        while True:
+            time.sleep(0.02)
+            if not self._watch.is_set() or not self.ticks:
+                continue
+            if time.perf_counter() - self.ticks[-1] < 0.1:
+                continue
+            frame = sys._current_frames().get(self.gui)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            ours = [f for f in stack if "napari" in f.filename and "qtpy" not in f.filename]
+            top = ours[-3:] if ours else stack[-2:]
+            key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top))
+            self.culprits[key] = self.culprits.get(key, 0) + 1
+
     def start(self):
         self.ticks = [time.perf_counter()]
+        self.culprits = {}
+        self._watch.set()
         self.timer.start()
 
     def stop(self) -> float:
         self.ticks.append(time.perf_counter())
+        self._watch.clear()
         self.timer.stop()
         return float(np.max(np.diff(self.ticks)))
 
@@ -108,6 +139,7 @@ def main() -> None:
     viewer.window._qt_window.resize(1400, 900)
     rec = TickRecorder()
     stalls: dict[str, float] = {}
+    culprits: dict[str, dict] = {}
     wait(0.5)
     rec.start()
     wait(3.0)
@@ -129,6 +161,7 @@ def main() -> None:
     widget.set_mode("visible")
     wait(3.0)  # the user looks at the slide before pressing Predict
     stalls["open"] = rec.stop()
+    culprits["open"] = rec.culprits
 
     # ---- first Predict: the click to the first visible tile ----------------------------------------
     cam = camera(viewer)
@@ -144,6 +177,7 @@ def main() -> None:
     first_tile = widget.timing.marks["first_tile_at"] - t_click
     spin(lambda: widget._t_view == 0.0)
     stalls["first Predict"] = rec.stop()
+    culprits["first Predict"] = rec.culprits
     pred = widget.predictor
     g = pred.grid
 
@@ -164,6 +198,7 @@ def main() -> None:
         spin(view_done)
         pans.append(widget.timing.marks.get("viewport_at", float("nan")) - t_cam)
     stalls["streaming"] = rec.stop()
+    culprits["streaming"] = rec.culprits
     widget.stop()
     wait(0.3)
 
@@ -188,6 +223,7 @@ def main() -> None:
     spin(lambda: widget.predictor is not pred and not widget.busy)
     whole = time.perf_counter() - t0
     stalls["whole slide"] = rec.stop()
+    culprits["whole slide"] = rec.culprits
     ticks = np.asarray(rec.ticks)
     handlers = sorted((e for e in widget.timing.log if e[1] >= t0), key=lambda e: -e[2])[:6]
 
@@ -208,6 +244,7 @@ def main() -> None:
     wait(2.0)
     later = int(widget.predictor.maps.done.sum())
     stalls["cancel"] = rec.stop()
+    culprits["cancel"] = rec.culprits
 
     # ---- IHC measure ---------------------------------------------------------------------------------
     data, kw, _ = read_slide_layer(ihc_path)
@@ -226,12 +263,23 @@ def main() -> None:
     ihc_s = time.perf_counter() - t0
     wait(0.3)
     stalls["IHC measure"] = rec.stop()
+    culprits["IHC measure"] = rec.culprits
+
+    # ---- baseline: canvas redraws alone (pans with nothing running) ---------------------------------
+    wait(1.0)
+    rec.start()
+    for k in range(6):
+        cam.center = tuple(centres[(k * 17) % len(centres)])
+        wait(0.4)
+    redraw = rec.stop()
+    culprits["redraw baseline"] = rec.culprits
 
     print(
         f"slide {args.size}x{args.size} px at 0.5 um/px; grid {g.n_rows}x{g.n_cols}, "
         f"{len(g)} tissue tiles of {g.tile_size} px at {g.tile_mpp} um/px; markers {list(models)}"
     )
     print(f"idle baseline: longest gap {idle * 1000:.0f} ms")
+    print(f"canvas redraw baseline (pans, nothing running): longest gap {redraw * 1000:.0f} ms")
     for k, v in stalls.items():
         print(f"longest GUI stall, {k}: {v * 1000:.0f} ms (target 100 ms)")
     print(
@@ -254,6 +302,10 @@ def main() -> None:
         "  slowest GUI handlers of the whole-slide run (s after start, ms): "
         + ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers)
     )
+    print("where the GUI thread was while stalled (20 ms samples; top 3 per phase):")
+    for phase, c in culprits.items():
+        for k, v in sorted(c.items(), key=lambda kv: -kv[1])[:3]:
+            print(f"  {phase}: {v * 20} ms in {k}")
     widget.close_session()
     viewer.close()
 

@@ -43,11 +43,12 @@ from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .overlay_layers import OverlayLayers
 from .results_panel import ResultsPanel
 from .slide_choice import can_predict, choose_slide, needs_confirmation
+from .throttle import ThrottledProgress
 from .viewport import camera_of, viewport_world_box
 from .workers import LiveState, Stopper, live_loop, prepare, tracked, whole_slide
 
 #: The tile table is refilled at most this often while a run streams (s).
-TABLE_REFRESH_S = 1.0
+TABLE_REFRESH_S = 3.0
 
 
 class PredictionWidget(ModeAndStatus, QWidget):
@@ -608,6 +609,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
                 total=n, desc="HistoStain", cancel_callback=self.cancel
             )
         pbar = self._progress
+        ticks = ThrottledProgress(pbar)
 
         worker = create_worker(
             tracked(whole_slide, self._stopper.runs),
@@ -632,7 +634,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
                 self._schedule_refresh()
                 # last: napari's progress update processes events, so the run may end inside it
                 if self._progress is not None:
-                    self._progress.update(len(idx))
+                    ticks.add(len(idx))
 
         def on_return(prediction) -> None:
             if not self._is_current(worker):
@@ -780,7 +782,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _refresh_layers(self) -> None:
         self.overlays.refresh(self.predictor.maps)
         now = time.perf_counter()
-        if now - self._table_at >= TABLE_REFRESH_S or not self.busy:
+        on_screen = not self.tile_table.visibleRegion().isEmpty()
+        running = self.busy or self.live
+        if not running or (on_screen and now - self._table_at >= TABLE_REFRESH_S):
             self._table_at = now
             self.tile_table.set_maps(self.predictor.maps)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -198,7 +200,8 @@ def test_observed_map_streams_while_measuring(qtbot, gui):
     def recording(state, marker, scope):
         panel_stream(state, marker, scope)
         layer = viewer.layers["Ki-67 observed positivity"]
-        seen.append((panel.busy, int(np.isfinite(layer.data).sum()), layer.metadata))
+        meta = copy.deepcopy(dict(layer.metadata))  # the layer is updated in place at the end
+        seen.append((panel.busy, int(np.isfinite(layer.data).sum()), meta))
 
     panel._stream_map = recording
     _measure(qtbot, panel)
@@ -208,6 +211,7 @@ def test_observed_map_streams_while_measuring(qtbot, gui):
     assert counts == sorted(counts) and counts[0] <= 1 < counts[-1]
     assert "measuring" in seen[0][2]["histostain_observed"]["scope"]
     final = viewer.layers["Ki-67 observed positivity"]
+    assert len([ly for ly in viewer.layers if ly.name == final.name]) == 1
     assert np.isfinite(final.data).sum() >= counts[-1]
     assert final.metadata["histostain_observed"]["summary"] == panel.result.summary()
 
