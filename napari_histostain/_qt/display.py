@@ -195,13 +195,18 @@ class TileTable(QWidget):
         self.view.setSelectionBehavior(QTableView.SelectRows)
         self.view.setSelectionMode(QTableView.SingleSelection)
         self.view.verticalHeader().setVisible(False)
-        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        # sized once from its first rows: resizing to all contents on every update is slow
+        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self._sized = False
         self.view.setMinimumHeight(160)
         self.view.clicked.connect(self._on_clicked)
         lay.addWidget(self.view)
 
     def set_maps(self, maps: Any | None) -> None:
         self.model.set_maps(maps)
+        if not self._sized and self.model.rowCount():
+            self.view.resizeColumnsToContents()
+            self._sized = True
 
     def tile_of_row(self, row: int) -> int:
         """The tile index shown in (sorted) row `row`."""

@@ -60,3 +60,13 @@ def choose_slide(layers: list[Any], user_choice: str | None, active: Any | None)
         return (ly.visible and he, he, bool(ly.visible), ly is active, k)
 
     return cands[max(range(len(cands)), key=rank)].name
+
+
+def layer_mpp(layer: Any) -> float | None:
+    """The pixel size (um/px) an RGB image layer states through its scale in um, else None."""
+    units = [str(u) for u in getattr(layer, "units", ())][-2:]
+    scale = [float(v) for v in layer.scale[-2:]]
+    in_um = bool(units) and all(u in ("micrometer", "micron", "um", "µm") for u in units)
+    if in_um and scale[0] > 0 and abs(scale[0] - scale[1]) <= 1e-6 * scale[0]:
+        return scale[0]
+    return None

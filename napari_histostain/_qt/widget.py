@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QEvent, Qt, QTimer
@@ -42,7 +43,7 @@ from .ihc_panel import ObservedIHCPanel
 from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .overlay_layers import OverlayLayers
 from .results_panel import ResultsPanel
-from .slide_choice import can_predict, choose_slide, needs_confirmation
+from .slide_choice import can_predict, choose_slide, layer_mpp, needs_confirmation
 from .throttle import ThrottledProgress
 from .viewport import camera_of, viewport_world_box
 from .workers import LiveState, Stopper, live_loop, prepare, tracked, whole_slide
@@ -144,6 +145,18 @@ class PredictionWidget(ModeAndStatus, QWidget):
         )
         self.slide_combo.activated.connect(self._on_slide_picked)
         form.addRow("Slide", self.slide_combo)
+        self.pixel_spin = QDoubleSpinBox()
+        self.pixel_spin.setRange(0.0, 100.0)
+        self.pixel_spin.setDecimals(4)
+        self.pixel_spin.setSingleStep(0.05)
+        self.pixel_spin.setSpecialValueText("from the slide")
+        self.pixel_spin.setSuffix(" um/px")
+        self.pixel_spin.setToolTip(
+            "The image's pixel size. Slides and image layers with a scale in um state their own;\n"
+            "give it for a plain image (PNG, JPEG, a layer in pixels)."
+        )
+        self.pixel_spin.valueChanged.connect(lambda *_: self._schedule_prefetch())
+        form.addRow("Pixel size", self.pixel_spin)
         mk = QHBoxLayout()
         self.marker_boxes = {}
         for key, name in MARKERS.items():
@@ -310,6 +323,30 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.slide_combo.blockSignals(False)
         self._schedule_prefetch()
 
+    def _source_key(self, layer) -> Any:
+        """A slide layer's path; for an RGB image layer ("layer", name, data id, pixel size)."""
+        if "slide_path" in layer.metadata:  # the reader placed it at the file's pixel size
+            return layer.metadata["slide_path"]
+        given = float(self.pixel_spin.value())
+        mpp = given or layer_mpp(layer)
+        if not mpp:
+            raise WidgetError(
+                f"'{layer.name}' has no pixel size (its scale is in pixels): give it in the Pixel "
+                "size box (um/px; e.g. 0.25 for a 40x image, 0.5 for 20x)."
+            )
+        return ("layer", layer.name, id(layer.data), float(mpp))
+
+    def _source(self, key: tuple) -> Any:
+        """What `prepare` opens for settings `key`: a path, or a `Slide` of the layer's pixels."""
+        from ..io.slide import slide_from_array
+
+        src = key[0]
+        if isinstance(src, str):
+            return src
+        layer = self.slide_layer
+        rgb = np.asarray(layer.data if not layer.multiscale else layer.data[0])
+        return slide_from_array(rgb[..., :3], src[3], layer.name)
+
     def _on_slide_picked(self, index: int) -> None:
         """The user chose a slide in the box: keep it while it exists."""
         self._slide_user_choice = self.slide_combo.itemText(index)
@@ -330,12 +367,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _settings_key(self) -> tuple:
         layer = self.slide_layer
         if layer is None:
-            raise WidgetError("no slide layer: open a whole-slide image (File > Open) first.")
+            raise WidgetError(
+                "no slide layer: open a whole-slide image or an RGB image (File > Open) first."
+            )
         if not self.markers:
             raise WidgetError("choose at least one marker (P53, PD-L1, Ki-67).")
         files = tuple(sorted((m, p) for m, p in self._model_files.items() if m in self.markers))
         return (
-            layer.metadata["slide_path"],
+            self._source_key(layer),
             tuple(self.markers),
             files,
             float(self.mpp_spin.value()),
@@ -375,6 +414,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
                 error=True,
             )
             return
+        self._place_in_um(layer, key[0])
         self._stop_live()
         self._t_click = time.perf_counter()
         then = self._start_whole if self.mode == WHOLE else self._start_live
@@ -391,6 +431,13 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self._set_running(True)
             return
         self._start_setup(key, then)
+
+    def _place_in_um(self, layer, src) -> None:
+        """An image layer in pixels gets its pixel size as scale (um), so the maps line up."""
+        if isinstance(src, tuple) and src[0] == "layer" and layer_mpp(layer) != src[3]:
+            layer.scale = (src[3], src[3])
+            layer.units = ("um", "um")
+            self._message(f"'{layer.name}' is now shown at {src[3]:g} um/px.")
 
     def prefetch(self) -> None:
         """Prepare models, slide and tissue in the background for the current settings (when a
@@ -419,8 +466,15 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self._set_running(True)
         t0 = time.perf_counter()
         cancel = self._setup_cancel = self._stopper.new_cancel()
+        try:
+            source = self._source(key)
+        except HistostainError as exc:
+            self._setup_worker = self._setup_then = self._setup_key = None
+            if then is not None:
+                self._on_error(exc)
+            return
         worker = create_worker(
-            tracked(prepare, self._stopper.runs), key, cancel, _ignore_errors=True
+            tracked(prepare, self._stopper.runs), key, cancel, source, _ignore_errors=True
         )
 
         def done(out) -> None:

@@ -214,15 +214,18 @@ def stain_of(predictor: RegionPredictor, n: int = 12) -> dict:
     return check.result()
 
 
-def prepare(key: tuple, cancel: threading.Event) -> tuple[RegionPredictor, dict] | None:
+def prepare(
+    key: tuple, cancel: threading.Event, source: Any = None
+) -> tuple[RegionPredictor, dict] | None:
     """Worker: load models, open the slide, find tissue and check the stain (None if cancelled).
 
-    `key` is (slide_path, markers, model files, tile mpp or 0, device); the slow steps are checked
-    for `cancel` in between.
+    `key` is (slide, markers, model files, tile mpp or 0, device); `source` the slide path or an
+    open `Slide` (an image layer's pixels). The slow steps are checked for `cancel` in between.
     """
     from ..engine.region_predictor import load_models
 
     slide_path, markers, files, mpp, device = key
+    slide_path = slide_path if source is None else source
     models = load_models(list(markers), dict(files))
     if cancel.is_set():
         return None

@@ -40,6 +40,14 @@ def _open(viewer, path, **kw):
 
 
 @pytest.fixture(scope="module")
+def he_array(synthetic_slide):
+    """The synthetic slide's pixels as a plain RGB array (as a PNG or JPEG would give)."""
+    import tifffile
+
+    return np.ascontiguousarray(tifffile.imread(synthetic_slide)[..., :3])
+
+
+@pytest.fixture(scope="module")
 def big_slide(tmp_path_factory):
     """A 6000 x 4000 px synthetic slide (about 100 tissue tiles: a run that takes a while)."""
     from napari_histostain.io.synthetic import write_synthetic_slide
@@ -245,4 +253,48 @@ def test_slide_is_prepared_in_the_background_when_opened(
     assert widget.timing.marks["first_tile_at"] - t0 < 5.0  # the bench measures it precisely
     # the other overlays come one per event-loop turn, not all in the click's handler
     qtbot.waitUntil(lambda: "Ki-67 attention" in viewer.layers, timeout=5000)
+    widget.close_session()
+
+
+@pytest.mark.parametrize("in_um", [True, False])
+def test_any_rgb_image_layer_can_be_predicted(
+    qtbot, make_napari_viewer, he_array, model_file, in_um
+):
+    """A plain RGB layer (a PNG, a field of view): its scale when in um, else the given pixel size."""
+    from napari_histostain._qt.widget import PredictionWidget
+    from napari_histostain.engine.predict import PredictOptions, predict_slide
+    from napari_histostain.io.slide import slide_from_array
+
+    viewer = make_napari_viewer()
+    kw = {"scale": (0.5, 0.5), "units": ("um", "um")} if in_um else {}
+    layer = viewer.add_image(he_array, name="field", rgb=True, **kw)
+    widget = PredictionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="HistoStain")
+    widget.set_model_files([model_file])
+    widget.set_markers(["ki67"])
+    widget.set_mode("whole")
+    assert widget.slide_combo.currentText() == "field"
+    if not in_um:
+        widget.run()  # no pixel size: asked for
+        assert "Pixel size" in widget.last_message and not widget.busy
+        widget.pixel_spin.setValue(0.5)
+    widget.run()
+    qtbot.waitUntil(lambda: "Whole slide done" in widget.last_message, timeout=TIMEOUT_MS)
+    assert tuple(layer.scale) == (0.5, 0.5)  # a layer in pixels is placed at its pixel size
+    grid = widget.predictor.grid
+    ref = predict_slide(
+        slide_from_array(he_array, 0.5, "field"),
+        ["ki67"],
+        PredictOptions(models={"ki67": model_file}),
+    )
+    pos = viewer.layers["Ki-67 positivity"]
+    np.testing.assert_allclose(
+        pos.data[tuple(grid.rowcol.T)], ref.markers["ki67"].positivity, rtol=1e-5
+    )
+    # the overlay lines up with the image: tile centres in world um agree
+    half = (grid.tile_px0 - 1) / 2
+    y0, x0 = grid.coords[0, 1] + half, grid.coords[0, 0] + half
+    np.testing.assert_allclose(
+        layer.data_to_world((y0, x0)), pos.data_to_world(grid.rowcol[0]), atol=1e-6
+    )
     widget.close_session()
