@@ -115,8 +115,9 @@ def main(out_dir: str = "docs/images") -> list[Path]:
     from qtpy.QtWidgets import QScrollArea
 
     scroll = widget.findChild(QScrollArea)
-    scroll.ensureWidgetVisible(widget.legend, 0, 0)
+    scroll.ensureWidgetVisible(widget.legend, 0, 200)
     _wait(lambda: True)
+    viewer.layers.selection.active = viewer.layers["Ki-67 positivity"]
     shots.append(_shot(viewer, out / "gui_one_marker.png"))
     table = widget.tile_table
     table.view.sortByColumn(table.model.columns.index("Ki-67 pos."), Qt.DescendingOrder)

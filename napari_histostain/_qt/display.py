@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from qtpy.QtGui import QColor, QImage, QPixmap
-from qtpy.QtWidgets import QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..markers import marker_name
 
@@ -83,12 +91,21 @@ class ColourLegend(QWidget):
         self.bar = QLabel()
         self.bar.setFixedHeight(14)
         self.bar.setScaledContents(True)
-        self.ends = QLabel()
+        self.bar.setMinimumWidth(50)
+        self.bar.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        ends = QHBoxLayout()
+        self.low, self.high = QLabel(), QLabel()
+        self.high.setAlignment(Qt.AlignRight)
+        ends.addWidget(self.low)
+        ends.addStretch(1)
+        ends.addWidget(self.high)
         self.meaning = QLabel()
         self.meaning.setWordWrap(True)
         self.meaning.setStyleSheet("color: gray")
-        for w in (self.title, self.bar, self.ends, self.meaning):
-            lay.addWidget(w)
+        lay.addWidget(self.title)
+        lay.addWidget(self.bar)
+        lay.addLayout(ends)
+        lay.addWidget(self.meaning)
         self.text = ""
 
     def show_colormap(
@@ -102,13 +119,14 @@ class ColourLegend(QWidget):
         lo, hi = limits
         name = marker_name(marker)
         self.title.setText(f"<b>{name} positivity</b> (per tile)")
-        self.ends.setText(f"{lo:g} negative {'&nbsp;' * 30} {hi:g} positive")
+        self.low.setText(f"{lo:g} negative")
+        self.high.setText(f"{hi:g} positive")
         self.meaning.setText(
             f"The model's probability that a tile is {name}-positive. Tiles at or above the "
             f"tile threshold ({threshold:.2f}) count as positive tissue. No colour: no tissue "
             "or not computed."
         )
-        self.text = " ".join(w.text() for w in (self.title, self.ends, self.meaning))
+        self.text = " ".join(w.text() for w in (self.title, self.low, self.high, self.meaning))
         self.colours = [QColor(*img[0, i]) for i in (0, 255)]
 
 
@@ -199,6 +217,7 @@ class TileTable(QWidget):
         self.view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
         self._sized = False
         self.view.setMinimumHeight(160)
+        self.view.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # scrolls inside
         self.view.clicked.connect(self._on_clicked)
         lay.addWidget(self.view)
 
