@@ -234,6 +234,13 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.cmap_combo.setCurrentText(DEFAULT_COLORMAPS["positivity"])
         self.cmap_combo.currentTextChanged.connect(self._on_colormap)
         disp.addRow("Colormap", self.cmap_combo)
+        self.side_box = QCheckBox("Side by side with the IHC slide")
+        self.side_box.setToolTip(
+            "H&E with the predicted maps left, the IHC slide (chosen under Observed IHC) with its\n"
+            "observed map right, in napari's grid mode: one camera, so pan and zoom are linked."
+        )
+        self.side_box.toggled.connect(self.set_side_by_side)
+        disp.addRow("", self.side_box)
         self.tissue_box = QCheckBox("Tissue mask layer")
         self.tissue_box.toggled.connect(self._on_tissue_toggled)
         disp.addRow("", self.tissue_box)
@@ -887,6 +894,24 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _on_colormap(self, name: str) -> None:
         self.overlays.set_colormap(name)
         self._update_legend()
+
+    def set_side_by_side(self, on: bool) -> None:
+        """Show the H&E and the IHC slide side by side (napari grid mode), or one canvas."""
+        from .side_by_side import end_side_by_side, show_side_by_side
+
+        if not on:
+            end_side_by_side(self.viewer)
+            return
+        he, ihc = self.slide_layer, self.ihc_panel.ihc_layer
+        if he is None or ihc is None or ihc is he:
+            self._message(
+                "side by side needs the H&E slide (Slide) and another slide as the IHC slide "
+                "(Observed IHC > IHC slide).",
+                error=True,
+            )
+            self.side_box.setChecked(False)
+            return
+        show_side_by_side(self.viewer, he, ihc)
 
     def _on_tissue_toggled(self, checked: bool) -> None:
         if not checked:
