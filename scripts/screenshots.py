@@ -128,6 +128,20 @@ def main(out_dir: str = "docs/images") -> list[Path]:
     _wait(lambda: True)
     shots.append(_shot(viewer, out / "gui_tile_table.png"))
     viewer.reset_view()
+    # 2c. side by side: the predicted map on the H&E, the observed map on the IHC (grid mode)
+    panel = widget.ihc_panel
+    panel.nuclei_box.setChecked(False)
+    panel.set_mode("whole")
+    panel.run()
+    _wait(lambda: not panel.busy)
+    widget.side_box.setChecked(True)
+    viewer.reset_view()
+    _wait(lambda: True)
+    shots.append(_shot(viewer, out / "gui_side_by_side.png"))
+    widget.side_box.setChecked(False)
+    viewer.layers["simulated ki67 case: IHC"].visible = False
+    viewer.layers["Ki-67 observed positivity"].visible = False
+    viewer.reset_view()
     # 3. attention map
     viewer.layers["Ki-67 positivity"].visible = False
     viewer.layers["Selected tile"].visible = False

@@ -17,6 +17,13 @@ from .overlay_layers import TISSUE_LAYER
 SPACER_KEY = "histostain_grid_spacer"
 
 
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid settings (`viewer.canvas.grid` in napari >= 0.9, else `viewer.grid`)."""
+    canvas = getattr(viewer, "canvas", None)
+    grid = getattr(canvas, "grid", None)
+    return grid if grid is not None else viewer.grid
+
+
 def _blocks(viewer: Any, he: Any, ihc: Any) -> tuple[list, list, list]:
     """(H&E block, IHC block, the rest) of the viewer's layers, bottom first."""
     a, b, rest = [he], [ihc], []
@@ -24,10 +31,10 @@ def _blocks(viewer: Any, he: Any, ihc: Any) -> tuple[list, list, list]:
         meta = ly.metadata
         if ly is he or ly is ihc or SPACER_KEY in meta:
             continue
-        if META_KEY in meta or OUTLINE_KEY in meta or ly.name == TISSUE_LAYER:
-            a.append(ly)
-        elif OBSERVED_KEY in meta:
+        if OBSERVED_KEY in meta:  # before META_KEY: the observed map carries both
             b.append(ly)
+        elif META_KEY in meta or OUTLINE_KEY in meta or ly.name == TISSUE_LAYER:
+            a.append(ly)
         else:
             rest.append(ly)
     return a, b, rest
@@ -53,15 +60,16 @@ def show_side_by_side(viewer: Any, he: Any, ihc: Any) -> None:
         if i != k:
             viewer.layers.move(i, k)
     ihc.visible = True
-    viewer.grid.stride = stride
-    viewer.grid.shape = (1, 2)
-    viewer.grid.enabled = True
+    grid = grid_of(viewer)
+    grid.stride = stride
+    grid.shape = (1, 2)
+    grid.enabled = True
     viewer.layers.selection.active = he
 
 
 def end_side_by_side(viewer: Any) -> None:
     """Back to one canvas (the spacers are removed)."""
-    viewer.grid.enabled = False
+    grid_of(viewer).enabled = False
     remove_spacers(viewer)
 
 

@@ -22,6 +22,7 @@ def case(tmp_path_factory):
 def test_side_by_side_puts_each_slide_with_its_maps_in_one_cell(
     qtbot, make_napari_viewer, case, tmp_path
 ):
+    from napari_histostain._qt.side_by_side import grid_of
     from napari_histostain._qt.viewport import camera_of
     from napari_histostain._qt.widget import PredictionWidget
     from napari_histostain.engine.model_files import save_model_file, seeded_model
@@ -44,16 +45,27 @@ def test_side_by_side_puts_each_slide_with_its_maps_in_one_cell(
     qtbot.waitUntil(lambda: "Whole slide done" in widget.last_message, timeout=90_000)
     widget.select_tile(0)
     assert widget.ihc_panel.ihc_layer is ihc
+    # an observed map on the IHC (as Measure IHC makes it) goes with the IHC slide
+    from napari_histostain._qt.ihc_panel import OBSERVED_KEY
+    from napari_histostain.plugin.layers import overlay_layer_kwargs
+
+    maps = widget.predictor.maps
+    kw = overlay_layer_kwargs(maps, "ki67", "positivity")
+    kw["name"] = "Ki-67 observed positivity"
+    kw["metadata"][OBSERVED_KEY] = {"marker": "ki67"}
+    observed = viewer.add_image(maps.heatmap("ki67", "positivity").copy(), **kw)
     widget.side_box.setChecked(True)
-    assert viewer.grid.enabled and ihc.visible
+    grid = grid_of(viewer)
+    assert grid.enabled and ihc.visible
     ours = list(viewer.layers)
 
     def cell(layer):
-        return viewer.grid.position(ours.index(layer), ours)
+        return grid.position(ours.index(layer), ours)
 
     assert cell(he) == (0, 0) and cell(ihc) == (0, 1)
     assert cell(viewer.layers["Ki-67 positivity"]) == (0, 0)
     assert cell(viewer.layers["Selected tile"]) == (0, 0)
+    assert cell(observed) == (0, 1) and ours.index(ihc) < ours.index(observed)
     # each slide lies under its own maps in its cell
     assert ours.index(he) < ours.index(viewer.layers["Ki-67 positivity"])
     # one camera for both cells: navigation is linked, in um
@@ -62,7 +74,7 @@ def test_side_by_side_puts_each_slide_with_its_maps_in_one_cell(
     assert tuple(cam.center[-2:]) == (300.0, 400.0)
     viewer.screenshot(str(tmp_path / "grid.png"), canvas_only=True)
     widget.side_box.setChecked(False)
-    assert not viewer.grid.enabled
+    assert not grid.enabled
     assert not [ly for ly in viewer.layers if ly.name == "grid spacer"]
     widget.close_session()
     assert np.all(np.isfinite(cam.center))
