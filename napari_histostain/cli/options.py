@@ -283,3 +283,46 @@ def progress_bar(args: argparse.Namespace, unit: str, desc: str):
             state["bar"].close()
 
     return progress, close
+
+
+#: Tile rules of `--tile-rule` (as `annotations.TILE_RULES`; not imported so the parser stays light).
+TILE_RULE_CHOICES = ("centre", "area")
+
+
+def add_annotation_options(p: argparse.ArgumentParser) -> None:
+    """--annotations FILE, --tile-rule, --min-fraction: results per annotated region."""
+    p.add_argument(
+        "--annotations",
+        metavar="FILE",
+        help="QuPath GeoJSON annotations (File > Export objects as GeoJSON; level-0 px): also give "
+        "results per annotation and per class; Exclude / Ignore* regions are left out of the others",
+    )
+    p.add_argument(
+        "--tile-rule",
+        choices=TILE_RULE_CHOICES,
+        default="centre",
+        help="which tiles belong to an annotation: those whose centre lies inside it (centre, the "
+        "default) or those with at least --min-fraction of their area inside it (area)",
+    )
+    p.add_argument(
+        "--min-fraction",
+        type=fraction,
+        default=0.5,
+        help="with --tile-rule area: the share of a tile that must lie inside (default 0.5)",
+    )
+
+
+def read_annotation_file(args: argparse.Namespace) -> list | None:
+    """The annotations of --annotations (checked before any work; None without the option);
+    prints what was skipped."""
+    if not getattr(args, "annotations", None):
+        return None
+    if args.tile_rule == "area" and args.min_fraction <= 0:
+        raise HistostainError("--min-fraction must be above 0 (e.g. 0.5) with --tile-rule area")
+    from ..annotations import read_annotations
+
+    notes: list[str] = []
+    annotations = read_annotations(args.annotations, notes=notes)
+    for n in notes:
+        print(f"note: {args.annotations}: {n}")
+    return annotations

@@ -7,12 +7,14 @@ import warnings
 
 from ..errors import HistostainError
 from .options import (
+    add_annotation_options,
     add_markers,
     add_prediction_options,
     add_quiet,
     chosen_markers,
     prediction_options,
     progress_bar,
+    read_annotation_file,
 )
 
 
@@ -35,6 +37,7 @@ def register(subparsers) -> None:
         help="also write exports, comma-separated: geojson (QuPath), csv, heatmaps "
         "(pyramidal OME-TIFF), report (JSON + PNG), or 'all'",
     )
+    add_annotation_options(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     options = prediction_options(args, markers)
     region = parse_region(args.region)
     exports = parse_exports(args.export)
+    annotations = read_annotation_file(args)
     out = ensure_dir(args.out)  # fail early on an unwritable folder
     name = slide_name(args.slide)
     # one run at a time writes this slide's outputs into this folder (else their files would mix)
@@ -98,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
         ]  # the tile table is written with the prediction
         # the prediction and its exports are written as one set: all of them, or (Ctrl-C, a full
         # disk) none of them
+        per_region, extra, columns = _annotation_results(args, pred, annotations)
         with staged_files(out, name) as staged:
-            save_prediction(pred, staged.folder)
+            save_prediction(pred, staged.folder, extra=extra, extra_columns=columns)
             if exports and not pred.is_empty:
                 from ..io.slide import open_slide
                 from ..results.export import export_prediction
@@ -112,8 +117,38 @@ def run(args: argparse.Namespace) -> int:
     for m in pred.markers.values():
         prob = "n/a" if m.label is None else f"{m.probability:.3f}"
         print(f"  {m.name:6s} probability {prob:>6s}  -> {m.label or 'no call'}")
+    for r in per_region:
+        calls = ", ".join(
+            f"{k} {v['probability']:.3f}" if v["probability"] is not None else f"{k} n/a"
+            for k, v in r["markers"].items()
+        )
+        print(f"  region {r['name']!r} ({r['kind']}): {r['n_tiles']} tiles; {calls}")
     for f in staged.committed:
         print(f"wrote {f}")
     for f in staged.removed:
         print(f"removed {f} (of the previous prediction, not written this time)")
     return 0
+
+
+def _annotation_results(args: argparse.Namespace, pred, annotations) -> tuple[list, dict, dict]:
+    """(per-region results, JSON entries, tile-table columns) of --annotations (empty without)."""
+    if annotations is None:
+        return [], {}, {}
+    from ..annotations import region_column, regions_on_grid
+    from ..annotations.regions import placement_notes
+    from ..annotations.results import prediction_region_results
+
+    pred.messages.extend(placement_notes(annotations, pred.grid.slide_dimensions))
+    regions = regions_on_grid(
+        annotations, pred.grid, rule=args.tile_rule, min_fraction=args.min_fraction
+    )
+    results = prediction_region_results(pred, regions)
+    extra = {
+        "annotations": results,
+        "annotations_source": {
+            "file": str(args.annotations),
+            "tile_rule": args.tile_rule,
+            "min_fraction": args.min_fraction if args.tile_rule == "area" else None,
+        },
+    }
+    return results, extra, {"annotation": region_column(regions, len(pred.grid))}

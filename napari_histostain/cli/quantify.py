@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..markers import MARKERS
-from .options import percentage, positive_float
+from .options import add_annotation_options, percentage, positive_float, read_annotation_file
 
 #: Extra columns written beside the training manifest's columns by `--cohort`.
 WEAK_LABEL_COLUMNS = (
@@ -81,6 +81,7 @@ def register(subparsers) -> None:
         "the high-expression cutoff)",
     )
     p.add_argument("--figure", action="store_true", help="also write an overlay PNG of the nuclei")
+    add_annotation_options(p)
     p.set_defaults(func=run)
 
 
@@ -103,12 +104,17 @@ def run(args: argparse.Namespace) -> int:
     if args.cohort:
         if args.slide:
             raise IHCError("give either a SLIDE or --cohort MANIFEST, not both.")
+        if args.annotations:
+            raise IHCError("--annotations belong to one slide; use them without --cohort.")
         return _run_cohort(Path(args.cohort), Path(args.out), params)
     if not args.slide or not args.marker:
         raise IHCError(
             "give the IHC slide and its --marker (ki67, p53 or pdl1), or --cohort MANIFEST."
         )
+    annotations = read_annotation_file(args)
     result, rgb_view = _quantify_path(Path(args.slide), args.marker, params, args.mpp)
+    if annotations is not None:
+        _add_region_results(args, result, annotations)
     paths = result.save(args.out)
     if args.figure:
         from ..ihc import save_overlay_figure
@@ -121,11 +127,30 @@ def run(args: argparse.Namespace) -> int:
         )
     s = result.summary()
     print(_summary_line(args.slide, s))
+    for r in result.annotations:
+        print(
+            _summary_line(f"  region {r['name']!r} ({r['kind']}, {r['n_tiles']} tiles)", r["ihc"])
+        )
     for msg in result.messages:
         print(f"note: {msg}")
     for p in paths:
         print(f"wrote {p}")
     return 0
+
+
+def _add_region_results(args: argparse.Namespace, result, annotations) -> None:
+    """Per-annotation IHC results (the nuclei of each region's tiles) into `result`."""
+    from ..annotations import region_column, regions_on_grid
+    from ..annotations.regions import placement_notes
+    from ..annotations.results import ihc_region_results
+
+    grid = result.grid
+    result.messages.extend(placement_notes(annotations, grid.slide_dimensions))
+    regions = regions_on_grid(
+        annotations, grid, rule=args.tile_rule, min_fraction=args.min_fraction
+    )
+    result.annotations = ihc_region_results(result, regions)
+    result.tile_annotation = region_column(regions, len(grid.coords))
 
 
 def _summary_line(name, s: dict) -> str:

@@ -20,6 +20,7 @@ from .. import __version__
 from ..defaults import IMAGENET_MEAN, IMAGENET_STD, TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
 from ..markers import MARKERS
+from .prediction import call_label
 from .slide_model import SlideEncoder
 
 FORMAT = "histostainalign-slide-model"
@@ -66,13 +67,7 @@ class ModelConfig:
 
     def label_for(self, probability: float) -> str | None:
         """The class name called at `probability` of the positive class (None: no probability)."""
-        if math.isnan(probability):
-            return None
-        names = list(self.class_names)
-        if probability >= self.threshold:
-            return names[self.positive_class]
-        others = [c for i, c in enumerate(names) if i != self.positive_class]
-        return others[0] if len(others) == 1 else "not " + names[self.positive_class]
+        return call_label(probability, self.class_names, self.positive_class, self.threshold)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -340,7 +340,9 @@ def predict_slide(
     preds = {}
     for m, (_net, cfg) in loaded.items():
         maps = _maps(acc[m], cfg)
-        preds[m] = _marker_prediction(m, cfg, maps, acc[m].embedding(), acc[m].scores)
+        preds[m] = _marker_prediction(
+            m, cfg, maps, acc[m].embedding(), acc[m].scores, acc[m].logits
+        )
     return SlidePrediction(
         str(slide.path),
         grid,
@@ -373,7 +375,7 @@ def _model_summary(cfg) -> dict:
 
 
 def _marker_prediction(
-    marker: str, cfg, maps: dict, embedding: np.ndarray, scores: np.ndarray
+    marker: str, cfg, maps: dict, embedding: np.ndarray, scores: np.ndarray, tile_logits
 ) -> MarkerPrediction:
     return MarkerPrediction(
         marker=marker,
@@ -388,6 +390,8 @@ def _marker_prediction(
         embedding=embedding.astype(np.float32),
         class_names=tuple(cfg.class_names),
         model=_model_summary(cfg),
+        tile_logits=np.asarray(tile_logits, np.float64),
+        positive_class=int(cfg.positive_class),
     )
 
 
@@ -395,4 +399,11 @@ def _empty_marker(marker: str, cfg, net) -> MarkerPrediction:
     from .slide_model import tile_maps
 
     maps = tile_maps(np.zeros(0), np.zeros((0, net.n_classes)), cfg.positive_class)
-    return _marker_prediction(marker, cfg, maps, np.full(net.hidden_dim, np.nan), np.zeros(0))
+    return _marker_prediction(
+        marker,
+        cfg,
+        maps,
+        np.full(net.hidden_dim, np.nan),
+        np.zeros(0),
+        np.zeros((0, net.n_classes)),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,19 @@ from .. import __version__
 from ..markers import marker_name
 from .tiling import TileGrid
 from .tissue import TissueMask
+
+
+def call_label(
+    probability: float, class_names: Sequence[str], positive_class: int, threshold: float
+) -> str | None:
+    """The class name called at `probability` of the positive class (None: no probability)."""
+    if math.isnan(probability):
+        return None
+    names = list(class_names)
+    if probability >= threshold:
+        return names[positive_class]
+    others = [c for i, c in enumerate(names) if i != positive_class]
+    return others[0] if len(others) == 1 else "not " + names[positive_class]
 
 
 @dataclass
@@ -29,6 +43,8 @@ class MarkerPrediction:
     embedding: np.ndarray  # (H,) attention-pooled slide embedding
     class_names: tuple[str, ...] = ("negative", "positive")
     model: dict = field(default_factory=dict)  # config summary of the model used
+    tile_logits: np.ndarray | None = None  # (N, C) each tile's class logits (regions pool them)
+    positive_class: int = 1
 
     @property
     def name(self) -> str:

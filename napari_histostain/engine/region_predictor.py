@@ -93,6 +93,9 @@ class RegionPredictor:
             min_tissue=min_tissue,
         )
         self.maps = PredictionMaps.from_grid(self.grid, self.markers, str(slide_path))
+        for m, (_, cfg) in self.models.items():  # what per-region calls need (annotations.results)
+            mm = self.maps.add_marker(m)
+            mm.class_names, mm.positive_class = tuple(cfg.class_names), int(cfg.positive_class)
         self.maps.info.update(
             tile_mpp=self.tile_mpp,
             tile_size=self.tile_size,
@@ -152,13 +155,15 @@ class RegionPredictor:
         self.computed_count += new
 
     def store_partial(self, indices: Sequence[int], partial: Mapping[str, Mapping]) -> None:
-        """Cache a streamed `predict_slide` batch ({marker: {"positivity", "score"}})."""
+        """Cache a streamed `predict_slide` batch ({marker: {"positivity", "score", "logits"}})."""
         idx = np.asarray(indices, np.int64)
         with self._lock:
             for m, part in partial.items():
                 net, cfg = self.models[m]
                 self._scores[m][idx] = part["score"]
-                if net.n_classes == 2:  # a 2-class margin is the logit of the tile positivity
+                if part.get("logits") is not None:
+                    self._logits[m][idx] = part["logits"]
+                elif net.n_classes == 2:  # a 2-class margin is the logit of the tile positivity
                     p = np.clip(np.asarray(part["positivity"], np.float64), 1e-12, 1 - 1e-12)
                     logits = np.zeros((len(idx), 2))
                     logits[:, cfg.positive_class] = np.log(p / (1 - p))
@@ -173,7 +178,9 @@ class RegionPredictor:
         with self._lock:
             for m, mp in prediction.markers.items():
                 self._scores[m][idx] = mp.scores
-                self.maps.update(m, idx, mp.positivity)
+                if mp.tile_logits is not None:
+                    self._logits[m][idx] = mp.tile_logits
+                self.maps.update(m, idx, mp.positivity, None, mp.scores, mp.tile_logits)
                 if len(idx) == len(self.grid):
                     self.maps.set_attention(m, mp.attention)
                     self.maps.set_slide_call(
@@ -192,7 +199,14 @@ class RegionPredictor:
         pos = np.full(len(self.grid), np.nan)
         att = np.full(len(self.grid), np.nan)
         pos[seen], att[seen] = tm["positivity"], tm["attention"]
-        self.maps.update(m, idx, pos[idx] if positivity is None else positivity)
+        self.maps.update(
+            m,
+            idx,
+            pos[idx] if positivity is None else positivity,
+            None,
+            self._scores[m][idx],
+            self._logits[m][idx],
+        )
         self.maps.set_attention(m, att)
         prob = tm["probability"]
         label = cfg.label_for(prob) or ""

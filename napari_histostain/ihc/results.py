@@ -64,6 +64,10 @@ class IHCResult:
     positive_px: np.ndarray  # (N,)
     nuclei: Nuclei  # every nucleus found, level-0 px; `nuclei.counted`: enters the indices
     messages: list[str] = field(default_factory=list)
+    #: per-region results (`annotations.results.ihc_region_results`), in the JSON when set
+    annotations: list[dict] = field(default_factory=list)
+    #: per tile, the annotations it lies in (`annotations.region_column`): a tile-table column
+    tile_annotation: list[str] | None = None
 
     # -- per tile --------------------------------------------------------------------------------
     @property
@@ -134,6 +138,7 @@ class IHCResult:
                 name: int(n) for name, n in zip(*np.unique(reasons, return_counts=True))
             },
             "messages": list(self.messages),
+            **({"annotations": _json_safe(self.annotations)} if self.annotations else {}),
         }
 
     # -- files -----------------------------------------------------------------------------------
@@ -150,6 +155,8 @@ class IHCResult:
                 "positivity": _rounded(self.positivity),
             }
         )
+        if self.tile_annotation is not None:
+            values["annotation"] = self.tile_annotation
         return tile_rows(self.grid, values)
 
     def nuclei_table(self) -> list[dict]:
@@ -178,7 +185,11 @@ class IHCResult:
         stem = stem or f"{slide_name(self.source_path)}.{self.marker}"
         return [
             write_json(out / f"{stem}.ihc.json", self.to_dict()),
-            write_tile_table(out / f"{stem}.ihc_tiles.csv", self.tile_table(), TILE_VALUE_COLUMNS),
+            write_tile_table(
+                out / f"{stem}.ihc_tiles.csv",
+                self.tile_table(),
+                [*TILE_VALUE_COLUMNS, *(["annotation"] if self.tile_annotation else [])],
+            ),
             write_csv(out / f"{stem}.ihc_nuclei.csv", self.nuclei_table(), NUCLEI_COLUMNS),
         ]
 

@@ -25,10 +25,15 @@ def _downsample_nan(a: np.ndarray) -> np.ndarray:
         return np.nanmean(blocks, axis=(1, 3)).astype(np.float32)
 
 
-def heatmap_pyramid(a: np.ndarray, min_size: int = 256) -> list[np.ndarray]:
-    """The heatmap and its 2x NaN-aware mean reductions until the largest side <= `min_size`."""
+#: Side of the TIFF tiles of a heatmap (a multiple of 16, as TIFF requires).
+HEATMAP_TILE = 64
+
+
+def heatmap_pyramid(a: np.ndarray, min_size: int = HEATMAP_TILE) -> list[np.ndarray]:
+    """The heatmap and its 2x NaN-aware mean reductions until the largest side <= `min_size`;
+    at least one reduction when the heatmap is more than one pixel (so every file is a pyramid)."""
     levels = [np.asarray(a, np.float32)]
-    while max(levels[-1].shape) > min_size:
+    while max(levels[-1].shape) > min_size or (len(levels) == 1 and max(levels[0].shape) > 1):
         levels.append(_downsample_nan(levels[-1]))
     return levels
 
@@ -36,7 +41,10 @@ def heatmap_pyramid(a: np.ndarray, min_size: int = 256) -> list[np.ndarray]:
 def write_heatmap(
     path: str | Path, array: np.ndarray, lattice: TileLattice, meta: dict | None = None
 ) -> Path:
-    """Atomically write a heatmap as a pyramidal (SubIFD) float32 OME-TIFF.
+    """Atomically write a heatmap as a tiled, pyramidal (SubIFD) float32 OME-TIFF.
+
+    Every level is stored in `HEATMAP_TILE` px tiles; the pyramid halves the heatmap (NaN-aware
+    means) until its largest side is at most one tile (at least once).
 
     PhysicalSizeX/Y is the tile side in um; Plane PositionX/Y the slide position (um, pixel-corner
     convention: level-0 px x starts at x * mpp_x) of the heatmap's top-left corner; so the heatmap
@@ -69,7 +77,7 @@ def write_heatmap(
         },
     }
     levels = heatmap_pyramid(array)
-    tile = (256, 256) if max(array.shape) > 256 else None
+    tile = (HEATMAP_TILE, HEATMAP_TILE)
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, ome=True) as tw:
         tw.write(
             levels[0],

@@ -39,6 +39,9 @@ class MarkerMaps:
     label: str = ""
     threshold: float = 0.5
     scope: str = ""
+    tile_logits: np.ndarray | None = None  # (N, C) per-tile class logits, NaN rows: not computed
+    class_names: tuple[str, ...] = ("negative", "positive")
+    positive_class: int = 1
 
     @property
     def name(self) -> str:
@@ -61,6 +64,7 @@ class PredictionMaps:
     markers: dict[str, MarkerMaps] = field(default_factory=dict)
     done: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     info: dict = field(default_factory=dict)
+    slide_dimensions: tuple[int, int] = (0, 0)  # level-0 (width, height); (0, 0) when unknown
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,13 +80,18 @@ class PredictionMaps:
         """Empty maps on a `TileGrid` for `markers`."""
         n = len(np.asarray(grid.coords).reshape(-1, 2))
         tf = getattr(grid, "tissue_fraction", None)
+        dims = getattr(grid, "slide_dimensions", (0, 0))
         maps = cls(
             lattice=grid.lattice,
             coords=grid.coords,
             rowcol=grid.rowcol,
             tissue_fraction=np.ones(n, np.float32) if tf is None else tf,
             slide_path=str(slide_path),
+            slide_dimensions=(int(dims[0]), int(dims[1])),
         )
+        if getattr(grid, "tile_size", None):
+            maps.info["tile_size"] = int(grid.tile_size)
+            maps.info["tile_mpp"] = float(grid.tile_mpp)
         for m in markers:
             maps.add_marker(m)
         return maps
@@ -93,7 +102,9 @@ class PredictionMaps:
         maps = cls.from_grid(prediction.grid, prediction.markers, str(prediction.slide_path or ""))
         idx = np.arange(len(maps))
         for key, mp in prediction.markers.items():
-            maps.update(key, idx, mp.positivity, mp.attention)
+            maps.update(key, idx, mp.positivity, mp.attention, mp.scores, mp.tile_logits)
+            maps.markers[key].class_names = tuple(mp.class_names)
+            maps.markers[key].positive_class = int(mp.positive_class)
             scope = "region" if getattr(prediction.grid, "region", None) else "whole slide"
             maps.set_slide_call(key, mp.probability, mp.label or "", mp.threshold, scope=scope)
         maps.info["messages"] = list(getattr(prediction, "messages", []))
@@ -102,7 +113,9 @@ class PredictionMaps:
     def add_marker(self, marker: str) -> MarkerMaps:
         if marker not in self.markers:
             nan = np.full(len(self), np.nan, np.float32)
-            self.markers[marker] = MarkerMaps(marker, nan.copy(), nan.copy(), nan.copy())
+            # attention logits in float64: per-region calls pool them exactly as predict_slide
+            logit = np.full(len(self), np.nan, np.float64)
+            self.markers[marker] = MarkerMaps(marker, nan.copy(), nan.copy(), logit)
         return self.markers[marker]
 
     def __len__(self) -> int:
@@ -126,13 +139,22 @@ class PredictionMaps:
         positivity: Any,
         attention: Any | None = None,
         attention_logit: Any | None = None,
+        tile_logits: Any | None = None,
     ) -> None:
-        """Store per-tile results of `marker` for tile `indices` and update its heatmaps in place."""
+        """Store per-tile results of `marker` for tile `indices` and update its heatmaps in place.
+
+        `tile_logits` (B, C), when given, are kept for per-region slide calls
+        (`annotations.results`)."""
         mm = self.add_marker(marker)
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if tile_logits is not None:
+            tl = np.asarray(tile_logits, np.float64).reshape(len(idx), -1)
+            if mm.tile_logits is None or mm.tile_logits.shape[1] != tl.shape[1]:
+                mm.tile_logits = np.full((len(self), tl.shape[1]), np.nan)
+            mm.tile_logits[idx] = tl
         mm.positivity[idx] = np.asarray(positivity, np.float32).reshape(-1)
         if attention_logit is not None:
-            mm.attention_logit[idx] = np.asarray(attention_logit, np.float32).reshape(-1)
+            mm.attention_logit[idx] = np.asarray(attention_logit, np.float64).reshape(-1)
         if attention is not None:
             mm.attention[idx] = np.asarray(attention, np.float32).reshape(-1)
         elif attention_logit is not None:

@@ -114,7 +114,10 @@ def slide_report(
         "slide_path": maps.slide_path,
         "tile_threshold": tile_threshold,
         "grid": maps.lattice.to_dict(),
-        "tile_mpp": maps.lattice.tile_px0 * maps.lattice.mpp[0],
+        # the model tiles' pixel size (um/px) and side (px, um); None when the maps do not say
+        "tile_mpp": maps.info.get("tile_mpp"),
+        "tile_size": maps.info.get("tile_size"),
+        "tile_side_um": maps.lattice.tile_px0 * maps.lattice.mpp[0],
         "tiles": len(maps),
         "tiles_computed": int(maps.done.sum()),
         "markers": markers,

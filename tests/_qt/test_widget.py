@@ -134,7 +134,7 @@ def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file
     assert len(fc["features"]) == len(rows) == n
     for f in fc["features"]:
         poly = shapely.geometry.shape(f["geometry"])
-        r = rows[f["properties"]["tile_id"]]
+        r = rows[int(f["properties"]["measurements"]["tile_id"])]
         assert poly.bounds[:2] == (float(r["x"]), float(r["y"]))
         assert f["properties"]["measurements"]["positivity"] == pytest.approx(
             float(r["ki67_positivity"])

@@ -161,3 +161,66 @@ def test_help_is_quick_and_lists_options():
         timeout=60,
     )
     assert r.returncode == 0 and "--tile-mpp" in r.stdout and "--marker" in r.stdout
+
+
+def test_predict_with_annotations_gives_results_per_region(
+    synthetic_slide, files, tmp_path, capsys
+):
+    import csv
+
+    import shapely
+
+    from napari_histostain.annotations import Annotation, write_annotations
+
+    def run(name, *extra):
+        out = tmp_path / name
+        assert (
+            main([*_args(synthetic_slide, out, files, "--tile-mpp", "1", *extra), "--quiet"]) == 0
+        )
+        with open(out / "synthetic.tiles.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        return json.loads((out / "synthetic.prediction.json").read_text()), rows
+
+    # 448 px tiles (224 px at 1 um/px on a 0.5 um/px slide): the box holds tile columns 0-2
+    left = Annotation(shapely.box(0, 0, 1344, 2000), "Tumor", name="left")
+    doc, rows = run("out", "--annotations", str(write_annotations(tmp_path / "a.geojson", [left])))
+    assert "region 'left' (annotation)" in capsys.readouterr().out
+    assert doc["annotations_source"]["tile_rule"] == "centre"
+    regions = {r["key"]: r for r in doc["annotations"]}
+    assert set(regions) == {"all", "class:Tumor", left.id}
+    mine = [r for r in rows if r["annotation"] == "left"]
+    cells = {(int(r["row"]), int(r["col"])) for r in mine}
+    assert len(cells) == regions[left.id]["n_tiles"] > 1
+    assert {c for _, c in cells} <= {0, 1, 2}
+    # the same tiles predicted on their own (a --region of exactly them) give the same call
+    part, part_rows = run("alone", "--region", "0,0,1344,2000")
+    assert {(int(r["row"]), int(r["col"])) for r in part_rows} == cells
+    res = regions[left.id]["markers"]
+    for m in ("p53", "ki67"):
+        assert res[m]["tiles_computed"] == len(cells)
+        assert res[m]["probability"] == pytest.approx(part["markers"][m]["probability"], rel=1e-6)
+        assert res[m]["label"] == part["markers"][m]["label"]
+        assert res[m]["probability"] != pytest.approx(doc["markers"][m]["probability"], abs=1e-9)
+    # an Ignore* region over one tile's centre takes that tile out of the region and its call
+    r, c = sorted(cells)[len(cells) // 2]
+    fold = Annotation(
+        shapely.box(c * 448 + 200, r * 448 + 200, c * 448 + 250, r * 448 + 250), "Ignore*"
+    )
+    gj = write_annotations(tmp_path / "b.geojson", [left, fold])
+    doc2, rows2 = run("fold", "--annotations", str(gj))
+    res2 = next(x for x in doc2["annotations"] if x["key"] == left.id)
+    assert res2["n_tiles"] == len(cells) - 1
+    assert [x["annotation"] for x in rows2 if (x["row"], x["col"]) == (str(r), str(c))] == [""]
+    for m in ("p53", "ki67"):
+        assert res2["markers"][m]["probability"] != pytest.approx(res[m]["probability"], abs=1e-9)
+
+
+def test_predict_refuses_a_bad_annotation_file_before_any_work(
+    synthetic_slide, files, tmp_path, capsys
+):
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("[]")
+    out = tmp_path / "out"
+    assert main(_args(synthetic_slide, out, files, "--annotations", str(bad))) == 2
+    assert "no polygon annotations" in capsys.readouterr().err
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +54,50 @@ def test_geojson_matches_tile_table(tmp_path, maps, synth_slide):
         assert len(props["classification"]["color"]) == 3
         poly = shapely.geometry.shape(f["geometry"])
         assert poly.is_valid
-        row = table[props["tile_id"]]
-        assert poly.bounds[:2] == (float(row["x"]), float(row["y"]))
-        assert poly.area == pytest.approx(float(row["width"]) * float(row["height"]), rel=1e-6)
-        # polygon centre (level-0 px) times mpp == tile centre in um (napari pixel-centre convention)
-        cx, cy = poly.centroid.x - 0.5, poly.centroid.y - 0.5
-        assert cx * synth_slide.mpp[0] == pytest.approx(float(row["x_um"]), abs=1e-3)
-        assert cy * synth_slide.mpp[1] == pytest.approx(float(row["y_um"]), abs=1e-3)
+        assert str(uuid.UUID(f["id"])) == f["id"]  # QuPath reads ids as UUIDs
         m = props["measurements"]
+        assert set(props) == {"objectType", "name", "classification", "measurements"}
+        assert all(isinstance(v, float) for v in m.values())  # QuPath: flat name -> number
+        assert "probability" not in m  # slide-level numbers appear once, not per tile
+        row = table[int(m["tile_id"])]
+        assert (m["row"], m["col"]) == (float(row["row"]), float(row["col"]))
+        assert m["tissue_fraction"] == pytest.approx(float(row["tissue"]), abs=1e-4)
+        x, y = float(row["x"]), float(row["y"])
+        assert poly.bounds[:2] == (x, y)
+        w, h = synth_slide.dimensions
+        t = maps.tile_px0
+        clipped = (min(x + t, w) - x) * (min(y + t, h) - y)  # tiles end at the slide's edge
+        assert poly.area == pytest.approx(clipped, rel=1e-9)
+        assert poly.bounds[2] <= w and poly.bounds[3] <= h
+        if x + t <= w and y + t <= h:
+            # polygon centre (level-0 px) times mpp == tile centre in um (napari convention)
+            cx, cy = poly.centroid.x - 0.5, poly.centroid.y - 0.5
+            assert cx * synth_slide.mpp[0] == pytest.approx(float(row["x_um"]), abs=1e-3)
+            assert cy * synth_slide.mpp[1] == pytest.approx(float(row["y_um"]), abs=1e-3)
         assert m["positivity"] == pytest.approx(float(row["ki67_positivity"]), rel=1e-5)
         assert m["attention"] == pytest.approx(float(row["ki67_attention"]), rel=1e-5)
-        assert m["probability"] == pytest.approx(0.83)
+    assert len({f["id"] for f in fc["features"]}) == len(fc["features"])
+    assert fc["histostain"]["probability"] == pytest.approx(0.83)
     rep = json.loads((tmp_path / "synthetic.report.json").read_text())
     assert rep["markers"]["ki67"]["label"] == "positive"
+    assert rep["tile_mpp"] == 1.0 and rep["tile_size"] == 224  # um/px of a tile, its side in px
+    assert rep["tile_side_um"] == pytest.approx(224 * 1.0, rel=1e-9)
     assert 0 <= rep["markers"]["ki67"]["positive_fraction"] <= 1
     png = tmp_path / "synthetic.report.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_geojson_tiles_are_clipped_to_the_slide(synth_slide):
+    grid = make_grid(synth_slide, tile_mpp=1.0, tile_size=224, min_tissue=0)
+    w, h = synth_slide.dimensions
+    assert grid.n_cols * grid.tile_px0 > w and grid.n_rows * grid.tile_px0 > h  # the grid overhangs
+    m = PredictionMaps.from_grid(grid, ["ki67"], str(synth_slide.path))
+    m.update("ki67", np.arange(len(grid)), np.full(len(grid), 0.7))
+    polys = [shapely.geometry.shape(f["geometry"]) for f in tiles_geojson(m, "ki67")["features"]]
+    union = shapely.union_all(polys)
+    assert union.bounds == (0.0, 0.0, float(w), float(h))
+    assert union.area == pytest.approx(w * h, rel=1e-9)  # the tiles cover the slide exactly
+    assert sum(p.area for p in polys) == pytest.approx(w * h, rel=1e-9)  # without overlaps
 
 
 def test_geojson_round_trip(tmp_path, maps):
@@ -79,6 +108,13 @@ def test_geojson_round_trip(tmp_path, maps):
     )
     assert back.lattice == maps.lattice
     assert back.markers["ki67"].probability == pytest.approx(0.83)
+    assert back.slide_dimensions == maps.slide_dimensions
+    # every measurement is read back intact (bit for bit: float32 values survive JSON)
+    np.testing.assert_array_equal(back.rowcol, maps.rowcol)
+    np.testing.assert_array_equal(back.coords, maps.coords)
+    np.testing.assert_array_equal(back.tissue_fraction, maps.tissue_fraction)
+    for kind in ("positivity", "attention"):
+        np.testing.assert_array_equal(back.values("ki67", kind), maps.values("ki67", kind))
 
 
 def test_heatmap_ome_tiff_physical_size_and_round_trip(tmp_path, maps, synth_slide):
@@ -90,6 +126,12 @@ def test_heatmap_ome_tiff_physical_size_and_round_trip(tmp_path, maps, synth_sli
         assert tf.is_ome
         page = tf.pages[0]
         assert page.dtype == np.float32
+        assert page.is_tiled  # even a small heatmap is tiled ...
+        levels = tf.series[0].levels  # ... and pyramidal
+        h, w = page.shape
+        assert [lev.shape for lev in levels] == [(h, w), ((h + 1) // 2, (w + 1) // 2)]
+        xml = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert xml["PhysicalSizeXUnit"] == "µm" and xml["PhysicalSizeYUnit"] == "µm"
     arr, lattice, info = read_heatmap(path)
     assert lattice == maps.lattice and info["marker"] == "ki67"
     np.testing.assert_array_equal(arr, maps.heatmap("ki67", "positivity"))
@@ -104,8 +146,14 @@ def test_big_heatmap_is_pyramidal(tmp_path, maps):
     path = write_heatmap(tmp_path / "big.heatmap.ome.tif", arr, g)
     with tifffile.TiffFile(path) as tf:
         levels = tf.series[0].levels
-        assert [lev.shape for lev in levels] == [(700, 600), (350, 300), (175, 150)]
-        assert tf.pages[0].is_tiled
+        assert [lev.shape for lev in levels] == [
+            (700, 600),
+            (350, 300),
+            (175, 150),
+            (88, 75),
+            (44, 38),
+        ]  # halved until one 64 px tile holds the level
+        assert all(lev.keyframe.is_tiled for lev in levels)
         assert np.isnan(levels[1].asarray()[:5]).all()
 
 
@@ -164,7 +212,7 @@ def test_export_a_real_prediction(tmp_path, synth_slide):
     paths = export_prediction(tmp_path, pred, slide=synth_slide, what=["geojson", "csv", "report"])
     fc = json.loads((tmp_path / "synthetic.p53.tiles.geojson").read_text())
     assert len(fc["features"]) == len(pred.grid)
-    by_id = {f["properties"]["tile_id"]: f for f in fc["features"]}
+    by_id = {int(f["properties"]["measurements"]["tile_id"]): f for f in fc["features"]}
     for i, row in enumerate(tile_rows(pred.grid, prediction_values(pred.markers))):
         f = by_id[i]
         assert shapely.geometry.shape(f["geometry"]).bounds[:2] == (row["x"], row["y"])

@@ -1,0 +1,144 @@
+"""Results per region: the slide call restricted to a region's tiles, and per-region IHC sums.
+
+The slide model is additive MIL (`engine.slide_model`): each tile has an attention score s_i and
+class logits l_i that do not depend on the other tiles, and the slide logits are
+sum_i softmax(s)_i l_i. A region's call is the same pooling over the region's tiles only, from the
+stored scores and logits: exact, with no tile read or embedded again. `prediction_region_results`
+(a finished `SlidePrediction`, the CLI) and `maps_region_results` (`PredictionMaps`, the widget)
+share `marker_region_result`, so both give the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..engine.prediction import call_label
+from .regions import Region
+
+
+def marker_region_result(
+    indices: np.ndarray,
+    scores: np.ndarray,
+    tile_logits: np.ndarray | None,
+    positivity: np.ndarray,
+    tissue_fraction: np.ndarray,
+    *,
+    positive_class: int = 1,
+    class_names: Sequence[str] = ("negative", "positive"),
+    threshold: float = 0.5,
+    tile_threshold: float = 0.5,
+) -> dict:
+    """One marker's results over the tiles `indices` (NaN tiles, not computed, are left out).
+
+    `probability` / `logit` / `label`: the slide model's call pooled over those tiles only;
+    `mean_positivity`; `positive_fraction`: tissue-weighted share of tiles with positivity >=
+    `tile_threshold`. None where the region has no computed tile (or, for the call, no logits)."""
+    from ..engine.slide_model import tile_maps
+
+    idx = np.asarray(indices, np.int64)
+    pos = np.asarray(positivity, np.float32)[idx]
+    s = np.asarray(scores, np.float64)[idx]
+    ok = np.isfinite(pos) & np.isfinite(s)
+    out: dict[str, Any] = {
+        "tiles_computed": int(ok.sum()),
+        "probability": None,
+        "logit": None,
+        "label": None,
+        "mean_positivity": None,
+        "positive_fraction": None,
+    }
+    if not ok.any():
+        return out
+    w = np.asarray(tissue_fraction, np.float64)[idx][ok]
+    p = pos[ok].astype(np.float64)
+    out["mean_positivity"] = float(p.mean())
+    if w.sum() > 0:
+        out["positive_fraction"] = float(np.sum(w * (p >= tile_threshold)) / w.sum())
+    if tile_logits is not None:
+        tl = np.asarray(tile_logits, np.float64)[idx][ok]
+        if np.isfinite(tl).all():
+            m = tile_maps(s[ok], tl, positive_class)
+            out["probability"] = float(m["probability"])
+            out["logit"] = float(m["slide_margin"])
+            out["label"] = call_label(m["probability"], class_names, positive_class, threshold)
+    return out
+
+
+def prediction_region_results(
+    prediction: Any, regions: Sequence[Region], *, tile_threshold: float = 0.5
+) -> list[dict]:
+    """Per-region results of a finished `SlidePrediction` (its grid is the regions' grid)."""
+    grid = prediction.grid
+    out = []
+    for r in regions:
+        d = r.describe(grid.slide_mpp)
+        d["markers"] = {
+            key: marker_region_result(
+                r.indices,
+                mp.scores,
+                mp.tile_logits,
+                mp.positivity,
+                grid.tissue_fraction,
+                positive_class=mp.positive_class,
+                class_names=mp.class_names,
+                threshold=mp.threshold,
+                tile_threshold=tile_threshold,
+            )
+            for key, mp in prediction.markers.items()
+        }
+        out.append(d)
+    return out
+
+
+def maps_region_results(
+    maps: Any, regions: Sequence[Region], *, tile_threshold: float = 0.5
+) -> list[dict]:
+    """Per-region results of `PredictionMaps` (the viewer's tiles so far); the same numbers as
+    `prediction_region_results` once every tile is computed."""
+    out = []
+    for r in regions:
+        d = r.describe(maps.slide_mpp)
+        d["markers"] = {
+            key: marker_region_result(
+                r.indices,
+                mm.attention_logit,
+                mm.tile_logits,
+                mm.positivity,
+                maps.tissue_fraction,
+                positive_class=mm.positive_class,
+                class_names=mm.class_names,
+                threshold=mm.threshold,
+                tile_threshold=tile_threshold,
+            )
+            for key, mm in maps.markers.items()
+        }
+        out.append(d)
+    return out
+
+
+def ihc_region_results(result: Any, regions: Sequence[Region]) -> list[dict]:
+    """Per-region IHC indices of an `ihc.IHCResult`: its nucleus counts summed over each region's
+    tiles (the same tiles as the predictions' regions), scored as the whole slide is."""
+    from ..ihc.scores import summarise, weak_label
+
+    out = []
+    for r in regions:
+        idx = np.asarray(r.indices, np.int64)
+        s = summarise(
+            result.counts[idx].sum(axis=0),
+            int(result.membrane_positive[idx].sum()),
+            int(result.tissue_px[idx].sum()),
+            int(result.positive_px[idx].sum()),
+            result.params,
+        )
+        s["marker"] = result.marker
+        s["label"] = weak_label(result.marker, s, result.params) if len(idx) else None
+        d = r.describe(result.mpp)
+        d["ihc"] = {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in s.items()
+        }
+        out.append(d)
+    return out
