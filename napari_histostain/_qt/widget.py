@@ -37,6 +37,7 @@ from ..errors import HistostainError
 from ..markers import MARKERS
 from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
 from ..results.maps import KINDS
+from .annotations_panel import AnnotationsPanel
 from .display import ColourLegend, TileOutline, TileTable, tile_box_um
 from .gui_timing import GuiTiming
 from .ihc_panel import ObservedIHCPanel
@@ -82,6 +83,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.last_export: list[Path] = []
         self.timing = GuiTiming()
         self._view_todo: set[int] = set()
+        self._pinned: list[int] | None = None  # tiles to compute instead of the view's
         self._layer_queue: list = []
         self._layers_for = None  # the maps the overlay layers show
         self._t_click = 0.0  # overlays still to add (one per event-loop turn)
@@ -255,6 +257,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
         )
         self.export_button.clicked.connect(self._on_export_clicked)
         rl.addWidget(self.export_button)
+        self.annotations = AnnotationsPanel(
+            self.viewer, lambda: self.predictor, self.compute_tiles, self._message
+        )
+        rl.addWidget(self.annotations)
         self.ihc_panel = ObservedIHCPanel(self.viewer, context=self._ihc_context)
         lay.addWidget(self.ihc_panel)
         lay.addStretch(1)
@@ -628,8 +634,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         """Queue the visible tiles that are not cached; drop queued tiles that left the view."""
         if not self.live or self.predictor is None or self._live is None:
             return
-        idx = self.visible_tiles()
-        budget = self.budget_spin.value()
+        if self._pinned is not None:  # "Predict inside the regions": those tiles, not the view
+            idx = np.asarray(self._pinned, np.int64)
+            budget = len(idx)
+        else:
+            idx = self.visible_tiles()
+            budget = self.budget_spin.value()
         if len(idx) > budget:
             self._live.replace([])
             self._message(
@@ -767,8 +777,22 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if pbar is not None:
             pbar.close()
 
+    def compute_tiles(self, indices: list[int]) -> None:
+        """Compute these tiles (e.g. all tiles of the annotated regions), not the view's."""
+        self._pinned = [int(i) for i in indices]
+        if not self._pinned:
+            self._message("no tissue tiles in the regions.", error=True)
+            self._pinned = None
+            return
+        if self.live:
+            self.update_visible()
+            return
+        self.set_mode(VISIBLE)
+        self.run()
+
     def stop(self) -> None:
         """Stop now: the setup (its result is dropped), the view following and a whole-slide run."""
+        self._pinned = None
         self._stop_live()
         if self._setup_worker is not None:
             self._setup_cancel.set()  # the setup checks its cancel flag between steps
@@ -839,6 +863,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if self.predictor is not None:
             self._refresh_layers()
             self._update_panel()
+            self.annotations.update_results(self.threshold_spin.value())
 
     def _refresh_layers(self) -> None:
         self.overlays.refresh(self.predictor.maps)
