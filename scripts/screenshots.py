@@ -142,6 +142,39 @@ def main(out_dir: str = "docs/images") -> list[Path]:
     viewer.layers["simulated ki67 case: IHC"].visible = False
     viewer.layers["Ki-67 observed positivity"].visible = False
     viewer.reset_view()
+    # 2d. annotations: a tumour region and an excluded area drawn in a Shapes layer
+    import numpy as np
+
+    he = viewer.layers["simulated ki67 case: H&E"]
+    h_um, w_um = (np.asarray(he.data[0].shape[:2]) * np.asarray(he.scale[-2:])).tolist()
+    tumour = np.array([[0.25, 0.2], [0.2, 0.55], [0.45, 0.8], [0.8, 0.7], [0.75, 0.3]]) * (
+        h_um,
+        w_um,
+    )
+    necrosis = np.array([[0.45, 0.45], [0.45, 0.6], [0.6, 0.6], [0.6, 0.45]]) * (h_um, w_um)
+    shapes = viewer.add_shapes(
+        [tumour, necrosis],
+        shape_type=["polygon", "rectangle"],
+        name="Regions",
+        features={"class": ["Tumor", "Ignore*"], "name": ["tumour", "necrosis"]},
+        edge_color=["#ffd400", "#ff3030"],
+        face_color="transparent",
+        edge_width=6,
+        units=("um", "um"),
+    )
+    widget.annotations.layer_combo.setCurrentText(shapes.name)
+    for name in ("Ki-67 positivity", "Selected tile"):
+        viewer.layers[name].visible = False
+    widget.annotations.predict_inside()  # (the whole slide is computed: results at once)
+    widget._refresh_now()
+    widget.stop()
+    viewer.layers["Ki-67 positivity"].visible = True
+    scroll.horizontalScrollBar().setValue(0)
+    scroll.ensureWidgetVisible(widget.annotations.table, 0, 0)
+    viewer.reset_view()
+    _wait(lambda: True)
+    shots.append(_shot(viewer, out / "gui_annotations.png"))
+    viewer.layers["Regions"].visible = False
     # 3. attention map
     viewer.layers["Ki-67 positivity"].visible = False
     viewer.layers["Selected tile"].visible = False

@@ -18,8 +18,10 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -63,7 +65,11 @@ class AnnotationsPanel(QWidget):
         self.results: list[dict] = []
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 4, 0, 0)
-        lay.addWidget(QLabel("<b>Annotations</b> (a Shapes layer; class 'Exclude' leaves out)"))
+        title = QLabel(
+            "<b>Annotations</b>: a Shapes layer; classes 'Exclude' / 'Ignore*' leave out"
+        )
+        title.setWordWrap(True)
+        lay.addWidget(title)
         row = QHBoxLayout()
         self.layer_combo = QComboBox()
         self.layer_combo.setToolTip("The Shapes layer holding the regions (world um).")
@@ -82,10 +88,15 @@ class AnnotationsPanel(QWidget):
         lay.addWidget(self.predict_button)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Region", "Class", "Tiles", "Result"])
-        self.table.horizontalHeader().setStretchLastSection(True)
+        head = self.table.horizontalHeader()
+        for c in range(3):
+            head.setSectionResizeMode(c, QHeaderView.ResizeToContents)
+        head.setSectionResizeMode(3, QHeaderView.Stretch)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setMinimumHeight(110)
+        self.table.setWordWrap(True)
+        self.table.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # scrolls inside
         lay.addWidget(self.table)
         viewer.layers.events.inserted.connect(self.refresh_choices)
         viewer.layers.events.removed.connect(self.refresh_choices)
@@ -197,10 +208,11 @@ class AnnotationsPanel(QWidget):
                 res["name"] or res["key"],
                 res["classification"] or "",
                 f"{done}/{res['n_tiles']}",
-                "; ".join(parts),
+                "\n".join(parts),
             ]
             for c, text in enumerate(cells):
                 self.table.setItem(r, c, QTableWidgetItem(str(text)))
+        self.table.resizeRowsToContents()
 
     def _on_import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
