@@ -1,22 +1,24 @@
 """Benchmark the prediction widget under a real napari viewer (run with xvfb-run -a python ...).
 
-Figures (each with a baseline measured in the same run, as a ratio; headless baselines run in a
-plain thread with the GUI idle, as the widget's workers run off the GUI thread):
-- visible region: time to the first tile result and to a full viewport (<= 40 tiles) after a pan
-  to an uncached area (targets 1 s and 3 s); baseline: the same tiles predicted headless
-  (`predict_slide(region=...)`, one call, no GUI);
-- whole slide: the longest Qt event-loop stall (largest gap between ticks of a 10 ms QTimer, target
-  100 ms); baseline: the largest gap with the viewer idle for as long; and the run time against
-  headless `predict_slide` of the same slide.
+Per phase, the longest GUI stall (the largest gap between ticks of a 10 ms QTimer; target 100 ms):
+- open: adding the slide layer and the dock widget (and whatever the widget starts then);
+- first Predict: from the click (visible region) to the first visible tile, which is also timed
+  (target 1.5 s after the click, setup included);
+- streaming: three pans over uncached tissue, each to a full view;
+- whole slide: a whole-slide run to the end (its time against headless `predict_slide`);
+- cancel: a whole-slide run cancelled after two batches; the time from Cancel until the widget is
+  idle (target 1 s) and the tiles it reports;
+- IHC measure: measuring a simulated IHC slide in the Observed IHC panel.
+Baseline: the largest gap with the viewer idle for 3 s.
 
-Usage: xvfb-run -a python benchmarks/bench_widget.py [--size 8192] [--model ki67=PATH]
-       [--refresh-interval S]
+Usage: xvfb-run -a python benchmarks/bench_widget.py [--size 6144] [--model ki67=PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,25 +36,18 @@ def spin(cond, timeout: float = 600.0) -> None:
             raise TimeoutError(f"benchmark step timed out after {timeout:.0f} s")
 
 
-def in_thread(fn):
-    """Run `fn()` in a plain thread (as the widget's workers do) with the GUI idle; its seconds."""
-    import threading
-
-    out = {}
-
-    def run():
-        t0 = time.perf_counter()
-        fn()
-        out["s"] = time.perf_counter() - t0
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    return out["s"]
+def wait(seconds: float) -> None:
+    t = time.perf_counter() + seconds
+    spin(lambda: time.perf_counter() >= t)
 
 
 class TickRecorder:
-    """Largest gap between ticks of a 10 ms QTimer (event-loop stall)."""
+    """Largest gap between ticks of a 10 ms QTimer (event-loop stall).
+
+    A watchdog thread samples the GUI thread's stack while it has not ticked for over 100 ms, so
+    each stall can be traced to the code that ran (`culprits`: innermost frames of our package or
+    napari, with how often they were seen).
+    """
 
     def __init__(self):
         from qtpy.QtCore import QTimer
@@ -61,36 +56,62 @@ class TickRecorder:
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
+        self.gui = threading.get_ident()
+        self.culprits: dict[str, int] = {}
+        self._watch = threading.Event()
+        threading.Thread(target=self._watchdog, daemon=True).start()
 
     def _tick(self):
         self.ticks.append(time.perf_counter())
 
+    def _watchdog(self):
+        import sys
+        import traceback
+
+        while True:
+            time.sleep(0.02)
+            if not self._watch.is_set() or not self.ticks:
+                continue
+            if time.perf_counter() - self.ticks[-1] < 0.1:
+                continue
+            frame = sys._current_frames().get(self.gui)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            ours = [f for f in stack if "napari" in f.filename and "qtpy" not in f.filename]
+            top = ours[-3:] if ours else stack[-2:]
+            key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top))
+            self.culprits[key] = self.culprits.get(key, 0) + 1
+
     def start(self):
         self.ticks = [time.perf_counter()]
+        self.culprits = {}
+        self._watch.set()
         self.timer.start()
 
     def stop(self) -> float:
+        self.ticks.append(time.perf_counter())
+        self._watch.clear()
         self.timer.stop()
-        return float(np.max(np.diff(self.ticks))) if len(self.ticks) > 1 else float("nan")
+        return float(np.max(np.diff(self.ticks)))
+
+
+def camera(viewer):
+    scene = getattr(viewer, "scene", None)
+    return getattr(scene, "camera", None) or viewer.camera
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=8192, help="synthetic slide side, px at 0.5 um/px")
+    ap.add_argument("--size", type=int, default=6144, help="synthetic slide side, px at 0.5 um/px")
     ap.add_argument(
         "--model", action="append", default=[], help="MARKER=PATH (default: bundled Ki-67)"
-    )
-    ap.add_argument(
-        "--refresh-interval",
-        type=float,
-        default=None,
-        help="overlay redraw throttle in s (default: the widget's)",
     )
     args = ap.parse_args()
 
     import napari
 
-    from napari_histostain._qt.viewport import viewport_world_box
+    import napari_histostain
     from napari_histostain._qt.widget import PredictionWidget
     from napari_histostain.engine.model_files import (
         bundled_model_path,
@@ -100,9 +121,13 @@ def main() -> None:
     from napari_histostain.engine.predict import PredictOptions, predict_slide
     from napari_histostain.io.synthetic import write_synthetic_slide
     from napari_histostain.plugin.reader import read_slide_layer
+    from napari_histostain.simulate import simulate_case
 
+    print(f"package: {napari_histostain.__file__}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-widget-"))
     slide_path = write_synthetic_slide(tmp / "bench.tif", args.size, args.size, 0.5, seed=4)
+    simulate_case(tmp, ["ki67"], case_id="ihc", size_um=1024.0, mpp=0.5, seed=5)
+    ihc_path = next(tmp.rglob("ihc_ki67.tiff"))
     models = dict(m.split("=", 1) for m in args.model)
     if not models and bundled_model_path("ki67").is_file():
         models = {"ki67": str(bundled_model_path("ki67"))}
@@ -112,132 +137,175 @@ def main() -> None:
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1400, 900)
+    rec = TickRecorder()
+    stalls: dict[str, float] = {}
+    culprits: dict[str, dict] = {}
+    wait(0.5)
+    rec.start()
+    wait(3.0)
+    idle = rec.stop()
+
+    # ---- open ------------------------------------------------------------------------------------
+    rec.start()
+    steps = [time.perf_counter()]
     data, kw, _ = read_slide_layer(slide_path)
-    viewer.add_image(data, **kw)
+    steps.append(time.perf_counter())
+    slide_layer = viewer.add_image(data, **kw)
+    steps.append(time.perf_counter())
     widget = PredictionWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    steps.append(time.perf_counter())
+    open_steps = np.diff(steps)
     widget.set_model_files(list(models.values()))
     widget.set_markers(list(models))
-    if args.refresh_interval is not None:
-        widget.refresh_interval = args.refresh_interval
-    spin(lambda: True)
-
-    # ---- visible region ------------------------------------------------------------------------
     widget.set_mode("visible")
-    t0 = time.perf_counter()
+    wait(3.0)  # the user looks at the slide before pressing Predict
+    stalls["open"] = rec.stop()
+    culprits["open"] = rec.culprits
+
+    # ---- first Predict: the click to the first visible tile ----------------------------------------
+    cam = camera(viewer)
+    h, w = viewer.window._qt_viewer.canvas.size
+    side_um = 224.0
+    cam.zoom = min(h, w) / (5.2 * side_um)  # about 6 x 6 tiles in view
+    cam.center = (args.size * 0.5 * 0.3, args.size * 0.5 * 0.3)
+    wait(0.3)
+    rec.start()
+    t_click = time.perf_counter()
     widget.run()
-    spin(lambda: widget.live and widget.predictor is not None)
-    setup = time.perf_counter() - t0
+    spin(lambda: "first_tile_at" in widget.timing.marks)
+    first_tile = widget.timing.marks["first_tile_at"] - t_click
+    spin(lambda: widget._t_view == 0.0)
+    stalls["first Predict"] = rec.stop()
+    culprits["first Predict"] = rec.culprits
     pred = widget.predictor
     g = pred.grid
-    h, w = viewer.window._qt_viewer.canvas.size
-    side_um = g.tile_px0 * g.slide_mpp[0]
-    viewer.camera.zoom = min(h, w) / (5.2 * side_um)  # about 6 x 6 tiles in view
-    centres = g.centres_um()
 
+    # ---- streaming: pans over uncached tissue ------------------------------------------------------
     def view_done():
         s = widget._live
         return s is not None and not s.pending and not s.in_flight and widget._t_view == 0.0
 
-    results = []
-    used: set[int] = set()
-    for k in range(3):  # three views over uncached tissue
-        far = [i for i in np.argsort(-np.hypot(*(centres - centres.mean(0)).T)) if i not in used]
+    centres = g.centres_um()
+    pans = []
+    rec.start()
+    for k in range(3):
+        far = np.argsort(-np.hypot(*(centres - centres.mean(0)).T))
         target = centres[far[len(far) // (k + 2)]]
         t_cam = time.perf_counter()
-        viewer.camera.center = tuple(target)  # the widget reacts after its 120 ms debounce
-        idx = widget.visible_tiles()
-        todo = pred.pending_of(idx)
-        if not todo:
-            continue
-        spin(lambda: widget._t_view != 0.0)
+        cam.center = tuple(target)
+        wait(0.2)
         spin(view_done)
-        used.update(int(i) for i in idx)
-        # from the camera move, so the debounce is included
-        first = widget.timing.marks.get("first_tile_at", float("nan")) - t_cam
-        full = widget.timing.marks.get("viewport_at", float("nan")) - t_cam
-        # baseline: the same tiles predicted headless in one call
-        box = pred.maps.lattice.world_box_to_px0(*viewport_world_box(viewer))
-        ref: dict = {}
-
-        def headless_region(box=box, ref=ref):
-            options = PredictOptions(models=pred.models, encoder=pred.encoder)
-            ref["p"] = predict_slide(
-                pred.slide, list(models), options, region=box, tissue=pred.tissue
-            )
-
-        base = in_thread(headless_region)
-        results.append((len(todo), len(ref["p"].grid), first, full, base))
-
-    # ---- whole slide -----------------------------------------------------------------------------
+        pans.append(widget.timing.marks.get("viewport_at", float("nan")) - t_cam)
+    stalls["streaming"] = rec.stop()
+    culprits["streaming"] = rec.culprits
     widget.stop()
-    rec = TickRecorder()
-    rec.start()
-    spin(lambda: not time.perf_counter() - rec.ticks[0] < 3.0)
-    idle_gap = rec.stop()
+    wait(0.3)
 
-    def headless_whole(p) -> float:
-        options = PredictOptions(models=p.models, encoder=p.encoder, batch_size=widget.batch_size)
-        return in_thread(lambda: predict_slide(p.slide, list(models), options, tissue=p.tissue))
+    # ---- whole slide ---------------------------------------------------------------------------------
+    options = PredictOptions(models=pred.models, encoder=pred.encoder, batch_size=widget.batch_size)
+    out = {}
 
-    headless_before = headless_whole(pred)
-    widget._predictor_key = None  # fresh session: nothing cached
+    def headless():
+        t0 = time.perf_counter()
+        predict_slide(pred.slide, list(models), options, tissue=pred.tissue)
+        out["s"] = time.perf_counter() - t0
+
+    t = threading.Thread(target=headless)
+    t.start()
+    t.join()
     widget.set_mode("whole")
-    spin(lambda: True)
+    widget._predictor_key = None  # fresh session: nothing cached (setup included)
+    wait(0.2)
+    rec.start()
     t0 = time.perf_counter()
     widget.run()
-    rec.start()
     spin(lambda: widget.predictor is not pred and not widget.busy)
-    run_gap = rec.stop()
-    ticks = np.asarray(rec.ticks)
-    gaps = np.diff(ticks)
-    worst = np.argsort(-gaps)[:5]
-    handlers = sorted(widget.timing.log, key=lambda e: -e[2])[:6]
     whole = time.perf_counter() - t0
-    n = len(widget.predictor.grid)
-    # the same overlay updates as streamed batches, without any compute: cost of redraws alone
+    stalls["whole slide"] = rec.stop()
+    culprits["whole slide"] = rec.culprits
+    ticks = np.asarray(rec.ticks)
+    handlers = sorted((e for e in widget.timing.log if e[1] >= t0), key=lambda e: -e[2])[:6]
+
+    # ---- cancel --------------------------------------------------------------------------------------
+    widget._predictor_key = None
+    widget.batch_size = 8
     rec.start()
-    n_batches = max(widget.stream_updates, 1)
-    t_next = time.perf_counter()
-    for _ in range(min(n_batches, 20)):
-        widget._refresh_layers()
-        widget._update_panel()
-        t_next += 0.15
-        spin(lambda t=t_next: time.perf_counter() >= t)
-    redraw_gap = rec.stop()
-    headless = (
-        headless_before + headless_whole(widget.predictor)
-    ) / 2  # before and after: same cache state
-    setup2 = widget.timing.marks.get("setup_s", float("nan"))
+    widget.run()
+    spin(lambda: widget._whole_worker is not None)
+    n0 = widget.stream_updates
+    spin(lambda: widget.stream_updates >= n0 + 2)
+    shown = int(widget.predictor.maps.done.sum())
+    t_cancel = time.perf_counter()
+    widget.cancel()
+    spin(lambda: not widget.busy)
+    cancel_s = time.perf_counter() - t_cancel
+    cancel_msg = widget.last_message
+    wait(2.0)
+    later = int(widget.predictor.maps.done.sum())
+    stalls["cancel"] = rec.stop()
+    culprits["cancel"] = rec.culprits
+
+    # ---- IHC measure ---------------------------------------------------------------------------------
+    data, kw, _ = read_slide_layer(ihc_path)
+    kw["visible"] = False
+    viewer.add_image(data, **kw)
+    viewer.layers.selection.active = slide_layer
+    panel = widget.ihc_panel
+    panel.set_ihc_layer(kw["name"])
+    panel.set_marker("ki67")
+    panel.set_mode("whole")
+    wait(0.3)
+    rec.start()
+    t0 = time.perf_counter()
+    panel.run()
+    spin(lambda: not panel.busy)
+    ihc_s = time.perf_counter() - t0
+    wait(0.3)
+    stalls["IHC measure"] = rec.stop()
+    culprits["IHC measure"] = rec.culprits
+
+    # ---- baseline: canvas redraws alone (pans with nothing running) ---------------------------------
+    wait(1.0)
+    rec.start()
+    for k in range(6):
+        cam.center = tuple(centres[(k * 17) % len(centres)])
+        wait(0.4)
+    redraw = rec.stop()
+    culprits["redraw baseline"] = rec.culprits
 
     print(
         f"slide {args.size}x{args.size} px at 0.5 um/px; grid {g.n_rows}x{g.n_cols}, "
         f"{len(g)} tissue tiles of {g.tile_size} px at {g.tile_mpp} um/px; markers {list(models)}"
     )
-    print(f"visible region: session setup (models, tissue, grid, encoder warm-up) {setup:.2f} s")
-    for n_todo, n_ref, first, full, base in results:
-        print(
-            f"  view of {n_todo} new tiles: first tile {first:.3f} s (target 1 s), full view "
-            f"{full:.3f} s (target 3 s); headless predict_slide of the same {n_ref} tiles "
-            f"{base:.3f} s -> full-view ratio {full / base:.2f}x"
+    print(f"idle baseline: longest gap {idle * 1000:.0f} ms")
+    print(f"canvas redraw baseline (pans, nothing running): longest gap {redraw * 1000:.0f} ms")
+    for k, v in stalls.items():
+        print(f"longest GUI stall, {k}: {v * 1000:.0f} ms (target 100 ms)")
+    print(
+        "  open: reader {:.0f} ms, add_image {:.0f} ms (napari), widget + dock {:.0f} ms".format(
+            *(open_steps * 1000)
         )
+    )
+    print(f"first visible tile after the Predict click: {first_tile:.2f} s (target 1.5 s)")
+    print("streaming: full view after each pan: " + ", ".join(f"{p:.2f} s" for p in pans))
     print(
-        f"whole slide: {n} tiles in {whole:.2f} s (incl. {setup2:.2f} s setup), headless "
-        f"predict_slide {headless:.2f} s (mean of runs before and after) -> ratio {(whole - setup2) / headless:.2f}x"
+        f"whole slide: {len(widget.predictor.grid)} tiles in {whole:.2f} s incl. setup; headless "
+        f"predict_slide {out['s']:.2f} s"
     )
     print(
-        f"longest event-loop stall during the whole-slide run {run_gap * 1000:.0f} ms (target 100 ms);"
-        f" idle baseline {idle_gap * 1000:.0f} ms -> ratio {run_gap / idle_gap:.1f}x"
+        f"cancel: idle {cancel_s * 1000:.0f} ms after Cancel (target 1 s); tiles shown at the "
+        f"click {shown}, 2 s later {later}; message: {cancel_msg[:60]!r}"
     )
-    print(f"  overlay refreshes alone (no compute): longest stall {redraw_gap * 1000:.0f} ms")
+    print(f"IHC measure: {ihc_s:.2f} s")
     print(
-        "  largest gaps (s after start, ms):",
-        ", ".join(f"{ticks[i] - ticks[0]:.2f}: {gaps[i] * 1000:.0f}" for i in worst),
+        "  slowest GUI handlers of the whole-slide run (s after start, ms): "
+        + ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers)
     )
-    print(
-        "  slowest GUI handlers (s after start, ms):",
-        ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers),
-    )
+    print("where the GUI thread was while stalled (20 ms samples; top 3 per phase):")
+    for phase, c in culprits.items():
+        for k, v in sorted(c.items(), key=lambda kv: -kv[1])[:3]:
+            print(f"  {phase}: {v * 20} ms in {k}")
     widget.close_session()
     viewer.close()
 

@@ -63,6 +63,7 @@ def _model_files(markers, folder: Path) -> list[Path]:
 def main(out_dir: str = "docs/images") -> list[Path]:
     import napari
 
+    from napari_histostain._qt.viewport import camera_of
     from napari_histostain._qt.widget import PredictionWidget
     from napari_histostain.plugin.sample_data import simulated_ki67_case
 
@@ -84,7 +85,7 @@ def main(out_dir: str = "docs/images") -> list[Path]:
         widget.set_model_files(files)
     # 1. visible region, streaming in while the viewer is zoomed in
     viewer.reset_view()
-    viewer.camera.zoom *= 1.6
+    camera_of(viewer).zoom *= 1.6
     widget.set_mode("visible")
     widget.visible_batch_size = 1
     widget.refresh_interval = 0.0  # draw every tile as it arrives, so status and overlay agree
@@ -104,14 +105,79 @@ def main(out_dir: str = "docs/images") -> list[Path]:
     widget.set_mode("whole")
     widget.run()
     _wait(lambda: not widget.busy)
-    for ly in viewer.layers:
-        if ly.name.endswith(("positivity", "attention")):
-            ly.visible = ly.name == "Ki-67 positivity"
+    widget.set_shown_marker("ki67")  # one marker at a time, with its colour bar
     g = widget.predictor.grid
     widget.show_tile_at(g.centres_um()[len(g) // 2])
+    _wait(lambda: True)
     shots.append(_shot(viewer, out / "gui_whole_slide.png"))
+    # 2b. the display section: marker selector, legend; the tile table sorted, a row clicked
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QScrollArea
+
+    scroll = widget.findChild(QScrollArea)
+    scroll.ensureWidgetVisible(widget.legend, 0, 200)
+    _wait(lambda: True)
+    viewer.layers.selection.active = viewer.layers["Ki-67 positivity"]
+    shots.append(_shot(viewer, out / "gui_one_marker.png"))
+    table = widget.tile_table
+    table.view.sortByColumn(table.model.columns.index("Ki-67 pos."), Qt.DescendingOrder)
+    camera_of(viewer).zoom *= 2.5
+    widget.go_to_tile(table.tile_of_row(0))
+    table.view.selectRow(0)
+    scroll.ensureWidgetVisible(table, 0, 0)
+    _wait(lambda: True)
+    shots.append(_shot(viewer, out / "gui_tile_table.png"))
+    viewer.reset_view()
+    # 2c. side by side: the predicted map on the H&E, the observed map on the IHC (grid mode)
+    panel = widget.ihc_panel
+    panel.nuclei_box.setChecked(False)
+    panel.set_mode("whole")
+    panel.run()
+    _wait(lambda: not panel.busy)
+    widget.side_box.setChecked(True)
+    viewer.reset_view()
+    _wait(lambda: True)
+    shots.append(_shot(viewer, out / "gui_side_by_side.png"))
+    widget.side_box.setChecked(False)
+    viewer.layers["simulated ki67 case: IHC"].visible = False
+    viewer.layers["Ki-67 observed positivity"].visible = False
+    viewer.reset_view()
+    # 2d. annotations: a tumour region and an excluded area drawn in a Shapes layer
+    import numpy as np
+
+    he = viewer.layers["simulated ki67 case: H&E"]
+    h_um, w_um = (np.asarray(he.data[0].shape[:2]) * np.asarray(he.scale[-2:])).tolist()
+    tumour = np.array([[0.25, 0.2], [0.2, 0.55], [0.45, 0.8], [0.8, 0.7], [0.75, 0.3]]) * (
+        h_um,
+        w_um,
+    )
+    necrosis = np.array([[0.45, 0.45], [0.45, 0.6], [0.6, 0.6], [0.6, 0.45]]) * (h_um, w_um)
+    shapes = viewer.add_shapes(
+        [tumour, necrosis],
+        shape_type=["polygon", "rectangle"],
+        name="Regions",
+        features={"class": ["Tumor", "Ignore*"], "name": ["tumour", "necrosis"]},
+        edge_color=["#ffd400", "#ff3030"],
+        face_color="transparent",
+        edge_width=6,
+        units=("um", "um"),
+    )
+    widget.annotations.layer_combo.setCurrentText(shapes.name)
+    for name in ("Ki-67 positivity", "Selected tile"):
+        viewer.layers[name].visible = False
+    widget.annotations.predict_inside()  # (the whole slide is computed: results at once)
+    widget._refresh_now()
+    widget.stop()
+    viewer.layers["Ki-67 positivity"].visible = True
+    scroll.horizontalScrollBar().setValue(0)
+    scroll.ensureWidgetVisible(widget.annotations.table, 0, 0)
+    viewer.reset_view()
+    _wait(lambda: True)
+    shots.append(_shot(viewer, out / "gui_annotations.png"))
+    viewer.layers["Regions"].visible = False
     # 3. attention map
     viewer.layers["Ki-67 positivity"].visible = False
+    viewer.layers["Selected tile"].visible = False
     viewer.layers["Ki-67 attention"].visible = True
     _wait(lambda: True)
     shots.append(_shot(viewer, out / "gui_attention.png"))

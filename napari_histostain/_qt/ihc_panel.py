@@ -34,6 +34,7 @@ from ..defaults import TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
 from ..markers import MARKERS, get_marker
 from .mode import VISIBLE, WHOLE, ModeAndStatus
+from .throttle import ThrottledProgress
 from .viewport import viewport_world_box
 from .workers import stream_from_thread
 
@@ -65,12 +66,56 @@ def marker_from_name(name: str) -> str | None:
     return None
 
 
+def nuclei_layer(result) -> Any:
+    """A napari Points layer of `result`'s nuclei coloured by class (None: too many to draw).
+
+    Built without the viewer, so the worker thread can make it (its features take long to check).
+    """
+    from napari.layers import Points
+
+    from ..ihc import CLASS_COLOURS, CLASS_NAMES
+
+    marker = result.marker
+    n = len(result.nuclei.xy)
+    if n > MAX_POINTS:
+        return None
+    mx, my = result.mpp
+    world = np.asarray(result.nuclei.xy, float)[:, ::-1] * (my, mx)
+    counted = np.asarray(result.nuclei.counted, bool)
+    if marker == "pdl1":  # PD-L1 is scored on membranes, not on nuclear DAB
+        colours = np.where(result.nuclei.membrane, CLASS_COLOURS[3], CLASS_COLOURS[0])
+        classes = np.where(result.nuclei.membrane, "membrane positive", "membrane negative")
+    else:
+        colours = np.asarray(CLASS_COLOURS)[result.nuclei.cls.astype(int)]
+        classes = np.asarray(CLASS_NAMES)[result.nuclei.cls.astype(int)]
+    colours = np.where(counted, colours, NOT_COUNTED_COLOUR)
+    size = 2.0 * result.params.nucleus_radius_um + 1.0
+    return Points(
+        world.reshape(-1, 2),
+        name=nuclei_name(marker),
+        size=size,
+        face_color="transparent",
+        border_color=list(colours) if n else "white",
+        border_width=0.18,
+        border_width_is_relative=True,
+        features={
+            "class": classes,
+            "counted": counted,
+            "excluded_as": result.nuclei.exclusion_reasons,
+            "dab_od": np.asarray(result.nuclei.dab, float),
+        },
+        units=("um", "um"),
+        metadata={OBSERVED_KEY: {"marker": marker}},
+    )
+
+
 def _measure(kwargs: dict, cancel: Callable[[], bool]):
     """Worker: `observe_slide` in a helper thread; yield ("grid", (grid, n tiles)), then
     ("tile", (index, positivity)) per measured tile; return the result."""
     from ..ihc import IHCParams, observe_slide
 
     kwargs = dict(kwargs)
+    with_nuclei = kwargs.pop("nuclei", False)
     if kwargs.pop("count_stroma", False):
         kwargs["params"] = IHCParams(
             context_min_nuclei=0
@@ -84,7 +129,9 @@ def _measure(kwargs: dict, cancel: Callable[[], bool]):
             on_tile=lambda i, v: put(("tile", (i, v))),
         )
 
-    return (yield from stream_from_thread(job, "histostain-observed-ihc"))
+    result = yield from stream_from_thread(job, "histostain-observed-ihc")
+    # the points layer is made here, off the GUI thread, which then only adds it
+    return result, (nuclei_layer(result) if with_nuclei else None)
 
 
 def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
@@ -105,13 +152,16 @@ def format_summary(summary: dict, marker: str) -> list[tuple[str, str]]:
         "pdl1": ("PD-L1 TPS", pct(summary["pdl1_tps"])),
         "p53": ("p53 pattern", summary["p53_pattern"] if summary["n_nuclei"] else "-"),
     }
+    # only the chosen marker's own score (a Ki-67 slide has no TPS or p53 pattern); H-score is a
+    # generic intensity score of nuclear stains
     first = rows.pop(marker)
     label = get_marker(marker).class_names[int(summary["label"])]
     counts = summary["counts"]
+    extra = [rows["h_score"]] if marker != "pdl1" else []
     return [
         first,
         ("Label", label),
-        *rows.values(),
+        *extra,
         (
             "Nuclei counted",
             f"{summary['n_nuclei']} (neg {counts['negative']}, 1+ {counts['1+']}, "
@@ -335,12 +385,14 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             "tile_size": size,
             "region": region,
             "count_stroma": self.stroma_box.isChecked(),
+            "nuclei": self.nuclei_box.isChecked(),
         }
         self._cancel.clear()
         pbar = cancelable_progress(
             total=0, desc=f"HistoStain observed {MARKERS[marker]}", cancel_callback=self._cancel.set
         )
         self._progress, event = pbar, self._cancel
+        ticks = ThrottledProgress(pbar)
 
         def cancelled() -> bool:  # the activity dock's Cancel only sets `is_canceled`
             return event.is_set() or pbar.is_canceled
@@ -371,13 +423,14 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
                 f"{state['total']} tiles..."
             )
             if self._progress is not None:  # last: napari's update may process events
-                self._progress.update(1)
+                ticks.add(1)
 
         def on_return(result) -> None:
             if worker is not self._worker:
                 return
             self._finish()
-            self.show_result(result, scope)
+            result, points = result
+            self.show_result(result, scope, points)
 
         def on_error(exc: BaseException) -> None:
             from ..ihc import IHCCancelled
@@ -446,7 +499,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             return
         state["drawn"] = now
 
-    def show_result(self, result, scope: str = "whole slide") -> None:
+    def show_result(self, result, scope: str = "whole slide", points=None) -> None:
         """Overlay an `IHCResult` (observed heatmap, nuclei) and show its values in the panel."""
         from ..plugin.layers import overlay_layer_kwargs
         from ..results.maps import PredictionMaps
@@ -461,11 +514,19 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         kw = overlay_layer_kwargs(maps, marker, "positivity")
         kw["name"] = observed_name(marker)
         kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": s}
-        heat = self._put_layer(
-            kw["name"], lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw)
-        )
+        name = kw["name"]
+        old = self.viewer.layers[name] if name in self.viewer.layers else None
+        if old is not None and OBSERVED_KEY in old.metadata:  # the streamed map: update in place
+            old.metadata = kw["metadata"]
+            old.scale, old.translate = kw["scale"], kw["translate"]
+            old.data = maps.heatmap(marker, "positivity")
+            heat = old
+        else:
+            heat = self._put_layer(
+                name, lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw)
+            )
         if self.nuclei_box.isChecked():
-            self._show_nuclei(result)
+            self._show_nuclei(result, points)
         else:
             self._remove_ours(nuclei_name(marker))
         self.result, self.maps, self.scope = result, maps, scope
@@ -487,44 +548,18 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self._remove_ours(name)
         return add()
 
-    def _show_nuclei(self, result) -> None:
-        from ..ihc import CLASS_COLOURS, CLASS_NAMES
-
+    def _show_nuclei(self, result, layer=None) -> None:
+        """Show the nuclei points (`layer`: already made off the GUI thread by `nuclei_layer`)."""
         marker = result.marker
-        n = len(result.nuclei.xy)
         name = nuclei_name(marker)
-        if n > MAX_POINTS:
+        if layer is None:
+            layer = nuclei_layer(result)
+        if layer is None:
             self._remove_ours(name)
+            n = len(result.nuclei.xy)
             self._message(f"{n} nuclei are too many to draw; measure the visible region instead.")
             return
-        mx, my = result.mpp
-        world = np.asarray(result.nuclei.xy, float)[:, ::-1] * (my, mx)
-        counted = np.asarray(result.nuclei.counted, bool)
-        if marker == "pdl1":  # PD-L1 is scored on membranes, not on nuclear DAB
-            colours = np.where(result.nuclei.membrane, CLASS_COLOURS[3], CLASS_COLOURS[0])
-            classes = np.where(result.nuclei.membrane, "membrane positive", "membrane negative")
-        else:
-            colours = np.asarray(CLASS_COLOURS)[result.nuclei.cls.astype(int)]
-            classes = np.asarray(CLASS_NAMES)[result.nuclei.cls.astype(int)]
-        colours = np.where(counted, colours, NOT_COUNTED_COLOUR)
-        size = 2.0 * result.params.nucleus_radius_um + 1.0
-        kw = {
-            "name": name,
-            "size": size,
-            "face_color": "transparent",
-            "border_color": list(colours) if n else "white",
-            "border_width": 0.18,
-            "border_width_is_relative": True,
-            "features": {
-                "class": classes,
-                "counted": counted,
-                "excluded_as": result.nuclei.exclusion_reasons,
-                "dab_od": np.asarray(result.nuclei.dab, float),
-            },
-            "units": ("um", "um"),
-            "metadata": {OBSERVED_KEY: {"marker": marker}},
-        }
-        self._put_layer(name, lambda: self.viewer.add_points(world.reshape(-1, 2), **kw))
+        self._put_layer(name, lambda: self.viewer.add_layer(layer))
 
     def _show_summary(self, s: dict, marker: str, scope: str) -> None:
         rows = format_summary(s, marker)
@@ -545,8 +580,10 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     # -- teardown ------------------------------------------------------------------------------
     def close_session(self) -> None:
-        """Cancel a running measurement (called when the widget goes away)."""
+        """Cancel a running measurement (called when the widget goes away); what it still sends
+        is ignored (its widgets may be deleted by then)."""
         self.cancel()
+        self._worker = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QRadioButton
+from qtpy.QtWidgets import QButtonGroup, QFormLayout, QHBoxLayout, QRadioButton
 
 VISIBLE, WHOLE = "visible", "whole"
 
@@ -18,6 +18,11 @@ class ModeAndStatus:
         mode = QHBoxLayout()
         self.visible_radio = QRadioButton("Visible region")
         self.whole_radio = QRadioButton("Whole slide")
+        # an exclusive group: exactly one mode is checked, clicking the checked one keeps it
+        self.mode_group = QButtonGroup(mode)
+        self.mode_group.setExclusive(True)
+        self.mode_group.addButton(self.visible_radio)
+        self.mode_group.addButton(self.whole_radio)
         self.set_mode(default)
         mode.addWidget(self.visible_radio)
         mode.addWidget(self.whole_radio)

@@ -28,30 +28,50 @@ class OverlayLayers:
         self.layers: dict[tuple[str, str], Any] = {}
 
     def make(
-        self, maps: PredictionMaps, markers: list[str], *, opacity: float, colormap: str
+        self,
+        maps: PredictionMaps,
+        markers: list[str],
+        *,
+        opacity: float,
+        colormap: str,
+        shown: str | None = None,
     ) -> None:
-        """One positivity (shown) and one attention (hidden) layer per marker on `maps`."""
+        """One positivity and one attention (hidden) layer per marker on `maps`; only `shown`'s
+        positivity is visible (one marker at a time: overlays at once mix their colours)."""
         for m in markers:
             for kind in KINDS:
-                kw = overlay_layer_kwargs(
-                    maps,
-                    m,
-                    kind,
-                    opacity=opacity,
-                    colormap=colormap if kind == "positivity" else None,
-                )
-                name = overlay_name(m, kind)
-                old = self.viewer.layers[name] if name in self.viewer.layers else None
-                if old is not None and META_KEY in old.metadata:  # reuse: adding layers is slow
-                    old.metadata = kw["metadata"]
-                    old.scale, old.translate = kw["scale"], kw["translate"]
-                    old.data = maps.heatmap(m, kind)
-                    old.contrast_limits_range = kw["contrast_limits"]
-                    old.contrast_limits = kw["contrast_limits"]
-                    self.layers[(m, kind)] = old
-                    continue
-                kw["visible"] = kind == "positivity"
-                self.layers[(m, kind)] = self.viewer.add_image(maps.heatmap(m, kind), **kw)
+                self.make_one(maps, m, kind, opacity=opacity, colormap=colormap, shown=shown)
+
+    def make_one(
+        self,
+        maps: PredictionMaps,
+        m: str,
+        kind: str,
+        *,
+        opacity: float,
+        colormap: str,
+        shown: str | None = None,
+    ) -> Any:
+        """The `m`/`kind` layer on `maps`: an earlier run's layer of that name gets the new data
+        (adding layers is slow), else a new layer; visible if it is `shown`'s positivity."""
+        kw = overlay_layer_kwargs(
+            maps, m, kind, opacity=opacity, colormap=colormap if kind == "positivity" else None
+        )
+        name = overlay_name(m, kind)
+        old = self.viewer.layers[name] if name in self.viewer.layers else None
+        visible = kind == "positivity" and m == shown
+        if old is not None and META_KEY in old.metadata:
+            old.metadata = kw["metadata"]
+            old.scale, old.translate = kw["scale"], kw["translate"]
+            old.data = maps.heatmap(m, kind)
+            old.contrast_limits_range = kw["contrast_limits"]
+            old.contrast_limits = kw["contrast_limits"]
+            old.visible = visible
+            self.layers[(m, kind)] = old
+            return old
+        kw["visible"] = visible
+        self.layers[(m, kind)] = self.viewer.add_image(maps.heatmap(m, kind), **kw)
+        return self.layers[(m, kind)]
 
     def refresh(self, maps: PredictionMaps) -> None:
         """Redraw the overlays (napari skips hidden layers and refreshes them when shown)."""
@@ -64,6 +84,18 @@ class OverlayLayers:
                 layer.contrast_limits = lim
             if layer.visible:
                 layer.refresh()
+
+    def show_only(self, marker: str) -> Any:
+        """Show `marker`'s positivity layer (with napari's colour bar) and hide the others'."""
+        out = None
+        for (m, kind), layer in self.layers.items():
+            if kind != "positivity" or layer not in self.viewer.layers:
+                continue
+            layer.visible = m == marker
+            layer.colorbar.visible = m == marker
+            if m == marker:
+                out = layer
+        return out
 
     def forget(self, layer: Any) -> None:
         """A layer the user removed is no longer ours to update."""

@@ -6,11 +6,13 @@ All compute runs in napari thread workers; the GUI thread only stores finished b
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -34,13 +36,21 @@ from ..engine.region_predictor import BUNDLED, RegionPredictor, WidgetError
 from ..errors import HistostainError
 from ..markers import MARKERS
 from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
+from ..results.maps import KINDS
+from .annotations_panel import AnnotationsPanel
+from .display import ColourLegend, TileOutline, TileTable, tile_box_um
 from .gui_timing import GuiTiming
 from .ihc_panel import ObservedIHCPanel
 from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .overlay_layers import OverlayLayers
 from .results_panel import ResultsPanel
-from .viewport import viewport_world_box
-from .workers import LiveState, Stopper, live_loop, whole_slide
+from .slide_choice import can_predict, choose_slide, layer_mpp, needs_confirmation
+from .throttle import ThrottledProgress
+from .viewport import camera_of, viewport_world_box
+from .workers import LiveState, Stopper, live_loop, prepare, tracked, whole_slide
+
+#: The tile table is refilled at most this often while a run streams (s).
+TABLE_REFRESH_S = 3.0
 
 
 class PredictionWidget(ModeAndStatus, QWidget):
@@ -53,12 +63,17 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self._predictor_key: tuple | None = None
         self._model_files: dict[str, str] = {}
         self.overlays = OverlayLayers(napari_viewer)
+        self.outline = TileOutline(napari_viewer)
+        self._table_at = 0.0  # when the tile table was last filled
         self._live: LiveState | None = None
         self._live_worker = None
         self._setup_worker = None
         self._whole_worker = None
         self._stopper = Stopper()
-        self._cancel = self._stopper.cancel
+        self._cancel = self._stopper.new_cancel()
+        self._slide_user_choice: str | None = None  # a slide the user picked in the box
+        self._confirmed: str | None = None  # a hidden / IHC-looking slide the user confirmed
+        self.stain: dict = {}  # the stain check of the prepared slide
         self._progress = None
         self.batch_size = 16  # whole-slide batch size
         self.visible_batch_size = 4
@@ -68,6 +83,13 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.last_export: list[Path] = []
         self.timing = GuiTiming()
         self._view_todo: set[int] = set()
+        self._pinned: list[int] | None = None  # tiles to compute instead of the view's
+        self._layer_queue: list = []
+        self._layers_for = None  # the maps the overlay layers show
+        self._t_click = 0.0  # overlays still to add (one per event-loop turn)
+        self._setup_key: tuple | None = None  # what the setup worker prepares
+        self._setup_then = None  # what runs when it is ready (None: preparing ahead)
+        self._setup_cancel = self._stopper.new_cancel()
         self._t_view = 0.0
         self._build_ui()
         self._view_timer = QTimer(self)
@@ -79,17 +101,27 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._refresh_now)
-        self.viewer.layers.events.inserted.connect(self._refresh_slide_choices)
-        self.viewer.layers.events.removed.connect(self._on_layer_removed)
-        self.viewer.camera.events.center.connect(self._on_camera)
-        self.viewer.camera.events.zoom.connect(self._on_camera)
+        for ev, cb in self._viewer_hooks():
+            ev.connect(cb)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(300)
+        self._prefetch_timer.timeout.connect(self.prefetch)
+        self.slide_combo.currentTextChanged.connect(self._schedule_prefetch)
+        for box in self.marker_boxes.values():
+            box.toggled.connect(self._schedule_prefetch)
+        self.device_combo.currentTextChanged.connect(self._schedule_prefetch)
         self._refresh_slide_choices()
-        # never leave a worker running when the window or the application goes away
-        QApplication.instance().aboutToQuit.connect(self._stopper.stop)
+        self._schedule_prefetch()
+        # never leave a worker running when the window or the application goes away; the
+        # handlers check `closed` (their Qt objects may be deleted by then)
+        stopper = self._stopper
+        QApplication.instance().aboutToQuit.connect(stopper.close)
+        self.destroyed.connect(lambda *_: stopper.close())
         qt_window = getattr(self.viewer.window, "_qt_window", None)
         if qt_window is not None:
-            qt_window.destroyed.connect(self._stopper.stop)
+            qt_window.destroyed.connect(lambda *_: stopper.close())
 
     # ------------------------------------------------------------------------------------------
     # UI
@@ -109,9 +141,24 @@ class PredictionWidget(ModeAndStatus, QWidget):
         form = QFormLayout()
         self.slide_combo = QComboBox()
         self.slide_combo.setToolTip(
-            "The slide layer to predict on (opened with the HistoStain reader)."
+            "The H&E slide to predict on: a slide opened with the HistoStain reader or any RGB\n"
+            "image layer. Offered first: the visible H&E-looking layer; a hidden or IHC-looking\n"
+            "layer is predicted only after you confirm."
         )
+        self.slide_combo.activated.connect(self._on_slide_picked)
         form.addRow("Slide", self.slide_combo)
+        self.pixel_spin = QDoubleSpinBox()
+        self.pixel_spin.setRange(0.0, 100.0)
+        self.pixel_spin.setDecimals(4)
+        self.pixel_spin.setSingleStep(0.05)
+        self.pixel_spin.setSpecialValueText("from the slide")
+        self.pixel_spin.setSuffix(" um/px")
+        self.pixel_spin.setToolTip(
+            "The image's pixel size. Slides and image layers with a scale in um state their own;\n"
+            "give it for a plain image (PNG, JPEG, a layer in pixels)."
+        )
+        self.pixel_spin.valueChanged.connect(lambda *_: self._schedule_prefetch())
+        form.addRow("Pixel size", self.pixel_spin)
         mk = QHBoxLayout()
         self.marker_boxes = {}
         for key, name in MARKERS.items():
@@ -134,6 +181,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.mpp_spin.setSpecialValueText("model's")
         self.mpp_spin.setSuffix(" um/px")
         form.addRow("Tile mpp", self.mpp_spin)
+        self.mpp_spin.valueChanged.connect(lambda *_: self._schedule_prefetch())
         self._add_mode_row(form, VISIBLE)
         self.budget_spin = QSpinBox()
         self.budget_spin.setRange(1, 5000)
@@ -163,6 +211,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         lay.addWidget(self.results)
         rl = lay
         disp = QFormLayout()
+        self.show_combo = QComboBox()
+        self.show_combo.setToolTip("The marker whose positivity map is shown (one at a time).")
+        self.show_combo.currentIndexChanged.connect(self._on_show_choice)
+        disp.addRow("Show", self.show_combo)
+        self.legend = ColourLegend()
+        disp.addRow(self.legend)
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.05)
@@ -182,16 +236,31 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.cmap_combo.setCurrentText(DEFAULT_COLORMAPS["positivity"])
         self.cmap_combo.currentTextChanged.connect(self._on_colormap)
         disp.addRow("Colormap", self.cmap_combo)
+        self.side_box = QCheckBox("Side by side with the IHC slide")
+        self.side_box.setToolTip(
+            "H&E with the predicted maps left, the IHC slide (chosen under Observed IHC) with its\n"
+            "observed map right, in napari's grid mode: one camera, so pan and zoom are linked."
+        )
+        self.side_box.toggled.connect(self.set_side_by_side)
+        disp.addRow("", self.side_box)
         self.tissue_box = QCheckBox("Tissue mask layer")
         self.tissue_box.toggled.connect(self._on_tissue_toggled)
         disp.addRow("", self.tissue_box)
         rl.addLayout(disp)
+        rl.addWidget(QLabel("<b>Tiles</b> (click a row to go there; click a header to sort)"))
+        self.tile_table = TileTable()
+        self.tile_table.tile_clicked.connect(self.go_to_tile)
+        rl.addWidget(self.tile_table)
         self.export_button = QPushButton("Export...")
         self.export_button.setToolTip(
             "QuPath GeoJSON, CSV tile table, heatmap OME-TIFFs and a slide report (JSON + PNG)."
         )
         self.export_button.clicked.connect(self._on_export_clicked)
         rl.addWidget(self.export_button)
+        self.annotations = AnnotationsPanel(
+            self.viewer, lambda: self.predictor, self.compute_tiles, self._message
+        )
+        rl.addWidget(self.annotations)
         self.ihc_panel = ObservedIHCPanel(self.viewer, context=self._ihc_context)
         lay.addWidget(self.ihc_panel)
         lay.addStretch(1)
@@ -228,6 +297,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         """Use these model files (each for the marker its config names); others stay bundled."""
         from ..engine.model_files import read_model_config
 
+        self._schedule_prefetch()
         for p in paths:
             cfg = read_model_config(p)
             self._model_files[cfg.marker] = str(p)
@@ -252,23 +322,54 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self.model_combo.setCurrentIndex(0)
 
     def _refresh_slide_choices(self, event=None) -> None:
-        current = self.slide_combo.currentText()
-        names = [
-            ly.name for ly in self.viewer.layers if "slide_path" in getattr(ly, "metadata", {})
-        ]
+        """List the layers that can be predicted; show the one `choose_slide`'s rule picks."""
+        if self._stopper.closed.is_set():
+            return
+        layers = list(self.viewer.layers)
+        names = [ly.name for ly in layers if can_predict(ly)]
+        pick = choose_slide(layers, self._slide_user_choice, self.viewer.layers.selection.active)
         self.slide_combo.blockSignals(True)
         self.slide_combo.clear()
         self.slide_combo.addItems(names)
-        active = self.viewer.layers.selection.active
-        if current in names:
-            self.slide_combo.setCurrentText(current)
-        elif active is not None and active.name in names:
-            self.slide_combo.setCurrentText(active.name)
+        if pick is not None:
+            self.slide_combo.setCurrentText(pick)
         self.slide_combo.blockSignals(False)
+        self._schedule_prefetch()
+
+    def _source_key(self, layer) -> Any:
+        """A slide layer's path; for an RGB image layer ("layer", name, data id, pixel size)."""
+        if "slide_path" in layer.metadata:  # the reader placed it at the file's pixel size
+            return layer.metadata["slide_path"]
+        given = float(self.pixel_spin.value())
+        mpp = given or layer_mpp(layer)
+        if not mpp:
+            raise WidgetError(
+                f"'{layer.name}' has no pixel size (its scale is in pixels): give it in the Pixel "
+                "size box (um/px; e.g. 0.25 for a 40x image, 0.5 for 20x)."
+            )
+        return ("layer", layer.name, id(layer.data), float(mpp))
+
+    def _source(self, key: tuple) -> Any:
+        """What `prepare` opens for settings `key`: a path, or a `Slide` of the layer's pixels."""
+        from ..io.slide import slide_from_array
+
+        src = key[0]
+        if isinstance(src, str):
+            return src
+        layer = self.slide_layer
+        rgb = np.asarray(layer.data if not layer.multiscale else layer.data[0])
+        return slide_from_array(rgb[..., :3], src[3], layer.name)
+
+    def _on_slide_picked(self, index: int) -> None:
+        """The user chose a slide in the box: keep it while it exists."""
+        self._slide_user_choice = self.slide_combo.itemText(index)
 
     def _on_layer_removed(self, event) -> None:
+        if self._stopper.closed.is_set():
+            return
         layer = event.value
         self.overlays.forget(layer)
+        self.outline.forget(layer)
         if (
             self.predictor is not None
             and layer.metadata.get("slide_path") == self.predictor.maps.slide_path
@@ -279,12 +380,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
     def _settings_key(self) -> tuple:
         layer = self.slide_layer
         if layer is None:
-            raise WidgetError("no slide layer: open a whole-slide image (File > Open) first.")
+            raise WidgetError(
+                "no slide layer: open a whole-slide image or an RGB image (File > Open) first."
+            )
         if not self.markers:
             raise WidgetError("choose at least one marker (P53, PD-L1, Ki-67).")
         files = tuple(sorted((m, p) for m, p in self._model_files.items() if m in self.markers))
         return (
-            layer.metadata["slide_path"],
+            self._source_key(layer),
             tuple(self.markers),
             files,
             float(self.mpp_spin.value()),
@@ -296,8 +399,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
     # ------------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """Whether a setup or whole-slide worker is running (the visible-region loop excluded)."""
-        return any(w is not None for w in (self._setup_worker, self._whole_worker))
+        """Whether a run is setting up or a whole-slide worker is running (preparing ahead and
+        the visible-region loop excluded)."""
+        setting_up = self._setup_worker is not None and self._setup_then is not None
+        return setting_up or self._whole_worker is not None
 
     @property
     def live(self) -> bool:
@@ -312,47 +417,131 @@ class PredictionWidget(ModeAndStatus, QWidget):
         except HistostainError as exc:
             self._message(str(exc), error=True)
             return
+        layer = self.slide_layer
+        why = needs_confirmation(layer)
+        if why and self._confirmed != layer.name:
+            self._confirmed = layer.name
+            self._message(
+                f"'{layer.name}' {why}. Choose the H&E slide in the Slide box, or press Predict "
+                "again to predict this layer anyway.",
+                error=True,
+            )
+            return
+        self._place_in_um(layer, key[0])
         self._stop_live()
+        self._t_click = time.perf_counter()
         then = self._start_whole if self.mode == WHOLE else self._start_live
         if self.predictor is not None and key == self._predictor_key:
+            if self._layers_for is not self.predictor.maps:
+                with self.timing.timed("make layers"):
+                    self._make_layers()
+                    self._update_panel()
             then()
             return
+        if self._setup_worker is not None and key == self._setup_key:
+            self._setup_then = then  # being prepared ahead: go on when it is ready
+            self._message("Loading models and finding tissue...")
+            self._set_running(True)
+            return
         self._start_setup(key, then)
+
+    def _place_in_um(self, layer, src) -> None:
+        """An image layer in pixels gets its pixel size as scale (um), so the maps line up."""
+        if isinstance(src, tuple) and src[0] == "layer" and layer_mpp(layer) != src[3]:
+            layer.scale = (src[3], src[3])
+            layer.units = ("um", "um")
+            self._message(f"'{layer.name}' is now shown at {src[3]:g} um/px.")
+
+    def prefetch(self) -> None:
+        """Prepare models, slide and tissue in the background for the current settings (when a
+        slide is opened or the settings change), so Predict starts at once."""
+        if self._stopper.closed.is_set() or self.busy or self.live:
+            return
+        try:
+            key = self._settings_key()
+        except HistostainError:
+            return
+        if key in (self._predictor_key, self._setup_key) or needs_confirmation(self.slide_layer):
+            return
+        self._start_setup(key, None)
+
+    def _schedule_prefetch(self, *args) -> None:
+        if not self._stopper.closed.is_set():
+            self._prefetch_timer.start()
 
     def _start_setup(self, key: tuple, then) -> None:
         from napari.qt.threading import create_worker
 
-        slide_path, markers, files, mpp, device = key
-        self._message("Loading models and finding tissue...")
-        self._set_running(True)
+        if self._setup_worker is not None:  # settings changed: drop what was being prepared
+            self._setup_cancel.set()
+        if then is not None:
+            self._message("Loading models and finding tissue...")
+            self._set_running(True)
         t0 = time.perf_counter()
+        cancel = self._setup_cancel = self._stopper.new_cancel()
+        try:
+            source = self._source(key)
+        except HistostainError as exc:
+            self._setup_worker = self._setup_then = self._setup_key = None
+            if then is not None:
+                self._on_error(exc)
+            return
+        worker = create_worker(
+            tracked(prepare, self._stopper.runs), key, cancel, source, _ignore_errors=True
+        )
 
-        def make() -> RegionPredictor:
-            return RegionPredictor(
-                slide_path, list(markers), dict(files), tile_mpp=mpp or None, device=device
-            )
-
-        worker = create_worker(make, _ignore_errors=True)
-
-        def done(pred: RegionPredictor) -> None:
-            self._setup_worker = None
+        def done(out) -> None:
+            if out is None:
+                return
+            pred, stain = out
+            if self._setup_worker is not worker or self._stopper.closed.is_set():
+                pred.close()  # abandoned (Stop, closed): release the slide, start nothing
+                return
+            self._setup_worker, self._setup_key = None, None
+            then = self._setup_then
+            if then is None and (self.live or self._whole_worker is not None):
+                pred.close()  # a run is going on with the current predictor: keep it
+                return
             if self.predictor is not None:
                 self.predictor.close()
-            self.predictor, self._predictor_key = pred, key
+            self.predictor, self._predictor_key, self.stain = pred, key, stain
             self.ihc_panel.update_grid_label()
             self.timing.marks["setup_s"] = time.perf_counter() - t0
+            if then is None:  # prepared ahead: the layers come with Predict
+                return
             with self.timing.timed("make layers"):
                 self._make_layers()
                 self._update_panel()
             then()
 
+        def failed(exc: BaseException) -> None:
+            if self._setup_worker is worker and not self._stopper.closed.is_set():
+                if self._setup_then is None:  # preparing ahead: Predict will say what is wrong
+                    self._setup_worker = self._setup_key = None
+                    return
+                self._on_error(exc)
+
         worker.returned.connect(done)
-        worker.errored.connect(self._on_error)
-        self._setup_worker = worker
+        worker.errored.connect(failed)
+        self._setup_worker, self._setup_key, self._setup_then = worker, key, then
         worker.start()
 
+    @property
+    def stain_note(self) -> str:
+        """A warning when the prepared slide's tiles look like IHC (checked in every mode)."""
+        if self.stain.get("looks_like") != "IHC":
+            return ""
+        name = Path(self.predictor.maps.slide_path).name if self.predictor else "the slide"
+        return (
+            f"{name} looks like an IHC (DAB / haematoxylin) slide, not H&E (eosin share "
+            f"{self.stain['eosin_share']:.2f}, DAB pixels {self.stain['dab_fraction']:.1%}); the "
+            "models expect H&E, so these predictions are not meaningful. "
+        )
+
     def _on_error(self, exc: BaseException) -> None:
-        self._setup_worker = None
+        if self._stopper.closed.is_set():
+            return
+        self._setup_worker = self._setup_then = self._setup_key = None
         self._whole_worker = None
         self._close_progress()
         self._set_running(False)
@@ -372,10 +561,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
         assert self.predictor is not None
         self._live = LiveState(self.visible_batch_size)
         self._stopper.live = self._live
-        worker = create_worker(live_loop, self.predictor, self._live, _ignore_errors=True)
+        worker = create_worker(
+            tracked(live_loop, self._stopper.runs), self.predictor, self._live, _ignore_errors=True
+        )
         state = self._live
 
         def on_yield(item) -> None:
+            if self._stopper.closed.is_set() or self._live_worker is not worker:
+                return
             kind, batch, result = item
             if kind == "ready":
                 self.update_visible()
@@ -403,9 +596,13 @@ class PredictionWidget(ModeAndStatus, QWidget):
                     self._t_view = 0.0
                 self._live_status(left)
 
+        def on_finished() -> None:
+            if self._live_worker is worker:
+                self._live_worker = None
+
         worker.yielded.connect(on_yield)
         worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: setattr(self, "_live_worker", None))
+        worker.finished.connect(on_finished)
         self._live_worker = worker
         self._set_running(False)
         self.stop_button.setEnabled(True)
@@ -416,7 +613,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         p = self.predictor
         if p is None:
             return
-        msg = f"Visible region: {p.computed_count} tiles computed"
+        msg = self.stain_note + f"Visible region: {p.computed_count} tiles computed"
         msg += f", {left} pending" if left else ", view complete"
         self._message(msg)
 
@@ -437,8 +634,12 @@ class PredictionWidget(ModeAndStatus, QWidget):
         """Queue the visible tiles that are not cached; drop queued tiles that left the view."""
         if not self.live or self.predictor is None or self._live is None:
             return
-        idx = self.visible_tiles()
-        budget = self.budget_spin.value()
+        if self._pinned is not None:  # "Predict inside the regions": those tiles, not the view
+            idx = np.asarray(self._pinned, np.int64)
+            budget = len(idx)
+        else:
+            idx = self.visible_tiles()
+            budget = self.budget_spin.value()
         if len(idx) > budget:
             self._live.replace([])
             self._message(
@@ -460,8 +661,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if self._live is not None:
             self._live.stop.set()
             self._live.wake.set()
-        if self._live_worker is not None:
-            self._live_worker.quit()
+        # no worker.quit(): the loop sees `stop` and returns, so it ends (and is joined) cleanly
         self._live_worker = None
         self._live = None
         self.run_button.setText("Predict")
@@ -472,22 +672,22 @@ class PredictionWidget(ModeAndStatus, QWidget):
         from napari.utils import cancelable_progress
 
         assert self.predictor is not None
-        self._cancel.clear()
+        self._cancel = event = self._stopper.new_cancel()
         n = len(self.predictor.grid)
         with self.timing.timed("progress bar"):
+            # a short name: a long one pushes the activity dock's Cancel button out of view
             self._progress = cancelable_progress(
-                total=n, desc="HistoStain whole slide", cancel_callback=self._cancel.set
+                total=n, desc="HistoStain", cancel_callback=self.cancel
             )
-        pbar, event = self._progress, self._cancel
-
-        def cancelled() -> bool:  # the activity dock's Cancel only sets `is_canceled`
-            return event.is_set() or pbar.is_canceled
+        pbar = self._progress
+        ticks = ThrottledProgress(pbar)
 
         worker = create_worker(
-            whole_slide,
+            tracked(whole_slide, self._stopper.runs),
             self.predictor,
-            cancelled,
+            event,
             self.batch_size,
+            lambda: pbar.is_canceled,  # the activity dock's Cancel also sets `is_canceled`
             self.results.force_call,
             _ignore_errors=True,
         )
@@ -497,22 +697,20 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
         def on_yield(item) -> None:
             idx, partial = item
-            if self.predictor is None:
+            if self.predictor is None or not self._is_current(worker):
                 return
             with self.timing.timed("whole-slide batch"):
                 self.predictor.store_partial(idx, partial)
                 self.stream_updates += 1
-                current = self._whole_worker is worker
-                if current:
-                    self._message(
-                        f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles..."
-                    )
+                self._message(f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles...")
                 self._schedule_refresh()
                 # last: napari's progress update processes events, so the run may end inside it
-                if current and self._progress is not None:
-                    self._progress.update(len(idx))
+                if self._progress is not None:
+                    ticks.add(len(idx))
 
         def on_return(prediction) -> None:
+            if not self._is_current(worker):
+                return
             self._whole_worker = None
             with self.timing.timed("whole-slide result"):
                 self._close_progress()
@@ -530,18 +728,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
         def on_error(exc: BaseException) -> None:
             from ..engine.predict import PredictionCancelled
 
+            if not self._is_current(worker):
+                return
             if isinstance(exc, PredictionCancelled):
-                self._whole_worker = None
-                self._close_progress()
-                self._set_running(False)
-                done = int(self.predictor.maps.done.sum()) if self.predictor else 0
-                self._message(
-                    f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
-                    "shown and can be exported. Press Predict to run again."
-                )
-                if self.predictor is not None:
-                    self.predictor.maps.mark_no_call("cancelled")
-                self._refresh_now()
+                self._finish_cancel()
                 return
             self._on_error(exc)
 
@@ -549,22 +739,66 @@ class PredictionWidget(ModeAndStatus, QWidget):
         worker.returned.connect(on_return)
         worker.errored.connect(on_error)
         self._whole_worker = worker
+        self._whole_total = n
         worker.start()
 
+    def _is_current(self, worker) -> bool:
+        """Whether `worker` is the running whole-slide worker and the widget is still there."""
+        return self._whole_worker is worker and not self._stopper.closed.is_set()
+
     def cancel(self) -> None:
-        """Cancel the whole-slide run (as the activity dock's Cancel button does)."""
+        """Cancel the whole-slide run (the activity dock's Cancel button, Stop).
+
+        The run ends now for the GUI: what arrives from the worker afterwards is ignored, and the
+        worker stops before its next batch.
+        """
         self._cancel.set()
         if self._progress is not None:
             self._progress.is_canceled = True
+        if self._whole_worker is not None and not self._stopper.closed.is_set():
+            self._finish_cancel()
+
+    def _finish_cancel(self) -> None:
+        # the worker sees the cancel flag before its next batch and ends by itself; what it still
+        # yields is ignored (it is no longer the current worker)
+        self._whole_worker = None
+        self._close_progress()
+        self._set_running(self.busy)
+        done = int(self.predictor.maps.done.sum()) if self.predictor else 0
+        n = getattr(self, "_whole_total", done)
+        self._message(
+            f"Cancelled after {done} of {n} tiles; the tiles computed so far are "
+            "shown and can be exported. Press Predict to run again."
+        )
+        if self.predictor is not None:
+            self.predictor.maps.mark_no_call("cancelled")
+            self._refresh_now()
 
     def _close_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
+        pbar, self._progress = self._progress, None
+        if pbar is not None:
+            pbar.close()
+
+    def compute_tiles(self, indices: list[int]) -> None:
+        """Compute these tiles (e.g. all tiles of the annotated regions), not the view's."""
+        self._pinned = [int(i) for i in indices]
+        if not self._pinned:
+            self._message("no tissue tiles in the regions.", error=True)
+            self._pinned = None
+            return
+        if self.live:
+            self.update_visible()
+            return
+        self.set_mode(VISIBLE)
+        self.run()
 
     def stop(self) -> None:
-        """Stop following the view and cancel a whole-slide run."""
+        """Stop now: the setup (its result is dropped), the view following and a whole-slide run."""
+        self._pinned = None
         self._stop_live()
+        if self._setup_worker is not None:
+            self._setup_cancel.set()  # the setup checks its cancel flag between steps
+            self._setup_worker = self._setup_then = self._setup_key = None
         if self._whole_worker is not None:
             self.cancel()
         self._set_running(self.busy)
@@ -575,18 +809,47 @@ class PredictionWidget(ModeAndStatus, QWidget):
     # Layers and panel
     # ------------------------------------------------------------------------------------------
     def _make_layers(self) -> None:
-        """One positivity and one attention layer per marker on the predictor's maps."""
+        """The shown marker's positivity layer now; the other overlays one per event-loop turn
+        (adding a napari layer takes tens of ms: all at once would freeze the GUI)."""
         slide_layer = self.slide_layer
-        self.overlays.make(
-            self.predictor.maps,
-            self.predictor.markers,
-            opacity=self.opacity_slider.value() / 100.0,
-            colormap=self.cmap_combo.currentText(),
-        )
+        maps, markers = self.predictor.maps, self.predictor.markers
+        shown = self.shown_marker if self.shown_marker in markers else markers[0]
+        kw = {
+            "opacity": self.opacity_slider.value() / 100.0,
+            "colormap": self.cmap_combo.currentText(),
+            "shown": shown,
+        }
+        self.overlays.layers = {k: ly for k, ly in self.overlays.layers.items() if k[0] in markers}
+        self.overlays.make_one(maps, shown, "positivity", **kw)
+        self._layers_for = maps
+        rest = [(m, k) for m in markers for k in KINDS if (m, k) != (shown, "positivity")]
+        self._layer_queue = [(maps, m, k, kw) for m, k in rest]
+        if rest:
+            QTimer.singleShot(0, self._make_next_layer)
+        self.show_combo.blockSignals(True)
+        self.show_combo.clear()
+        for m in markers:
+            self.show_combo.addItem(MARKERS[m], m)
+        self.show_combo.setCurrentIndex(markers.index(shown))
+        self.show_combo.blockSignals(False)
+        self.set_shown_marker(shown)
+        self.tile_table.set_maps(None)
         if self.tissue_box.isChecked():
             self._on_tissue_toggled(True)
         if slide_layer is not None:
             self.viewer.layers.selection.active = slide_layer
+
+    def _make_next_layer(self) -> None:
+        if self._stopper.closed.is_set() or not self._layer_queue:
+            return
+        maps, m, kind, kw = self._layer_queue.pop(0)
+        if self.predictor is not None and maps is self.predictor.maps:
+            with self.timing.timed("make layer"):
+                self.overlays.make_one(maps, m, kind, **kw)
+                if kind == "attention":
+                    self.overlays.refresh(maps)
+        if self._layer_queue:
+            QTimer.singleShot(0, self._make_next_layer)
 
     def _schedule_refresh(self) -> None:
         """Redraw overlays and panel now, or once the refresh interval has passed (throttle)."""
@@ -602,9 +865,47 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if self.predictor is not None:
             self._refresh_layers()
             self._update_panel()
+            self.annotations.update_results(self.threshold_spin.value())
 
     def _refresh_layers(self) -> None:
         self.overlays.refresh(self.predictor.maps)
+        now = time.perf_counter()
+        on_screen = not self.tile_table.visibleRegion().isEmpty()
+        running = self.busy or self.live
+        if not running or (on_screen and now - self._table_at >= TABLE_REFRESH_S):
+            self._table_at = now
+            self.tile_table.set_maps(self.predictor.maps)
+
+    # -- one marker at a time ------------------------------------------------------------------
+    @property
+    def shown_marker(self) -> str | None:
+        """The marker whose positivity map is shown."""
+        return self.show_combo.currentData()
+
+    def set_shown_marker(self, marker: str) -> None:
+        """Show `marker`'s positivity map only (with its colour bar and legend)."""
+        i = self.show_combo.findData(marker)
+        if i >= 0 and i != self.show_combo.currentIndex():
+            self.show_combo.setCurrentIndex(i)  # calls back here
+            return
+        layer = self.overlays.show_only(marker)
+        self._update_legend(layer)
+
+    def _on_show_choice(self, index: int) -> None:
+        m = self.show_combo.itemData(index)
+        if m is not None:
+            self.set_shown_marker(m)
+
+    def _update_legend(self, layer=None) -> None:
+        layer = layer or self.overlays.layers.get((self.shown_marker, "positivity"))
+        if layer is None:
+            return
+        self.legend.show_colormap(
+            layer.colormap,
+            tuple(layer.contrast_limits),
+            self.shown_marker,
+            self.threshold_spin.value(),
+        )
 
     def _update_panel(self) -> None:
         maps = self.predictor.maps if self.predictor else None
@@ -614,12 +915,32 @@ class PredictionWidget(ModeAndStatus, QWidget):
 
     def _on_threshold(self, value: float) -> None:
         self._update_panel()
+        self._update_legend()
 
     def _on_opacity(self, value: int) -> None:
         self.overlays.set_opacity(value / 100.0)
 
     def _on_colormap(self, name: str) -> None:
         self.overlays.set_colormap(name)
+        self._update_legend()
+
+    def set_side_by_side(self, on: bool) -> None:
+        """Show the H&E and the IHC slide side by side (napari grid mode), or one canvas."""
+        from .side_by_side import end_side_by_side, show_side_by_side
+
+        if not on:
+            end_side_by_side(self.viewer)
+            return
+        he, ihc = self.slide_layer, self.ihc_panel.ihc_layer
+        if he is None or ihc is None or ihc is he:
+            self._message(
+                "side by side needs the H&E slide (Slide) and another slide as the IHC slide "
+                "(Observed IHC > IHC slide).",
+                error=True,
+            )
+            self.side_box.setChecked(False)
+            return
+        show_side_by_side(self.viewer, he, ihc)
 
     def _on_tissue_toggled(self, checked: bool) -> None:
         if not checked:
@@ -634,9 +955,25 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return None
         maps = self.predictor.maps
         i = maps.tile_at(np.asarray(world_position, float)[-2:])
+        return self.select_tile(i)
+
+    def select_tile(self, i: int | None) -> dict | None:
+        """Outline tile `i` (clipped to the slide) and show its scores; None clears."""
+        maps = self.predictor.maps
         self.last_tile = None if i is None else maps.tile_scores(i)
         self.results.show_tile(self.last_tile)
+        dims = tuple(self.predictor.slide.dimensions)
+        with self.timing.timed("outline"):
+            self.outline.show(None if i is None else tile_box_um(maps, i, dims))
         return self.last_tile
+
+    def go_to_tile(self, i: int) -> None:
+        """Centre the view on tile `i` and select it (a click in the tile table)."""
+        if self.predictor is None:
+            return
+        corners = tile_box_um(self.predictor.maps, i, None)
+        self._camera().center = tuple(corners.mean(0))
+        self.select_tile(i)
 
     def _on_mouse(self, viewer, event):
         if event.type != "mouse_press" or self.predictor is None:
@@ -680,14 +1017,47 @@ class PredictionWidget(ModeAndStatus, QWidget):
             return []
 
     # -- teardown ------------------------------------------------------------------------------
+    def threads(self) -> list:
+        """The worker functions started so far (each with `is_alive()`)."""
+        return list(self._stopper.runs)
+
     def close_session(self) -> None:
-        """Stop workers and release the slide (called when the widget goes away)."""
+        """Stop and join the workers, release the slide (the widget, its dock or viewer closes)."""
+        if self._stopper.closed.is_set() and self.predictor is None:
+            return
+        self._stopper.close()
         self._stop_live()
-        self.cancel()
+        self._setup_worker = self._whole_worker = None
         self._close_progress()
         self.ihc_panel.close_session()
-        if self.predictor is not None and not self.busy:
+        self._view_timer.stop()
+        self._refresh_timer.stop()
+        for ev, cb in self._viewer_hooks():
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                ev.disconnect(cb)
+        self._stopper.join()
+        if self.predictor is not None:
             self.predictor.close()
+            self.predictor = None
+
+    def _viewer_hooks(self) -> list:
+        """(event, callback) pairs connecting the viewer to this widget."""
+        return [
+            (self.viewer.layers.events.inserted, self._refresh_slide_choices),
+            (self.viewer.layers.events.removed, self._on_layer_removed),
+            (self._camera().events.center, self._on_camera),
+            (self._camera().events.zoom, self._on_camera),
+        ]
+
+    def _camera(self):
+        """The viewer's camera (napari >= 0.9: `viewer.scene.camera`)."""
+        return camera_of(self.viewer)
+
+    def event(self, ev) -> bool:
+        # the dock was removed (napari reparents the widget to None): stop the workers
+        if ev.type() == QEvent.ParentChange and self.parent() is None:
+            self.close_session()
+        return super().event(ev)
 
     def closeEvent(self, event) -> None:
         self.close_session()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ..errors import HistostainError
 from ..results.caveats import models_caveats
 from ..results.maps import PredictionMaps
 from .calibration import temperature_of
+
+if TYPE_CHECKING:
+    from ..io.slide import Slide
 
 #: The model source meaning "the package's bundled model".
 BUNDLED = "bundled"
@@ -55,7 +58,7 @@ class RegionPredictor:
 
     def __init__(
         self,
-        slide_path: str | Path,
+        slide_path: str | Path | Slide,
         markers: Sequence[str],
         model_files: Mapping[str, Any] | None = None,
         *,
@@ -78,7 +81,11 @@ class RegionPredictor:
         self.encoder = get_encoder(encoder_id, device=device)
         self.notes = check_encoder(self.encoder, {m: cfg for m, (_, cfg) in self.models.items()})
         self.tile_mpp = float(tile_mpp or model_mpp)
-        self.slide = open_slide(slide_path)
+        # a path, or an open `Slide` (e.g. `io.slide_from_array` of an image layer), kept open here
+        if isinstance(slide_path, (str, Path)):
+            self.slide = open_slide(slide_path)
+        else:
+            self.slide, slide_path = slide_path, slide_path.path
         self.tissue = detect_tissue(self.slide)
         self.grid = make_grid(
             self.slide,

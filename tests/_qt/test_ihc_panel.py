@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -198,7 +200,8 @@ def test_observed_map_streams_while_measuring(qtbot, gui):
     def recording(state, marker, scope):
         panel_stream(state, marker, scope)
         layer = viewer.layers["Ki-67 observed positivity"]
-        seen.append((panel.busy, int(np.isfinite(layer.data).sum()), layer.metadata))
+        meta = copy.deepcopy(dict(layer.metadata))  # the layer is updated in place at the end
+        seen.append((panel.busy, int(np.isfinite(layer.data).sum()), meta))
 
     panel._stream_map = recording
     _measure(qtbot, panel)
@@ -208,5 +211,26 @@ def test_observed_map_streams_while_measuring(qtbot, gui):
     assert counts == sorted(counts) and counts[0] <= 1 < counts[-1]
     assert "measuring" in seen[0][2]["histostain_observed"]["scope"]
     final = viewer.layers["Ki-67 observed positivity"]
+    assert len([ly for ly in viewer.layers if ly.name == final.name]) == 1
     assert np.isfinite(final.data).sum() >= counts[-1]
     assert final.metadata["histostain_observed"]["summary"] == panel.result.summary()
+
+
+@pytest.mark.parametrize("marker", ["ki67", "p53", "pdl1"])
+def test_panel_lists_only_the_chosen_markers_score(marker):
+    from napari_histostain._qt.ihc_panel import format_summary
+
+    summary = {
+        "ki67_index": 12.5,
+        "h_score": 40.0,
+        "pdl1_tps": 3.0,
+        "p53_pattern": "wild-type",
+        "n_nuclei": 100,
+        "label": 0,
+        "counts": {"negative": 80, "1+": 10, "2+": 5, "3+": 5},
+        "positive_pixel_fraction": 0.1,
+    }
+    labels = [k for k, _ in format_summary(summary, marker)]
+    own = {"ki67": "Ki-67 index", "p53": "p53 pattern", "pdl1": "PD-L1 TPS"}
+    assert labels[0] == own[marker]
+    assert not {v for m, v in own.items() if m != marker} & set(labels)

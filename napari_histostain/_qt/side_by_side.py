@@ -1,0 +1,78 @@
+"""H&E and IHC side by side in napari's grid mode (one camera: navigation is linked in um).
+
+The H&E slide with its predicted overlays fills one grid cell, the IHC slide with its observed map
+and nuclei the next. napari groups `stride` consecutive layers per cell, so the layers are
+reordered into two blocks of `stride` layers (hidden spacer layers pad the shorter block).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..results.maps import META_KEY
+from .display import OUTLINE_KEY
+from .ihc_panel import OBSERVED_KEY
+from .overlay_layers import TISSUE_LAYER
+
+SPACER_KEY = "histostain_grid_spacer"
+
+
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid settings (`viewer.canvas.grid` in napari >= 0.9, else `viewer.grid`)."""
+    canvas = getattr(viewer, "canvas", None)
+    grid = getattr(canvas, "grid", None)
+    return grid if grid is not None else viewer.grid
+
+
+def _blocks(viewer: Any, he: Any, ihc: Any) -> tuple[list, list, list]:
+    """(H&E block, IHC block, the rest) of the viewer's layers, bottom first."""
+    a, b, rest = [he], [ihc], []
+    for ly in viewer.layers:
+        meta = ly.metadata
+        if ly is he or ly is ihc or SPACER_KEY in meta:
+            continue
+        if OBSERVED_KEY in meta:  # before META_KEY: the observed map carries both
+            b.append(ly)
+        elif META_KEY in meta or OUTLINE_KEY in meta or ly.name == TISSUE_LAYER:
+            a.append(ly)
+        else:
+            rest.append(ly)
+    return a, b, rest
+
+
+def show_side_by_side(viewer: Any, he: Any, ihc: Any) -> None:
+    """H&E (+ predictions) left, IHC (+ observed map, nuclei) right, in napari's grid mode."""
+    import numpy as np
+
+    remove_spacers(viewer)
+    a, b, rest = _blocks(viewer, he, ihc)
+    stride = max(len(a), len(b))
+    for block in (a, b):
+        while len(block) < stride:  # pad with hidden, empty layers (they take no cell)
+            block.append(
+                viewer.add_points(
+                    np.zeros((0, 2)), name="grid spacer", visible=False, metadata={SPACER_KEY: 1}
+                )
+            )
+    order = a + b + rest
+    for k, layer in enumerate(order):
+        i = viewer.layers.index(layer)
+        if i != k:
+            viewer.layers.move(i, k)
+    ihc.visible = True
+    grid = grid_of(viewer)
+    grid.stride = stride
+    grid.shape = (1, 2)
+    grid.enabled = True
+    viewer.layers.selection.active = he
+
+
+def end_side_by_side(viewer: Any) -> None:
+    """Back to one canvas (the spacers are removed)."""
+    grid_of(viewer).enabled = False
+    remove_spacers(viewer)
+
+
+def remove_spacers(viewer: Any) -> None:
+    for ly in [ly for ly in viewer.layers if SPACER_KEY in ly.metadata]:
+        viewer.layers.remove(ly)
