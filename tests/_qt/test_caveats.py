@@ -29,8 +29,11 @@ def _widget(make_napari_viewer, slide_path, markers, model_files=()):
     return widget
 
 
-def _run(qtbot, widget):
+def _run(qtbot, widget, confirm: bool = False):
     widget.run()
+    if confirm:  # an IHC-looking layer is predicted only when Predict is pressed again
+        assert widget.predictor is None or not widget.busy
+        widget.run()
     qtbot.waitUntil(lambda: widget.predictor is not None and not widget.busy, timeout=TIMEOUT_MS)
 
 
@@ -130,7 +133,7 @@ def test_each_reason_in_the_table(qtbot, make_napari_viewer, tmp_path, lab_model
     else:  # 300 x 250 um: a tile or two of tissue
         slide = write_synthetic_slide(tmp_path / "small.tif", 600, 500, 0.5, seed=3)
     widget = _widget(make_napari_viewer, slide, ["ki67"], [lab_model])
-    _run(qtbot, widget)
+    _run(qtbot, widget, confirm=reason == "ihc_input")
     item = widget.results.table.item(0, 1)
     assert item.text() == "no call"
     assert item.toolTip() == f"No call ({NO_CALL_SHORT[reason]}): {NO_CALL_TEXT[reason]}"
