@@ -26,10 +26,10 @@ SPOT_UM, SPOT_R_UM = (700.0, 330.0), 170.0
 @pytest.fixture(scope="module")
 def planted():
     """A rendered field at 10 % positivity with a disc of 70 % positivity (same cell lattice),
-    quantified: (result, truth positions um, truth positive flags)."""
+    quantified."""
     h, w = int(700 / MPP), int(1000 / MPP)
-    low, t_low = render_dab(h, w, MPP, positive_fraction=0.1, seed=5)
-    high, t_high = render_dab(h, w, MPP, positive_fraction=0.7, seed=5)
+    low, _ = render_dab(h, w, MPP, positive_fraction=0.1, seed=5)
+    high, _ = render_dab(h, w, MPP, positive_fraction=0.7, seed=5)
     yy, xx = np.mgrid[0:h, 0:w]
     disc = (xx * MPP - SPOT_UM[0]) ** 2 + (yy * MPP - SPOT_UM[1]) ** 2 <= SPOT_R_UM**2
     rgb = np.where(disc[..., None], high, low)
@@ -91,7 +91,7 @@ def test_global_is_area_weighted_over_fields():
 
 
 def test_insufficient_below_500_cells():
-    rgb, truth = render_dab(320, 320, MPP, positive_fraction=0.3, seed=1)
+    rgb, _ = render_dab(320, 320, MPP, positive_fraction=0.3, seed=1)
     result = ihc.quantify_image(rgb, MPP, "ki67")
     rep = ki67_report(result, grade=True)
     assert 0 < rep.n_cells < MIN_CELLS
