@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 from ..defaults import TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
 from ..markers import MARKERS, get_marker
+from .ihc_report_view import hotspot_name, report_rows, show_hotspot
 from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .viewport import viewport_world_box
 from .workers import stream_from_thread
@@ -448,6 +449,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     def show_result(self, result, scope: str = "whole slide") -> None:
         """Overlay an `IHCResult` (observed heatmap, nuclei) and show its values in the panel."""
+        from ..ihc.reporting import add_reported_scores
         from ..plugin.layers import overlay_layer_kwargs
         from ..results.maps import PredictionMaps
 
@@ -468,6 +470,9 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             self._show_nuclei(result)
         else:
             self._remove_ours(nuclei_name(marker))
+        add_reported_scores(result)
+        self._remove_ours(hotspot_name(marker))
+        show_hotspot(self.viewer, result, self._put_layer, OBSERVED_KEY)
         self.result, self.maps, self.scope = result, maps, scope
         self.viewer.layers.selection.active = heat
         n_tiles = len(done)
@@ -527,7 +532,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self._put_layer(name, lambda: self.viewer.add_points(world.reshape(-1, 2), **kw))
 
     def _show_summary(self, s: dict, marker: str, scope: str) -> None:
-        rows = format_summary(s, marker)
+        rows = format_summary(s, marker) + report_rows(getattr(self.result, "reported", {}))
         ctx = self.context() or {}
         pred = (ctx.get("summary") or {}).get(marker)
         if pred and np.isfinite(pred.get("probability", np.nan)):
