@@ -140,7 +140,10 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.context = context or (lambda: None)
+        from ..ihc.reporting import ReportOptions
+
         self.result = None  # the last IHCResult
+        self.report_options = ReportOptions()  # how the Ki-67 hot spot is chosen
         self.rows: dict[str, str] = {}  # the results shown in the panel
         self.maps = None  # PredictionMaps holding the observed positivity
         self.scope = ""
@@ -470,7 +473,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             self._show_nuclei(result)
         else:
             self._remove_ours(nuclei_name(marker))
-        add_reported_scores(result)
+        add_reported_scores(result, self.report_options)
         self._remove_ours(hotspot_name(marker))
         show_hotspot(self.viewer, result, self._put_layer, OBSERVED_KEY)
         self.result, self.maps, self.scope = result, maps, scope

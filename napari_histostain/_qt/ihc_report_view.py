@@ -72,7 +72,7 @@ def show_hotspot(viewer, result, put: Callable[[str, Callable[[], Any]], Any], k
     kw = {
         "name": name,
         "shape_type": "ellipse",
-        "edge_color": "#00e5ff",
+        "edge_color": "#ff2bd6",
         "face_color": "transparent",
         "edge_width": max(2.0, spot["radius_um"] / 40),
         "features": {"index": [spot["index"]], "n_cells": [spot["n_cells"]]},
