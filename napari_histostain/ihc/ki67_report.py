@@ -114,7 +114,8 @@ def find_hotspot(
 
     With `area_mm2` the field has that area; with `n_cells` it is the smallest circle around its
     centre holding that many cells (ties: the higher index). Centres are searched on a grid over
-    the cells' extent (at most `max_centres`), then on a 4x finer grid around the best. Positions
+    the cells' extent (at most `max_centres`; only those with a cell within one step, so in the
+    tissue), then on a 4x finer grid around the best. Positions
     of the result are in um (`x_px`/`y_px` equal them: see `report_for_result`). None without cells.
     """
     xy = np.asarray(xy_um, np.float64).reshape(-1, 2)
@@ -142,6 +143,9 @@ def find_hotspot(
     if k:
         step = max(step, math.sqrt(float(np.prod(hi - lo + 1.0)) / 4000.0))  # k-NN is dearer
     centres = _grid(lo, hi, step)
+    # fields are centred in the tissue: a counted cell within one grid step of the centre
+    near, _ = tree.query(centres, distance_upper_bound=step)
+    centres = centres[np.isfinite(near)]
     best = _best(centres, tree, pos_tree, positive, scale, k)
     fine = _grid(best - step, best + step, step / 4.0)
     best = _best(np.vstack([fine, best[None]]), tree, pos_tree, positive, scale, k)

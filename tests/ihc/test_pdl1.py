@@ -50,3 +50,29 @@ def test_result_scores_match_summary_tps():
     tiles = np.arange(len(result.counts)) == 0
     part = result_pdl1_scores(result, tiles)
     assert part.n_tumour == int(result.counts[0].sum())
+
+
+#: simulated PD-L1 cases whose CPS is within 5 points of the simulator's (truth CPS 1-18). Not every
+#: case is: scripts/pdl1_cps_accuracy.py --seeds 0-19 finds 10 of 20 within 5 points (mean error
+#: 8.6 points); the misses are cases of medium and high expression where the membrane ring
+#: (`nuclei.quantify_tile`) misses or borrows stained membranes, so the TPS is off by as much
+#: (11 of 20 TPS within 5 points); docs/ihc.md lists them.
+CPS_SEEDS = (0, 6, 14, 18)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", CPS_SEEDS)
+def test_sim_cps_within_5_points(tmp_path, seed):
+    simulate = pytest.importorskip("napari_histostain.simulate")
+    case = simulate.simulate_case(tmp_path, ["pdl1"], case_id=f"c{seed}", size_um=768, seed=seed)
+    truth = case.truth["pdl1"]
+    s = result_pdl1_scores(ihc.quantify_slide(case.ihc_paths["pdl1"], "pdl1"))
+    assert abs(s.cps - truth["true_cps"]) <= 5.0, (s, truth)
+    assert s.n_immune > 0  # the simulator's lymphocytes are told apart from tumour cells
+    stored = simulate.truth.load_truth(case.truth_paths["pdl1"])
+    assert stored["true_cps"] == pytest.approx(truth["true_cps"])
+    kind = stored["ihc_cells_kind"]
+    n_t = int((kind == 0).sum())
+    n_pos = int(stored["ihc_cells_positive"][kind == 0].sum())
+    imm_pos = int(((kind == 2) & (stored["ihc_cells_membrane"] > 0)).sum())
+    assert truth["true_cps"] == pytest.approx(min(100.0, (n_pos + imm_pos) / n_t * 100))
