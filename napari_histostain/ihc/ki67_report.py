@@ -142,12 +142,15 @@ def find_hotspot(
     step = max(scale / 4.0, math.sqrt(float(np.prod(hi - lo + 1.0)) / max_centres))
     if k:
         step = max(step, math.sqrt(float(np.prod(hi - lo + 1.0)) / 4000.0))  # k-NN is dearer
-    centres = _grid(lo, hi, step)
-    # fields are centred in the tissue: a counted cell within one grid step of the centre
-    near, _ = tree.query(centres, distance_upper_bound=step)
-    centres = centres[np.isfinite(near)]
-    best = _best(centres, tree, pos_tree, positive, scale, k)
-    fine = _grid(best - step, best + step, step / 4.0)
+
+    def in_tissue(centres: np.ndarray, reach: float) -> np.ndarray:
+        """Centres within the cells' extent with a counted cell within `reach` (in the tissue)."""
+        centres = centres[((centres >= lo) & (centres <= hi)).all(axis=1)]
+        near, _ = tree.query(centres, distance_upper_bound=reach)
+        return centres[np.isfinite(near)]
+
+    best = _best(in_tissue(_grid(lo, hi, step), step), tree, pos_tree, positive, scale, k)
+    fine = in_tissue(_grid(best - step, best + step, step / 4.0), step)
     best = _best(np.vstack([fine, best[None]]), tree, pos_tree, positive, scale, k)
     if k:
         dist, idx = tree.query(best, k=k)
