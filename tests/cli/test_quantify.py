@@ -57,6 +57,17 @@ def test_quantify_per_annotation(dab_slide, tmp_path, capsys):
         assert r["ihc"]["n_nuclei"] == n > 0
         assert r["ihc"]["ki67_index"] == pytest.approx(100 * positive / n, rel=1e-12)
         assert r["ihc"]["marker"] == "ki67"
+        # the region's own global and hot-spot Ki-67, over its tiles (area-weighted fields)
+        k = r["reported"]["ki67"]
+        assert k["n_cells"] == n and k["n_fields"] == len(mine)
+        index = [float(row["ki67_index"]) for row in mine]
+        assert min(index) - 1e-3 <= k["global_index"] <= max(index) + 1e-3  # a weighted mean
+        x0, x1 = (0, 896) if r["name"] == "left" else (896, 1344)
+        assert x0 * 0.5 - 1 <= k["hotspot"]["x_um"] <= x1 * 0.5 + 1  # searched inside the region
+    with open(out / "dab.ki67.ihc_scores.csv", newline="") as fh:
+        scores = {row["region"]: row for row in csv.DictReader(fh)}
+    assert set(scores) == {"slide", *regions}
+    assert int(scores["left"]["n_tumour_cells"]) == left["reported"]["ki67"]["n_cells"]
     assert left["ihc"]["n_nuclei"] + right["ihc"]["n_nuclei"] == every["ihc"]["n_nuclei"]
     excluded = [row for row in rows if (row["row"], row["col"]) == ("1", "1")]
     assert excluded[0]["annotation"] == ""
