@@ -24,6 +24,10 @@ WEAK_LABEL_COLUMNS = (
     "p53_pattern",
     "positive_pixel_fraction",
     "n_nuclei",
+    "ki67_global",
+    "ki67_hotspot",
+    "pdl1_cps",
+    "insufficient",
 )
 
 
@@ -317,6 +321,7 @@ def _run_cohort(manifest: Path, out: Path, params, report) -> int:
         )
         add_reported_scores(result, report)
         result.save(out / "cases", stem=f"{row['case_id']}.{marker}")
+        scores = result.score_table()[0]
         s = result.summary()
         measured = {
             "ki67": s["ki67_index"],
@@ -334,6 +339,10 @@ def _run_cohort(manifest: Path, out: Path, params, report) -> int:
                 "p53_pattern": s["p53_pattern"],
                 "positive_pixel_fraction": _fmt(s["positive_pixel_fraction"]),
                 "n_nuclei": s["n_nuclei"],
+                "ki67_global": scores.get("ki67_global", ""),
+                "ki67_hotspot": scores.get("hotspot_index", ""),
+                "pdl1_cps": scores.get("pdl1_cps", ""),
+                "insufficient": scores.get("insufficient", ""),
             }
         )
         written.append(row)
