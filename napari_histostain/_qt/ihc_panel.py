@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 from ..defaults import TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
 from ..markers import MARKERS, get_marker
+from .ihc_report_view import hotspot_name, report_rows, show_hotspot
 from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .throttle import ThrottledProgress
 from .viewport import viewport_world_box
@@ -189,7 +190,10 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.context = context or (lambda: None)
+        from ..ihc.reporting import ReportOptions
+
         self.result = None  # the last IHCResult
+        self.report_options = ReportOptions()  # how the Ki-67 hot spot is chosen
         self.rows: dict[str, str] = {}  # the results shown in the panel
         self.maps = None  # PredictionMaps holding the observed positivity
         self.scope = ""
@@ -501,6 +505,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     def show_result(self, result, scope: str = "whole slide", points=None) -> None:
         """Overlay an `IHCResult` (observed heatmap, nuclei) and show its values in the panel."""
+        from ..ihc.reporting import add_reported_scores
         from ..plugin.layers import overlay_layer_kwargs
         from ..results.maps import PredictionMaps
 
@@ -529,6 +534,9 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             self._show_nuclei(result, points)
         else:
             self._remove_ours(nuclei_name(marker))
+        add_reported_scores(result, self.report_options)
+        self._remove_ours(hotspot_name(marker))
+        show_hotspot(self.viewer, result, self._put_layer, OBSERVED_KEY)
         self.result, self.maps, self.scope = result, maps, scope
         self.viewer.layers.selection.active = heat
         n_tiles = len(done)
@@ -562,7 +570,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self._put_layer(name, lambda: self.viewer.add_layer(layer))
 
     def _show_summary(self, s: dict, marker: str, scope: str) -> None:
-        rows = format_summary(s, marker)
+        rows = format_summary(s, marker) + report_rows(getattr(self.result, "reported", {}))
         ctx = self.context() or {}
         pred = (ctx.get("summary") or {}).get(marker)
         if pred and np.isfinite(pred.get("probability", np.nan)):

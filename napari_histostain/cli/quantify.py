@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from ..markers import MARKERS
-from .options import add_annotation_options, percentage, positive_float, read_annotation_file
+from .options import (
+    add_annotation_options,
+    percentage,
+    positive_float,
+    positive_int,
+    read_annotation_file,
+)
 
 #: Extra columns written beside the training manifest's columns by `--cohort`.
 WEAK_LABEL_COLUMNS = (
@@ -18,6 +24,10 @@ WEAK_LABEL_COLUMNS = (
     "p53_pattern",
     "positive_pixel_fraction",
     "n_nuclei",
+    "ki67_global",
+    "ki67_hotspot",
+    "pdl1_cps",
+    "insufficient",
 )
 
 
@@ -82,6 +92,28 @@ def register(subparsers) -> None:
         help="PD-L1 TPS (%%) at and above which the weak label is 1 (default 1; 50 for "
         "the high-expression cutoff)",
     )
+    p.add_argument(
+        "--hotspot-area-mm2",
+        type=positive_float,
+        default=None,
+        metavar="MM2",
+        help="Ki-67 hot spot: the circular field of this area with the most positive tumour "
+        "nuclei (default 0.2 mm^2, a 40x high-power field)",
+    )
+    p.add_argument(
+        "--hotspot-cells",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="Ki-67 hot spot: the circular field holding N tumour cells (e.g. 500) with the most "
+        "positive nuclei, instead of a fixed area",
+    )
+    p.add_argument(
+        "--net-grade",
+        action="store_true",
+        help="Ki-67: also give the WHO grade of a neuroendocrine tumour from the hot spot "
+        "(G1 < 3 %%, G2 3-20 %%, G3 > 20 %%; 'insufficient' under 500 cells)",
+    )
     p.add_argument("--figure", action="store_true", help="also write an overlay PNG of the nuclei")
     add_annotation_options(p)
     p.set_defaults(func=run)
@@ -91,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..ihc import IHCError, IHCParams, with_thresholds
+    from ..ihc.reporting import add_reported_scores
 
     params = with_thresholds(IHCParams(), args.thresholds)
     if args.nucleus_contrast is not None:
@@ -108,15 +141,16 @@ def run(args: argparse.Namespace) -> int:
             raise IHCError("give either a SLIDE or --cohort MANIFEST, not both.")
         if args.annotations:
             raise IHCError("--annotations belong to one slide; use them without --cohort.")
-        return _run_cohort(Path(args.cohort), Path(args.out), params)
+        return _run_cohort(Path(args.cohort), Path(args.out), params, report_options(args, None))
     if not args.slide or not args.marker:
         raise IHCError(
             "give the IHC slide and its --marker (ki67, p53 or pdl1), or --cohort MANIFEST."
         )
+    report = report_options(args, args.marker)
     annotations = read_annotation_file(args)
     result, rgb_view = _quantify_path(Path(args.slide), args.marker, params, args.mpp)
-    if annotations is not None:
-        _add_region_results(args, result, annotations)
+    regions = _add_region_results(args, result, annotations) if annotations is not None else None
+    add_reported_scores(result, report, regions)
     paths = result.save(args.out)
     if args.figure:
         from ..ihc import save_overlay_figure
@@ -129,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         )
     s = result.summary()
     print(_summary_line(args.slide, s))
+    for line in reported_lines(result.reported):
+        print(f"  {line}")
     for r in result.annotations:
         print(
             _summary_line(f"  region {r['name']!r} ({r['kind']}, {r['n_tiles']} tiles)", r["ihc"])
@@ -140,8 +176,71 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_region_results(args: argparse.Namespace, result, annotations) -> None:
-    """Per-annotation IHC results (the nuclei of each region's tiles) into `result`."""
+def report_options(args: argparse.Namespace, marker: str | None):
+    """The reporting options (`ihc.reporting.ReportOptions`), checked against each other and the
+    marker before any work starts."""
+    from ..ihc import IHCError
+    from ..ihc.reporting import HOTSPOT_AREA_MM2, ReportOptions
+
+    if args.hotspot_area_mm2 is not None and args.hotspot_cells is not None:
+        raise IHCError(
+            "give the hot spot either an area (--hotspot-area-mm2) or a cell count "
+            "(--hotspot-cells), not both."
+        )
+    ki67_only = [
+        name
+        for name, given in (
+            ("--hotspot-area-mm2", args.hotspot_area_mm2 is not None),
+            ("--hotspot-cells", args.hotspot_cells is not None),
+            ("--net-grade", args.net_grade),
+        )
+        if given
+    ]
+    if ki67_only and marker is not None and marker != "ki67":
+        raise IHCError(f"{', '.join(ki67_only)} belong to Ki-67; drop them or use --marker ki67.")
+    return ReportOptions(
+        hotspot_area_mm2=args.hotspot_area_mm2 or HOTSPOT_AREA_MM2,
+        hotspot_cells=args.hotspot_cells,
+        net_grade=bool(args.net_grade),
+    )
+
+
+def reported_lines(reported: dict) -> list[str]:
+    """Console lines of `IHCResult.reported`."""
+
+    def f(v, unit=" %"):
+        return "n/a" if v is None else f"{v:.1f}{unit}"
+
+    lines = []
+    k = reported.get("ki67")
+    if k:
+        lines.append(
+            f"Ki-67 global {f(k['global_index'])} over {k['n_cells']} tumour cells in "
+            f"{k['n_fields']} fields"
+            + (" (insufficient: < 500 cells)" if k["insufficient"] else "")
+        )
+        spot = k.get("hotspot")
+        if spot:
+            lines.append(
+                f"Ki-67 hot spot {f(spot['index'])} ({spot['n_positive']}/{spot['n_cells']} cells, "
+                f"{spot['area_mm2']:.3f} mm^2) at x={spot['x_um']:.0f} um, y={spot['y_um']:.0f} um"
+                + (" (insufficient: < 500 cells)" if spot["insufficient"] else "")
+            )
+        if k.get("net_grade"):
+            lines.append(f"neuroendocrine grade (WHO): {k['net_grade']}")
+    p = reported.get("pdl1")
+    if p:
+        lines.append(
+            f"PD-L1 TPS {f(p['tps'])}, CPS {f(p['cps'], '')}, immune cells "
+            f"{p['n_immune']} ({f(p['immune_positive_pct'])} positive) over "
+            f"{p['n_tumour']} tumour cells"
+            + (" (insufficient: < 100)" if p["insufficient"] else "")
+        )
+    return lines
+
+
+def _add_region_results(args: argparse.Namespace, result, annotations) -> list:
+    """Per-annotation IHC results (the nuclei of each region's tiles) into `result`; the regions."""
     from ..annotations import region_column, regions_on_grid
     from ..annotations.regions import placement_notes
     from ..annotations.results import ihc_region_results
@@ -153,6 +252,7 @@ def _add_region_results(args: argparse.Namespace, result, annotations) -> None:
     )
     result.annotations = ihc_region_results(result, regions)
     result.tile_annotation = region_column(regions, len(grid.coords))
+    return regions
 
 
 def _summary_line(name, s: dict) -> str:
@@ -199,8 +299,9 @@ def _quantify_path(path: Path, marker: str, params, mpp: float | None):
     return result, view
 
 
-def _run_cohort(manifest: Path, out: Path, params) -> int:
+def _run_cohort(manifest: Path, out: Path, params, report) -> int:
     """Quantify every IHC slide of a manifest; write `weak_labels.csv` in the manifest format."""
+    from ..ihc.reporting import add_reported_scores
     from ..io.atomic import ensure_dir, write_csv
     from ..io.manifest import read_manifest
 
@@ -218,7 +319,9 @@ def _run_cohort(manifest: Path, out: Path, params) -> int:
         result, _ = _quantify_path(
             table.resolve(row["ihc_path"]), marker, params, _float(row.get("mpp"))
         )
+        add_reported_scores(result, report)
         result.save(out / "cases", stem=f"{row['case_id']}.{marker}")
+        scores = result.score_table()[0]
         s = result.summary()
         measured = {
             "ki67": s["ki67_index"],
@@ -236,6 +339,10 @@ def _run_cohort(manifest: Path, out: Path, params) -> int:
                 "p53_pattern": s["p53_pattern"],
                 "positive_pixel_fraction": _fmt(s["positive_pixel_fraction"]),
                 "n_nuclei": s["n_nuclei"],
+                "ki67_global": scores.get("ki67_global", ""),
+                "ki67_hotspot": scores.get("hotspot_index", ""),
+                "pdl1_cps": scores.get("pdl1_cps", ""),
+                "insufficient": scores.get("insufficient", ""),
             }
         )
         written.append(row)

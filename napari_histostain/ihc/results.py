@@ -68,6 +68,9 @@ class IHCResult:
     annotations: list[dict] = field(default_factory=list)
     #: per tile, the annotations it lies in (`annotations.region_column`): a tile-table column
     tile_annotation: list[str] | None = None
+    #: scores as a report gives them (`reporting.add_reported_scores`: Ki-67 global and hot spot,
+    #: PD-L1 TPS/CPS); in the JSON and `<stem>.ihc_scores.csv` when set
+    reported: dict = field(default_factory=dict)
 
     # -- per tile --------------------------------------------------------------------------------
     @property
@@ -138,6 +141,7 @@ class IHCResult:
                 name: int(n) for name, n in zip(*np.unique(reasons, return_counts=True))
             },
             "messages": list(self.messages),
+            **({"reported": _json_safe(self.reported)} if self.reported else {}),
             **({"annotations": _json_safe(self.annotations)} if self.annotations else {}),
         }
 
@@ -179,10 +183,30 @@ class IHCResult:
             )
         ]
 
+    def score_table(self) -> list[dict]:
+        """`<stem>.ihc_scores.csv` rows: the slide's reported scores, then each region's."""
+        from .reporting import score_row
+
+        rows = [score_row("slide", self.marker, self.reported)]
+        rows += [
+            score_row(str(r.get("name", "")), self.marker, r["reported"])
+            for r in self.annotations
+            if r.get("reported")
+        ]
+        return rows
+
     def save(self, out_dir: str | Path, stem: str | None = None) -> list[Path]:
-        """Write `<stem>.ihc.json`, `<stem>.ihc_tiles.csv` and `<stem>.ihc_nuclei.csv` atomically."""
+        """Write `<stem>.ihc.json`, `<stem>.ihc_tiles.csv` and `<stem>.ihc_nuclei.csv` atomically
+        (and `<stem>.ihc_scores.csv` when `reported` is set)."""
+        from .reporting import SCORE_COLUMNS
+
         out = ensure_dir(out_dir)
         stem = stem or f"{slide_name(self.source_path)}.{self.marker}"
+        scores = (
+            [write_csv(out / f"{stem}.ihc_scores.csv", self.score_table(), SCORE_COLUMNS)]
+            if self.reported
+            else []
+        )
         return [
             write_json(out / f"{stem}.ihc.json", self.to_dict()),
             write_tile_table(
@@ -191,6 +215,7 @@ class IHCResult:
                 [*TILE_VALUE_COLUMNS, *(["annotation"] if self.tile_annotation else [])],
             ),
             write_csv(out / f"{stem}.ihc_nuclei.csv", self.nuclei_table(), NUCLEI_COLUMNS),
+            *scores,
         ]
 
 

@@ -283,6 +283,10 @@ def assign_marker(
         mem[ipos] = rng.uniform(0.3, 0.8, int(ipos.sum()))
         truth["true_index"] = float(pos[tum].mean()) if n_t else 0.0  # TPS
         truth["immune_positive_fraction"] = float(ipos[imm].mean()) if imm.any() else 0.0
+        # CPS: (positive tumour + positive immune cells) / tumour cells x 100, capped at 100
+        truth["true_cps"] = (
+            min(100.0, (int(pos[tum].sum()) + int(ipos.sum())) / n_t * 100.0) if n_t else 0.0
+        )
     cells.dab, cells.membrane, cells.positive = dab, mem, pos
     truth["n_positive_tumour_cells"] = int(pos[tum].sum())
     return truth

@@ -8,7 +8,7 @@ Arrays (prefix `he_` on the H&E grid, `ihc_` on the marker's IHC grid):
 - `*_tissue_fraction`: fraction of the tile covered by tissue.
 Cell tables: `ihc_cells_{x,y,kind,positive,dab,membrane}`, `he_cells_{x,y,kind,expected}`.
 Scalars: marker, latent, label, true_index (Ki-67 index / P53 positive fraction / PD-L1 TPS),
-pattern, tile_px, mpp.
+pattern, tile_px, mpp; for PD-L1 also true_cps (combined positive score, 0-100).
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def save_truth(
         "label": np.int64(latent.label),
         "pattern": np.array(latent.pattern),
         "true_index": np.float64(truth.get("true_index", np.nan)),
+        **({"true_cps": np.float64(truth["true_cps"])} if "true_cps" in truth else {}),
         "tile_px": np.int64(tile_px),
         "mpp": np.float64(he.mpp),
         "he_n_tumour": he_n.astype(np.int32),

@@ -234,3 +234,29 @@ def test_panel_lists_only_the_chosen_markers_score(marker):
     own = {"ki67": "Ki-67 index", "p53": "p53 pattern", "pdl1": "PD-L1 TPS"}
     assert labels[0] == own[marker]
     assert not {v for m, v in own.items() if m != marker} & set(labels)
+
+
+def test_hotspot_circle_and_reported_scores(qtbot, gui, case):
+    """The Ki-67 hot spot is drawn where the headless report finds it; global, hot-spot and
+    `insufficient` appear in the panel's table."""
+    from napari_histostain._qt.ihc_report_view import hotspot_name
+    from napari_histostain.ihc.ki67_report import ki67_report
+
+    viewer, _widget, panel = gui
+    _measure(qtbot, panel)
+    rep = ki67_report(case[2])
+    spot = rep.hotspot
+    layer = viewer.layers[hotspot_name("ki67")]
+    assert list(layer.shape_type) == ["ellipse"]
+    box = layer.data[0]
+    np.testing.assert_allclose(box.mean(axis=0), [spot.y_um, spot.x_um], atol=1e-6)
+    np.testing.assert_allclose(np.ptp(box, axis=0), [2 * spot.radius_um] * 2, atol=1e-6)
+    assert panel.rows["Ki-67 global"].startswith(f"{rep.global_index:.1f} %, {rep.n_cells} cells")
+    assert ("insufficient" in panel.rows["Ki-67 global"]) == rep.insufficient
+    hot = panel.rows["Ki-67 hot spot"]
+    assert hot.startswith(f"{spot.index:.1f} %, {spot.n_positive}/{spot.n_cells} cells")
+    assert ("insufficient" in hot) == spot.insufficient
+    assert "Ki-67 hot spot" in panel.results_label.text()
+    # a second run replaces the circle, it does not add another
+    _measure(qtbot, panel)
+    assert len([x for x in viewer.layers if x.name.startswith(hotspot_name("ki67"))]) == 1

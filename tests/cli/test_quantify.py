@@ -57,6 +57,17 @@ def test_quantify_per_annotation(dab_slide, tmp_path, capsys):
         assert r["ihc"]["n_nuclei"] == n > 0
         assert r["ihc"]["ki67_index"] == pytest.approx(100 * positive / n, rel=1e-12)
         assert r["ihc"]["marker"] == "ki67"
+        # the region's own global and hot-spot Ki-67, over its tiles (area-weighted fields)
+        k = r["reported"]["ki67"]
+        assert k["n_cells"] == n and k["n_fields"] == len(mine)
+        index = [float(row["ki67_index"]) for row in mine]
+        assert min(index) - 1e-3 <= k["global_index"] <= max(index) + 1e-3  # a weighted mean
+        x0, x1 = (0, 896) if r["name"] == "left" else (896, 1344)
+        assert x0 * 0.5 - 1 <= k["hotspot"]["x_um"] <= x1 * 0.5 + 1  # searched inside the region
+    with open(out / "dab.ki67.ihc_scores.csv", newline="") as fh:
+        scores = {row["region"]: row for row in csv.DictReader(fh)}
+    assert set(scores) == {"slide", *regions}
+    assert int(scores["left"]["n_tumour_cells"]) == left["reported"]["ki67"]["n_cells"]
     assert left["ihc"]["n_nuclei"] + right["ihc"]["n_nuclei"] == every["ihc"]["n_nuclei"]
     excluded = [row for row in rows if (row["row"], row["col"]) == ("1", "1")]
     assert excluded[0]["annotation"] == ""
@@ -149,3 +160,52 @@ def test_unreadable_image_is_a_clear_error(tmp_path, capsys, name):
         == 2
     )
     assert "PNG / JPEG" in capsys.readouterr().err
+
+
+# -- reported scores: global and hot-spot Ki-67, PD-L1 CPS -----------------------------------------
+def test_quantify_reports_global_and_hotspot(dab_slide, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["quantify", str(dab_slide), "--marker", "ki67", "--out", str(out)]
+    assert main([*argv, "--hotspot-cells", "300", "--net-grade"]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "dab.ki67.ihc.json").read_text())
+    k = doc["reported"]["ki67"]
+    spot = k["hotspot"]
+    assert k["n_cells"] == doc["summary"]["n_nuclei"]
+    assert k["insufficient"] == (k["n_cells"] < 500)
+    assert spot["n_cells"] == 300 and spot["insufficient"] is True
+    assert k["net_grade"] == "insufficient"  # a 300-cell hot spot cannot grade a NET
+    assert spot["x_px"] == pytest.approx(spot["x_um"] / 0.5)
+    assert 0 <= spot["x_px"] <= 1344 and 0 <= spot["y_px"] <= 1344
+    assert f"Ki-67 global {k['global_index']:.1f} %" in printed
+    rows = list(csv.DictReader((out / "dab.ki67.ihc_scores.csv").open()))
+    assert rows[0]["region"] == "slide" and int(rows[0]["hotspot_cells"]) == 300
+    assert float(rows[0]["ki67_global"]) == pytest.approx(k["global_index"], abs=1e-3)
+    assert rows[0]["net_grade"] == "insufficient"
+
+
+def test_quantify_report_options_checked_up_front(dab_slide, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["quantify", str(dab_slide), "--out", str(out)]
+    both = ["--marker", "ki67", "--hotspot-cells", "500", "--hotspot-area-mm2", "0.2"]
+    assert main([*argv, *both]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([*argv, "--marker", "pdl1", "--net-grade"]) == 2
+    assert "--net-grade belong to Ki-67" in capsys.readouterr().err
+    assert main([*argv, "--marker", "ki67", "--hotspot-area-mm2", "0"]) == 2
+    assert "greater than 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_quantify_pdl1_reports_cps(tmp_path, capsys):
+    rgb, _ = render_dab(448, 448, 0.5, positive_fraction=0.0, membrane_fraction=0.5, seed=2)
+    path = tmp_path / "pdl1.png"
+    Image.fromarray(rgb).save(path)
+    argv = ["quantify", str(path), "--marker", "pdl1", "--mpp", "0.5", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "pdl1.pdl1.ihc.json").read_text())
+    p = doc["reported"]["pdl1"]
+    assert p["tps"] == pytest.approx(doc["summary"]["pdl1_tps"])
+    assert p["cps"] >= p["tps"] and p["cps"] <= 100
+    assert p["n_tumour"] == doc["summary"]["n_nuclei"]
+    assert "CPS" in capsys.readouterr().out

@@ -60,6 +60,9 @@ def test_sim_cohort_weak_labels(tmp_path):
     for s, o in zip(src, out):
         assert abs(float(o["ki67_index"]) - float(s["true_index"]) * 100) <= 10
         assert o["label"] == str(int(float(o["ki67_index"]) >= 20))
+        # the reported scores of each case: global and hot spot; 384 um cases hold < 500 cells
+        assert float(o["ki67_global"]) == pytest.approx(float(o["ki67_index"]), abs=15)
+        assert o["ki67_hotspot"] != "" and o["insufficient"] == "1"
     # a lab's own cutoff: every case is "high" at 0 %, none at 100 %
     for cutoff, label in (("0", "1"), ("100", "0")):
         assert (
