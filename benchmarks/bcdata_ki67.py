@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--all-cells", action="store_true")
     ap.add_argument("--count-stroma", action="store_true")
     ap.add_argument("--thresholds", type=float, nargs=3, default=None)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="an IHCParams field"
+    )
     args = ap.parse_args(argv)
 
     from napari_histostain.ihc import IHCParams, with_thresholds
@@ -164,6 +167,13 @@ def main(argv: list[str] | None = None) -> dict:
         params = replace(params, cells="all")
     if args.count_stroma:
         params = replace(params, context_min_nuclei=0)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        current = getattr(params, key)
+        if isinstance(current, tuple):
+            params = replace(params, **{key: tuple(float(v) for v in value.split(","))})
+        else:
+            params = replace(params, **{key: type(current)(value)})
     fields = sorted(args.data.glob("bcdata-*.jpg"))
     if not fields:
         raise SystemExit(f"no bcdata-*.jpg fields in {args.data}")

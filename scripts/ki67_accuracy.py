@@ -1,6 +1,7 @@
 """Ki-67 index measured by `ihc.quantify_slide` against the simulator's truth, over a range of seeds.
 
     python scripts/ki67_accuracy.py [--first 0] [--last 29] [--size-um 768] [--explain]
+        [--set NAME=VALUE ...]   (an `IHCParams` field, e.g. --set seeds=distance)
 
 Prints one line per simulated case (true and measured index, error, tumour cells, counted nuclei)
 and the largest absolute error; the acceptance bound is 3 percentage points. `--explain` matches
@@ -23,9 +24,23 @@ def main() -> None:
     ap.add_argument("--last", type=int, default=29)
     ap.add_argument("--size-um", type=float, default=768)
     ap.add_argument("--explain", action="store_true", help="break each case's error down")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="an IHCParams field"
+    )
     args = ap.parse_args()
 
+    from dataclasses import replace
+
     from napari_histostain import ihc, simulate
+
+    params = ihc.IHCParams()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        current = getattr(params, key)
+        if isinstance(current, tuple):
+            params = replace(params, **{key: tuple(float(v) for v in value.split(","))})
+        else:
+            params = replace(params, **{key: type(current)(value)})
 
     errors = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -34,7 +49,7 @@ def main() -> None:
                 tmp, ["ki67"], case_id=f"k{seed}", size_um=args.size_um, seed=seed
             )
             truth = case.truth["ki67"]
-            result = ihc.quantify_slide(case.ihc_paths["ki67"], "ki67")
+            result = ihc.quantify_slide(case.ihc_paths["ki67"], "ki67", params=params)
             true_pct, measured = truth["true_index"] * 100, result.summary()["ki67_index"]
             errors.append(measured - true_pct)
             print(

@@ -91,7 +91,7 @@ def exclusion_codes(
     others = fibroblast | lymphocyte | fragment | merged
     # stroma is judged among the nuclei that no other rule leaves out
     stroma = (
-        stromal(context, area_um2, ~others, params)
+        stromal(context, area_um2, ~others, params, positive=cls > 0)
         if context is not None
         else np.zeros(len(area_um2), bool)
     )
@@ -108,18 +108,30 @@ def exclusion_codes(
 
 
 def stromal(
-    context: np.ndarray, area_um2: np.ndarray, counted: np.ndarray, params: IHCParams = IHCParams()
+    context: np.ndarray,
+    area_um2: np.ndarray,
+    counted: np.ndarray,
+    params: IHCParams = IHCParams(),
+    positive: np.ndarray | None = None,
 ) -> np.ndarray:
     """Nuclei in the stroma: their surroundings (`context`, the local background OD under the
     nucleus: cytoplasm or stroma) are paler than `stroma_context_ratio` x the median of the
     `counted` ones (tumour cytoplasm carries stain, stroma less), and they are smaller than
     `stroma_keep_area_ratio` x the median counted nucleus in the tumour (a large nucleus is a
     tumour nucleus wherever it lies). Judged only when at least `context_min_nuclei` are counted
-    (0 turns it off)."""
+    (0 turns it off). With `stroma_reference == "class"` (and `positive`), positive and negative
+    nuclei are each compared with the median of their own class when it has that many."""
     none = np.zeros(len(context), bool)
     if params.context_min_nuclei <= 0 or int(counted.sum()) < params.context_min_nuclei:
         return none
-    pale = context < params.stroma_context_ratio * float(np.median(context[counted]))
+    reference = np.full(len(context), float(np.median(context[counted])))
+    if params.stroma_reference == "class" and positive is not None:
+        # DAB spilt around positive nuclei raises their surroundings: each class is judged
+        # against its own kind, so unstained tumour cells in pale cytoplasm are not "stroma"
+        for group in (positive, ~positive):
+            if int((counted & group).sum()) >= params.context_min_nuclei:
+                reference[group] = float(np.median(context[counted & group]))
+    pale = context < params.stroma_context_ratio * reference
     tumour = counted & ~pale
     if not tumour.any():
         return none

@@ -1,7 +1,9 @@
 """Nuclei of hematoxylin-DAB IHC: the `Nuclei` table, and their detection and measurement in one tile.
 
-Per tile: colour deconvolution -> nuclei found as local maxima of the smoothed optical density over
-their local background and grown by watershed -> each nucleus measured (area, shape, stain on its
+Per tile: colour deconvolution -> nuclei found where the stain stands out from its local background,
+one seed per nucleus-sized blob of (log-compressed) stain (scale-normalised Laplacian of Gaussian at
+one or more nucleus sizes: a dark nucleus beside stained cytoplasm and touching nuclei each peak at
+their centre), grown by watershed -> each nucleus measured (area, shape, stain on its
 body and core, its surroundings, a PD-L1 membrane ring) and scored negative / 1+ / 2+ / 3+.
 """
 
@@ -171,22 +173,32 @@ def quantify_tile(
     size = max(3, int(round(radius_px * 3)) | 1)
     background = ndi.grey_opening(sharp, size=(size, size))
     # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too)
-    surround = (
-        background
-        if marker != "pdl1"
-        else ndi.grey_opening(gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
-    )
+    if marker == "pdl1":
+        surround = ndi.grey_opening(
+            gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size)
+        )
+    elif params.context_stain == "hematoxylin":  # DAB spilt into cytoplasm is no context
+        surround = ndi.grey_opening(gaussian(hema, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
+    elif params.context_stain == "capped":
+        capped = hema + np.minimum(dab, params.context_dab_cap)
+        surround = ndi.grey_opening(gaussian(capped, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
+    else:
+        surround = background
     fg = ((sharp - background > params.nucleus_contrast) & (sharp > params.nucleus_od)) | (
         sharp > params.nucleus_od_dense
     )
     fg = ndi.binary_fill_holes(fg & tissue)
     fg = ndi.binary_opening(fg, structure=_disk(max(1, int(radius_px * 0.25))))
-    # split touching nuclei: one seed per maximum of the (smoothed) distance to the background
+    # split touching nuclei: one seed per nucleus-sized blob of stain ("blob") or per maximum of
+    # the (smoothed) distance to the background ("distance")
     dist = gaussian(ndi.distance_transform_edt(fg), sigma=max(0.5, radius_px / 5)) * fg
+    blob = params.seeds == "blob"
+    relief = _blob_relief(signal, dist, radius_px, params) if blob else dist
     seeds = peak_local_max(
-        dist,
-        min_distance=max(1, int(round(radius_px * 0.7))),
-        threshold_abs=radius_px * 0.3,
+        relief,
+        min_distance=max(1, int(round(radius_px * params.seed_spacing))),
+        threshold_abs=params.blob_min if blob else radius_px * 0.3,
+        labels=fg.astype(np.int32) if blob else None,
         exclude_border=False,
     )
     # a blob whose peak was suppressed by a bigger neighbour still gets its own seed
@@ -200,7 +212,7 @@ def quantify_tile(
         seeds = np.concatenate([seeds.reshape(-1, 2), extra])
     markers = np.zeros(fg.shape, np.int32)
     markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
-    labels = watershed(-dist, markers, mask=fg)
+    labels = watershed(-relief, markers, mask=fg)
 
     n = len(seeds)
     index = np.arange(1, n + 1)
@@ -236,6 +248,13 @@ def quantify_tile(
         centroid = np.zeros((0, 2))
     min_area = params.min_nucleus_area_um2 / (mpp * mpp)
     keep = (area_px > 0) & (area_px >= min(min_area, math.pi * radius_px**2 * 0.3))
+    if n and (params.negative_min_hema > 0 or params.negative_min_hema_fraction > 0):
+        # an unstained "nucleus" must carry hematoxylin: pale cytoplasm and background are not nuclei
+        hem, dabv = np.nan_to_num(mean_hema), np.nan_to_num(mean_dab)
+        faint = (hem < params.negative_min_hema) | (
+            hem < params.negative_min_hema_fraction * (hem + dabv)
+        )
+        keep &= (dabv >= params.thresholds[0]) | ~faint
     area_um2 = np.asarray(area_px) * mpp * mpp
     if marker == "pdl1" and n:
         grown = expand_labels(labels, distance=params.membrane_ring_um / mpp)
@@ -319,3 +338,19 @@ def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:
 def _disk(r: int) -> np.ndarray:
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     return yy**2 + xx**2 <= r * r
+
+
+def _blob_relief(
+    signal: np.ndarray, dist: np.ndarray, radius_px: float, params: IHCParams
+) -> np.ndarray:
+    """Where nuclei centres are: the nucleus-sized blob response (negative Laplacian of Gaussian) of
+    the log-compressed stain, so a dark nucleus beside stained cytoplasm and two touching nuclei
+    each peak at their centre, plus the distance to the background (round, evenly stained nuclei)."""
+    from scipy import ndimage as ndi
+
+    compressed = np.log1p(signal / params.blob_od)
+    blob = np.zeros_like(compressed)
+    for scale in params.blob_scales:  # scale-normalised: the nucleus' own size responds most
+        sigma = max(1.0, scale * radius_px / math.sqrt(2))
+        blob = np.maximum(blob, -ndi.gaussian_laplace(compressed, sigma) * sigma * sigma)
+    return (blob + params.blob_distance_weight * dist / max(radius_px, 1.0)) * (dist > 0)

@@ -32,6 +32,14 @@ class IHCParams:
     nucleus_contrast: float = 0.05  # ... and by this much its local background (white top-hat)
     nucleus_od_dense: float = 0.5  # OD above which a pixel is nucleus whatever its surroundings
     nucleus_core_fraction: float = 0.6  # DAB also measured where depth >= this x the deepest
+    seed_spacing: float = 0.7  # nucleus centres at least this x nucleus_radius_um apart
+    seeds: str = "distance"  # nucleus centres: "distance" (to the background) or "blob" (LoG)
+    blob_od: float = 0.1  # OD scale of the blob seeds' log compression
+    blob_distance_weight: float = 0.0  # weight of the distance in the blob seeds' relief
+    blob_scales: tuple[float, ...] = (1.0, 1.5)  # nucleus sizes (x nucleus_radius_um) of blob seeds
+    blob_min: float = 0.05  # least blob response of a seed
+    negative_min_hema: float = 0.0  # a negative nucleus has at least this hematoxylin OD ...
+    negative_min_hema_fraction: float = 0.0  # ... and this share of its OD (else: not a nucleus)
     # -- which cells count
     cells: str = (
         "tumour"  # "tumour": leave lymphocyte/fibroblast-like and stromal nuclei out; "all"
@@ -45,6 +53,9 @@ class IHCParams:
     merged_lymphocyte_density_ratio: float = 1.8  # ... and this x denser: merged lymphocytes
     stroma_context_ratio: float = 0.85  # nuclei in a background this x paler than usual: stroma
     stroma_keep_area_ratio: float = 1.5  # ... unless this x larger than the usual tumour nucleus
+    context_stain: str = "capped"  # surroundings' stain: "all", "hematoxylin" or "capped" DAB
+    context_dab_cap: float = 0.1  # with "capped": DAB counts up to this OD
+    stroma_reference: str = "all"  # surroundings compared with all counted nuclei, or "class"
     context_min_nuclei: int = 20  # ... judged when at least this many nuclei are counted (0: off)
     calibration_fibroblasts: int = 20  # fibroblast-like nuclei needed for that calibration
     max_elongation: float = 2.0  # nuclei longer than this x their width and ...

@@ -340,7 +340,9 @@ def test_inscribed_radius_is_measured_and_merged_lymphocytes_are_not_counted():
     od[rr, cc] += 0.9
     rr, cc = disk((90, 80), 8.0, shape=od.shape)  # round but pale: the rule cannot apply
     od[rr, cc] += 0.3
-    q = ihc.quantify_tile(_hdab_rgb(od, np.zeros_like(od)), 0.5, marker="ki67")
+    # seeds by distance: the blob seeds split a long nucleus at its two ends (the rule is tested)
+    by_distance = ihc.IHCParams(seeds="distance")
+    q = ihc.quantify_tile(_hdab_rgb(od, np.zeros_like(od)), 0.5, marker="ki67", params=by_distance)
     order = np.lexsort((q.nuclei.xy[:, 0], q.nuclei.xy[:, 1] > 60))
     assert len(order) == 3
     np.testing.assert_allclose(q.nuclei.inscribed_um[order[:2]], [4.0, 2.5], atol=0.6)
@@ -375,7 +377,9 @@ def test_nuclei_in_pale_stroma_are_not_counted_unless_large():
         rr, cc = disk((y, x), 7.5, shape=od_h.shape)  # r = 3.75 um
         od_h[rr, cc] += 0.45
         od_d[rr, cc] += 0.8 if k % 3 == 0 else 0.0  # a third positive, on both sides
-    rr, cc = disk((136, 440), 13.0, shape=od_h.shape)  # a large nucleus in the stroma
+    # a large nucleus in the stroma, between four others (apart from them: the blob seeds tell
+    # touching nuclei apart)
+    rr, cc = disk((136, 456), 13.0, shape=od_h.shape)
     od_h[rr, cc] = 0.5
     od_d[rr, cc] = 0.0
     q = ihc.quantify_tile(_hdab_rgb(od_h, od_d), 0.5, marker="ki67")
