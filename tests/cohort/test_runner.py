@@ -300,7 +300,9 @@ def test_cohort_with_corrupt_slides_equals_single_then_skips(client, slide_dir, 
             assert row[f"{m}_probability"] == pytest.approx(
                 doc["markers"][m]["probability"], abs=1e-6
             )
-            assert row[f"{m}_call"] == doc["markers"][m]["label"]
+            assert row[f"{m}_call"] == (doc["markers"][m]["label"] or "")  # "": no call
+        statuses = {e["call_status"] for e in doc["markers"].values()}
+        assert row["call_status"] == ("no_call" if "no_call" in statuses else "call")
     # per-slide outputs equal those of single-slide prediction
     for i in (0, 3):
         single = _single_slide_outputs(slide_dir / f"case{i}.tif", tmp_path / f"single{i}", models)
