@@ -81,6 +81,9 @@ def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None
         if len(levels) < 2 and not tif.is_ome and microscopy_mpp(levels[0].pages[0]) is None:
             tif.close()
             return None  # a plain image without a pixel size: `backends.image` reads it
+        if _data_past_end(p, levels):
+            tif.close()
+            return None  # truncated: `open_slide` says so, with what to do
         shapes = []
         for lv in levels:
             if lv.axes not in ("YXS", "YX"):
@@ -126,6 +129,18 @@ def open_tifffile(p: Path, display: str) -> tuple[SlideInfo, TiffBackend] | None
         properties={"tifffile.series": series.name or "", "tifffile.is_ome": str(tif.is_ome)},
     )
     return info, TiffBackend(tif, arrays, bg, downs)
+
+
+def _data_past_end(p: Path, levels: Any) -> bool:
+    """Whether any level's first page keeps pixel data beyond the end of the file (a truncated
+    copy: its page chain may still give a readable-looking first level)."""
+    size = p.stat().st_size
+    for lv in levels:
+        pg: Any = lv.pages[0]
+        ends = [int(o) + int(n) for o, n in zip(pg.dataoffsets, pg.databytecounts) if n]
+        if ends and max(ends) > size:
+            return True
+    return False
 
 
 def is_microscopy_tiff(p: Path) -> bool:
