@@ -45,7 +45,7 @@ def _on_grid(tm: TissueMask, grid_um: float, shape: tuple[int, int]) -> np.ndarr
     """The mask's local tissue fraction on a `grid_um` um/px grid of `shape` (float 0..1)."""
     from scipy import ndimage as ndi
 
-    k = tm.mpp / grid_um  # grid px per mask px
+    k = float(tm.mpp or grid_um) / grid_um  # grid px per mask px
     fine = tm.mask.astype(np.float32)
     if k < 1:  # local tissue fraction over one grid pixel, then sampled
         fine = ndi.uniform_filter(fine, size=max(int(round(1 / k)), 1))
