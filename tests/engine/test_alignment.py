@@ -72,3 +72,47 @@ def test_real_anhir_pair_does_not_get_worse():
     before = np.median(np.linalg.norm(m[:n] - f[:n], axis=1))
     after = np.median(np.linalg.norm(a.apply(m[:n]) - f[:n], axis=1))
     assert after <= before + 5.0
+
+
+def _rigid_to_case(t: dict, h: int, w: int, mpp: float, p: np.ndarray) -> np.ndarray:
+    """Case (v, u) um of section pixels p (y, x): the simulator's section transform, rigid part."""
+    a = np.deg2rad(t["angle_deg"])
+    v, u = (p[:, 0] - (h - 1) / 2) * mpp, (p[:, 1] - (w - 1) / 2) * mpp
+    return np.stack(
+        [
+            np.sin(a) * u + np.cos(a) * v + t["shift_um"][0],
+            np.cos(a) * u - np.sin(a) * v + t["shift_um"][1],
+        ],
+        axis=1,
+    )
+
+
+def test_simulated_consecutive_sections_recover_the_simulators_transform(tmp_path):
+    """`simulate_case` cuts the IHC section rotated (up to 20 deg), shifted and elastically warped
+    against the H&E, and records the transforms: alignment must find the rigid part."""
+    import json
+
+    from napari_histostain.io.slide import open_slide
+    from napari_histostain.simulate import simulate_case
+
+    simulate_case(tmp_path, ["ki67"], case_id="s", size_um=1600.0, mpp=0.5, seed=3)
+    he = open_slide(next(tmp_path.rglob("s_HE.tiff")))
+    ki = open_slide(next(tmp_path.rglob("s_ki67.tiff")))
+    sections = json.loads(next(tmp_path.rglob("s.json")).read_text())["sections"]
+    t_he, t_ki = sections["HE"]["transform"], sections["ki67"]["transform"]
+    a = align_slides(he, ki)
+    want = -(t_ki["angle_deg"] - t_he["angle_deg"])  # the simulator turns the other way
+    assert abs(a.angle_deg - want) <= 2.0
+    w, h = ki.dimensions
+    mpp = float(ki.mpp[0])
+    rng = np.random.default_rng(1)
+    p_ki = rng.uniform([0.3 * h, 0.3 * w], [0.7 * h, 0.7 * w], (20, 2))
+    case = _rigid_to_case(t_ki, h, w, mpp, p_ki)
+    # invert the H&E's (rigid, unwarped) transform numerically: solve the 2 x 2 linear map
+    o = _rigid_to_case(t_he, h, w, mpp, np.zeros((1, 2)))[0]
+    ey = _rigid_to_case(t_he, h, w, mpp, np.array([[1.0, 0.0]]))[0] - o
+    ex = _rigid_to_case(t_he, h, w, mpp, np.array([[0.0, 1.0]]))[0] - o
+    p_he = np.linalg.solve(np.stack([ey, ex], axis=1), (case - o).T).T
+    err = np.linalg.norm(a.apply(p_ki * mpp) - p_he * mpp, axis=1)
+    print(f"angle {a.angle_deg} want {want:.2f}; error median {np.median(err):.1f} max {err.max():.1f} um")
+    assert np.median(err) < 224.0 / 4  # well within one tile (elastic warp up to 12 um aside)
