@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from screenshots import _shot, _wait  # noqa: E402
+from screenshots import _shot, _wait
 
 
 def _rotated_copy(src: Path, dst: Path, angle: float, shift_px: tuple[float, float]) -> Path:
@@ -69,6 +69,7 @@ def main(out_dir: str = "docs/images") -> Path:
     out = Path(out_dir) / "gui_side_by_side_aligned.png"
     _shot(viewer, out)
     print(widget.last_message)
+    _wait(lambda: not widget.busy)  # let the background workers end before the viewer goes
     viewer.close()
     return out
 

@@ -114,5 +114,4 @@ def test_simulated_consecutive_sections_recover_the_simulators_transform(tmp_pat
     ex = _rigid_to_case(t_he, h, w, mpp, np.array([[0.0, 1.0]]))[0] - o
     p_he = np.linalg.solve(np.stack([ey, ex], axis=1), (case - o).T).T
     err = np.linalg.norm(a.apply(p_ki * mpp) - p_he * mpp, axis=1)
-    print(f"angle {a.angle_deg} want {want:.2f}; error median {np.median(err):.1f} max {err.max():.1f} um")
     assert np.median(err) < 224.0 / 4  # well within one tile (elastic warp up to 12 um aside)
