@@ -75,4 +75,8 @@ def main(out_dir: str = "docs/images") -> Path:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir", nargs="?", default="docs/images", help="folder for the PNG")
+    main(ap.parse_args().out_dir)
