@@ -103,11 +103,15 @@ def start_alignment(he: Any, ihc: Any, on_done: Any, on_error: Any) -> Any:
     from napari.qt.threading import create_worker
 
     from ..engine.alignment import align_slides
-    from ..io.slide import slide_from_array
+    from ..io.slide import open_slide, slide_from_array
+
+    def slide_of(layer: Any) -> Any:
+        """The layer's slide file (read in bounded blocks), else its pixels at its scale."""
+        path = layer.metadata.get("slide_path")
+        return open_slide(path) if path else slide_from_array(*layer_overview(layer))
 
     def work():
-        slides = [slide_from_array(*layer_overview(ly)) for ly in (he, ihc)]
-        return align_slides(*slides, target_mpp=ALIGN_MPP)
+        return align_slides(slide_of(he), slide_of(ihc), target_mpp=ALIGN_MPP)
 
     worker = create_worker(work, _start_thread=False)
     worker.returned.connect(on_done)

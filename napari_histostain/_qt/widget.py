@@ -967,6 +967,8 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self._message("Aligning the IHC section to the H&E...")
 
         def done(a) -> None:
+            if self._stopper.closed.is_set():
+                return
             if self.align_box.isChecked() and ihc in self.viewer.layers:
                 apply_alignment(ihc, a)
                 self._message(
@@ -975,6 +977,8 @@ class PredictionWidget(ModeAndStatus, QWidget):
                 )
 
         def failed(exc: Exception) -> None:
+            if self._stopper.closed.is_set():
+                return
             self._message(f"could not align the sections: {exc}", error=True)
             self.align_box.setChecked(False)
 

@@ -122,3 +122,16 @@ def test_align_sections_sets_the_ihc_affine_in_a_worker(qtbot, make_napari_viewe
     widget.align_box.setChecked(False)
     assert np.allclose(ihc.affine.affine_matrix, np.eye(3))
     widget.close_session()
+
+
+def test_layer_overview_picks_the_coarsest_level_finer_than_the_target():
+    from napari.layers import Image
+
+    from napari_histostain._qt.side_by_side import layer_overview
+
+    levels = [np.zeros((1024 // k, 1024 // k, 3), np.uint8) + k for k in (1, 2, 4, 8, 16)]
+    layer = Image(levels, multiscale=True, rgb=True, scale=(2.0, 2.0))
+    rgb, mpp = layer_overview(layer, target_mpp=16.0)
+    assert mpp == 16.0 and rgb.shape == (128, 128, 3) and rgb[0, 0, 0] == 8
+    rgb, mpp = layer_overview(Image(levels[0], rgb=True, scale=(2.0, 2.0)), target_mpp=16.0)
+    assert mpp == 2.0 and rgb.shape == (1024, 1024, 3)
