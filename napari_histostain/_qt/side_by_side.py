@@ -76,3 +76,52 @@ def end_side_by_side(viewer: Any) -> None:
 def remove_spacers(viewer: Any) -> None:
     for ly in [ly for ly in viewer.layers if SPACER_KEY in ly.metadata]:
         viewer.layers.remove(ly)
+
+
+#: Pixel size (um/px) the sections' overviews are aligned at.
+ALIGN_MPP = 16.0
+
+
+def layer_overview(layer: Any, target_mpp: float = ALIGN_MPP) -> tuple[Any, float]:
+    """(RGB array, its um/px) of an image layer's coarsest level still finer than `target_mpp`;
+    the layer's scale is its um/px (the reader's slides, or RGB layers placed in um)."""
+    import numpy as np
+
+    levels = list(layer.data) if layer.multiscale else [layer.data]
+    mpp0 = float(layer.scale[-1])
+    pick, pick_mpp = levels[0], mpp0
+    for lv in levels[1:]:
+        mpp = mpp0 * levels[0].shape[1] / lv.shape[1]
+        if mpp <= target_mpp:
+            pick, pick_mpp = lv, mpp
+    return np.asarray(pick)[..., :3], pick_mpp
+
+
+def start_alignment(he: Any, ihc: Any, on_done: Any, on_error: Any) -> Any:
+    """Align `ihc`'s section onto `he`'s (engine.alignment) in a napari thread worker; `on_done`
+    gets the `RigidAlignment`, `on_error` the exception. Returns the started worker."""
+    from napari.qt.threading import create_worker
+
+    from ..engine.alignment import align_slides
+    from ..io.slide import open_slide, slide_from_array
+
+    def slide_of(layer: Any) -> Any:
+        """The layer's slide file (read in bounded blocks), else its pixels at its scale."""
+        path = layer.metadata.get("slide_path")
+        return open_slide(path) if path else slide_from_array(*layer_overview(layer))
+
+    def work():
+        return align_slides(slide_of(he), slide_of(ihc), target_mpp=ALIGN_MPP)
+
+    worker = create_worker(work, _start_thread=False)
+    worker.returned.connect(on_done)
+    worker.errored.connect(on_error)
+    worker.start()
+    return worker
+
+
+def apply_alignment(ihc: Any, alignment: Any | None) -> None:
+    """The IHC layer drawn in the H&E's um (its `affine`), or back to its own (None)."""
+    import numpy as np
+
+    ihc.affine = np.eye(3) if alignment is None else alignment.matrix

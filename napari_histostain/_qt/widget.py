@@ -243,6 +243,13 @@ class PredictionWidget(ModeAndStatus, QWidget):
         )
         self.side_box.toggled.connect(self.set_side_by_side)
         disp.addRow("", self.side_box)
+        self.align_box = QCheckBox("Align sections (rotation + shift, from the tissue)")
+        self.align_box.setToolTip(
+            "Lay the IHC slide onto the H&E by a rigid transform found from both tissue masks\n"
+            "(kept as the IHC layer's affine; computed in the background)."
+        )
+        self.align_box.toggled.connect(self.set_aligned)
+        disp.addRow("", self.align_box)
         self.tissue_box = QCheckBox("Tissue mask layer")
         self.tissue_box.toggled.connect(self._on_tissue_toggled)
         disp.addRow("", self.tissue_box)
@@ -941,6 +948,41 @@ class PredictionWidget(ModeAndStatus, QWidget):
             self.side_box.setChecked(False)
             return
         show_side_by_side(self.viewer, he, ihc)
+
+    def set_aligned(self, on: bool) -> None:
+        """Align the IHC slide onto the H&E (in a worker) and keep it as its affine, or undo it."""
+        from .side_by_side import apply_alignment, start_alignment
+
+        he, ihc = self.slide_layer, self.ihc_panel.ihc_layer
+        if not on:
+            if ihc is not None:
+                apply_alignment(ihc, None)
+            return
+        if he is None or ihc is None or ihc is he:
+            self._message(
+                "align needs the H&E (Slide) and an IHC slide (Observed IHC).", error=True
+            )
+            self.align_box.setChecked(False)
+            return
+        self._message("Aligning the IHC section to the H&E...")
+
+        def done(a) -> None:
+            if self._stopper.closed.is_set():
+                return
+            if self.align_box.isChecked() and ihc in self.viewer.layers:
+                apply_alignment(ihc, a)
+                self._message(
+                    f"IHC aligned: rotated {a.angle_deg:.1f} deg, moved "
+                    f"{a.shift_um[1]:.0f}, {a.shift_um[0]:.0f} um (x, y); overlap {a.overlap:.2f}"
+                )
+
+        def failed(exc: Exception) -> None:
+            if self._stopper.closed.is_set():
+                return
+            self._message(f"could not align the sections: {exc}", error=True)
+            self.align_box.setChecked(False)
+
+        self._align_worker = start_alignment(he, ihc, done, failed)
 
     def _on_tissue_toggled(self, checked: bool) -> None:
         if not checked:
