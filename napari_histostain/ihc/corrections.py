@@ -152,7 +152,9 @@ def load_corrections(path: str | Path, result: IHCResult) -> Corrections:
     try:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise IHCError(f"cannot read corrections {path}: {exc}; choose a saved corrections JSON.")
+        raise IHCError(
+            f"cannot read corrections {path}: {exc}; choose a saved corrections JSON."
+        ) from exc
     if d.get("format") != "histostain-ihc-corrections":
         raise IHCError(f"{path} is not a histostain corrections file.")
     if d.get("marker") != result.marker:
