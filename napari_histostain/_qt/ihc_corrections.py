@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QAbstractSpinBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -90,32 +91,41 @@ class CorrectionsBox(QWidget):
             spin.setRange(0.01, 3.0)
             spin.setSingleStep(0.02)
             spin.setDecimals(2)
-            spin.setPrefix(f"{name} ")
+            spin.setButtonSymbols(QAbstractSpinBox.NoButtons)  # narrow: arrow keys, wheel
+            spin.setStyleSheet("min-width: 40px; max-width: 52px")  # napari QSS: 90 px
             spin.setToolTip(f"Mean nuclear DAB optical density from which a nucleus is {name}.")
             spin.valueChanged.connect(self._on_thresholds)
+            row.addWidget(QLabel(name))
             row.addWidget(spin)
             self.spins.append(spin)
-        form.addRow("DAB OD", row)
+        row.addStretch(1)
+        form.addRow(QLabel("Classes from mean nuclear DAB OD:"))
+        form.addRow(row)
         self.click_combo = QComboBox()
         self.click_combo.addItems(CLICK_CHOICES)
+        self.click_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.click_combo.setMinimumContentsLength(8)
         self.click_combo.setToolTip(
             "What a click on a nucleus (in the nuclei layer) makes it: 'cycle' goes\n"
             "positive -> negative -> not counted -> automatic."
         )
         form.addRow("Click sets", self.click_combo)
         buttons = QHBoxLayout()
-        self.save_button = QPushButton("Save corrections")
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("Save the corrections as JSON (beside the results).")
         self.save_button.clicked.connect(lambda: self.save())
-        self.load_button = QPushButton("Load")
+        self.load_button = QPushButton("Load…")
+        self.load_button.setToolTip("Apply corrections saved for this slide and marker.")
         self.load_button.clicked.connect(lambda: self.load())
         self.reset_button = QPushButton("Reset")
         self.reset_button.clicked.connect(self.reset)
         for b in (self.save_button, self.load_button, self.reset_button):
             buttons.addWidget(b)
-        form.addRow("", buttons)
+        form.addRow("Corrections", buttons)
         self.info = QLabel("")
         self.info.setStyleSheet("color: gray")
         self.info.setWordWrap(True)
+        self.info.setMinimumWidth(1)
         form.addRow("", self.info)
         self.setEnabled(False)
 
