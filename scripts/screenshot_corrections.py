@@ -69,7 +69,7 @@ def main(slide: str, out: str) -> Path:
     print("before:", before)
     print("after:", dict(panel.rows))
     print("corrected:", box.corrections.overrides, "thresholds", box.corrections.thresholds)
-    print("re-score + redraw ms:", [round(m, 1) for m in ms])
+    print("re-score + redraw ms:", [round(m, 1) for m in ms], box.timings)
     path = _shot(viewer, Path(out))
     widget.close_session()
     viewer.close()
