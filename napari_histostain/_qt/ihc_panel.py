@@ -33,7 +33,8 @@ from qtpy.QtWidgets import (
 from ..defaults import TILE_MPP, TILE_SIZE
 from ..errors import HistostainError
 from ..markers import MARKERS, get_marker
-from .ihc_report_view import hotspot_name, report_rows, show_hotspot
+from .ihc_corrections import CorrectionsBox, point_features, point_style
+from .ihc_report_view import hotspot_ellipse, hotspot_name, report_rows, show_hotspot
 from .mode import VISIBLE, WHOLE, ModeAndStatus
 from .throttle import ThrottledProgress
 from .viewport import viewport_world_box
@@ -43,7 +44,6 @@ from .workers import stream_from_thread
 OBSERVED_KEY = "histostain_observed"
 #: Seconds between redraws of the observed map while tiles stream in.
 STREAM_REDRAW_S = 0.25
-NOT_COUNTED_COLOUR = "#9a9a9a"
 #: Beyond this many nuclei the points layer is not drawn (it would slow the viewer down).
 MAX_POINTS = 400_000
 
@@ -74,22 +74,13 @@ def nuclei_layer(result) -> Any:
     """
     from napari.layers import Points
 
-    from ..ihc import CLASS_COLOURS, CLASS_NAMES
-
     marker = result.marker
     n = len(result.nuclei.xy)
     if n > MAX_POINTS:
         return None
     mx, my = result.mpp
     world = np.asarray(result.nuclei.xy, float)[:, ::-1] * (my, mx)
-    counted = np.asarray(result.nuclei.counted, bool)
-    if marker == "pdl1":  # PD-L1 is scored on membranes, not on nuclear DAB
-        colours = np.where(result.nuclei.membrane, CLASS_COLOURS[3], CLASS_COLOURS[0])
-        classes = np.where(result.nuclei.membrane, "membrane positive", "membrane negative")
-    else:
-        colours = np.asarray(CLASS_COLOURS)[result.nuclei.cls.astype(int)]
-        classes = np.asarray(CLASS_NAMES)[result.nuclei.cls.astype(int)]
-    colours = np.where(counted, colours, NOT_COUNTED_COLOUR)
+    colours, _ = point_style(result)
     size = 2.0 * result.params.nucleus_radius_um + 1.0
     return Points(
         world.reshape(-1, 2),
@@ -99,12 +90,7 @@ def nuclei_layer(result) -> Any:
         border_color=list(colours) if n else "white",
         border_width=0.18,
         border_width_is_relative=True,
-        features={
-            "class": classes,
-            "counted": counted,
-            "excluded_as": result.nuclei.exclusion_reasons,
-            "dab_od": np.asarray(result.nuclei.dab, float),
-        },
+        features=point_features(result),
         units=("um", "um"),
         metadata={OBSERVED_KEY: {"marker": marker}},
     )
@@ -265,6 +251,8 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         self.results_label.setWordWrap(True)
         self.results_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.results_label)
+        self.corrections_box = CorrectionsBox(self, OBSERVED_KEY)  # thresholds, clicks
+        lay.addWidget(self.corrections_box)
         self.set_expanded(expanded)
         self.update_grid_label()
 
@@ -545,6 +533,29 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             + " ".join(result.messages)
         )
         self._show_summary(s, marker, scope)
+        name = nuclei_name(marker)
+        points = self.viewer.layers[name] if name in self.viewer.layers else None
+        self.corrections_box.attach(result, points)
+        if points is not None:  # clicks go to the active layer
+            self.viewer.layers.selection.active = points
+
+    def show_corrected(self, result) -> None:
+        """Show a re-scored `result` of the same nuclei (`CorrectionsBox`): table, map, hot spot."""
+        from ..results.maps import PredictionMaps
+
+        marker = result.marker
+        heat = self.viewer.layers[observed_name(marker)]
+        maps = PredictionMaps.from_grid(result.grid, [marker], result.source_path)
+        pos = result.positivity
+        done = np.flatnonzero(np.isfinite(pos))
+        maps.update(marker, done, pos[done])
+        heat.data = maps.heatmap(marker, "positivity")
+        spot = (result.reported.get("ki67") or {}).get("hotspot")
+        name = hotspot_name(marker)
+        if spot and name in self.viewer.layers:  # move the circle in place (keeps the selection)
+            self.viewer.layers[name].data = [hotspot_ellipse(spot)]
+        self.result, self.maps = result, maps
+        self._show_summary(result.summary(), marker, self.scope)
 
     def _remove_ours(self, name: str) -> None:
         """Remove layer `name` if this panel made it (a user's layer of that name stays)."""

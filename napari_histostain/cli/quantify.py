@@ -115,6 +115,12 @@ def register(subparsers) -> None:
         "(G1 < 3 %%, G2 3-20 %%, G3 > 20 %%; 'insufficient' under 500 cells)",
     )
     p.add_argument("--figure", action="store_true", help="also write an overlay PNG of the nuclei")
+    p.add_argument(
+        "--corrections",
+        metavar="JSON",
+        help="apply thresholds and nuclei corrected by hand in napari (a saved "
+        "<slide>.<marker>.ihc_corrections.json) and write them with the results",
+    )
     add_annotation_options(p)
     p.set_defaults(func=run)
 
@@ -141,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
             raise IHCError("give either a SLIDE or --cohort MANIFEST, not both.")
         if args.annotations:
             raise IHCError("--annotations belong to one slide; use them without --cohort.")
+        if args.corrections:
+            raise IHCError("--corrections belong to one slide; use them without --cohort.")
         return _run_cohort(Path(args.cohort), Path(args.out), params, report_options(args, None))
     if not args.slide or not args.marker:
         raise IHCError(
@@ -149,9 +157,18 @@ def run(args: argparse.Namespace) -> int:
     report = report_options(args, args.marker)
     annotations = read_annotation_file(args)
     result, rgb_view = _quantify_path(Path(args.slide), args.marker, params, args.mpp)
+    if args.corrections:
+        from ..ihc.corrections import apply_corrections, load_corrections
+
+        fixes = load_corrections(args.corrections, result)
+        result = apply_corrections(result, fixes)
     regions = _add_region_results(args, result, annotations) if annotations is not None else None
     add_reported_scores(result, report, regions)
     paths = result.save(args.out)
+    if args.corrections:  # beside the results they made
+        from ..ihc.corrections import corrections_path, save_corrections
+
+        paths.append(save_corrections(corrections_path(args.out, result), fixes, result))
     if args.figure:
         from ..ihc import save_overlay_figure
         from ..io.naming import slide_name

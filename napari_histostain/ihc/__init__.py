@@ -2,7 +2,7 @@
 
 `stains` (optical density, stain vectors, the H&E check), `params` (`IHCParams`), `nuclei` (the
 `Nuclei` table; detection and measurement in a tile), `cell_rules` (which nuclei count),
-`scores` (indices and weak labels), `ki67_report` (global and hot-spot Ki-67), `pdl1` (TPS, CPS,
+`scores` (indices and weak labels), `corrections` (thresholds and nuclei corrected by hand), `ki67_report` (global and hot-spot Ki-67), `pdl1` (TPS, CPS,
 immune cells), `reporting` (those on a result), `results` (`IHCResult` and its files), `quantify` (slides and
 images, tile by tile), `figures`, `synthetic` (a DAB renderer with known truth for tests).
 """

@@ -16,7 +16,15 @@ from .errors import IHCError
 CLASS_NAMES = ("negative", "1+", "2+", "3+")
 P53_PATTERNS = ("wild-type", "overexpression", "null")
 #: why a nucleus is left out of the indices (`cell_rules.exclusion_codes`; code 0: it is counted)
-EXCLUSION_NAMES = ("", "fibroblast", "lymphocyte", "debris", "merged lymphocytes", "stroma")
+EXCLUSION_NAMES = (
+    "",
+    "fibroblast",
+    "lymphocyte",
+    "debris",
+    "merged lymphocytes",
+    "stroma",
+    "by hand",  # left out by a user's correction (`corrections`)
+)
 
 
 @dataclass(frozen=True)

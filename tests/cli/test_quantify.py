@@ -209,3 +209,51 @@ def test_quantify_pdl1_reports_cps(tmp_path, capsys):
     assert p["cps"] >= p["tps"] and p["cps"] <= 100
     assert p["n_tumour"] == doc["summary"]["n_nuclei"]
     assert "CPS" in capsys.readouterr().out
+
+
+def test_quantify_applies_and_writes_corrections(dab_slide, tmp_path, capsys):
+    """Corrections saved in napari re-score `histostain quantify`'s results and are written
+    beside them."""
+    from napari_histostain import ihc
+    from napari_histostain.ihc.corrections import (
+        apply_corrections,
+        corrections_for,
+        save_corrections,
+    )
+
+    result = ihc.quantify_slide(dab_slide, "ki67")
+    fixes = corrections_for(result)
+    fixes.thresholds = (0.15, 0.5, 0.8)
+    neg = np.flatnonzero(result.nuclei.counted & (result.nuclei.cls == 0))[:3]
+    for i in neg:
+        fixes.set(int(i), "positive")
+    saved = save_corrections(tmp_path / "fixes.json", fixes, result)
+    want = apply_corrections(result, fixes).summary()
+    out = tmp_path / "out"
+    argv = ["quantify", str(dab_slide), "--marker", "ki67", "--out", str(out)]
+    assert main([*argv, "--corrections", str(saved)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "dab.ki67.ihc.json").read_text())
+    assert doc["summary"]["ki67_index"] == pytest.approx(want["ki67_index"])
+    assert doc["summary"]["counts"] == want["counts"]
+    assert doc["thresholds"] == [0.15, 0.5, 0.8]
+    assert any("3 nuclei re-classed by hand" in m for m in doc["messages"])
+    written = json.loads((out / "dab.ki67.ihc_corrections.json").read_text())
+    assert len(written["overrides"]) == 3 and "ihc_corrections.json" in printed
+    # corrections of another marker are refused with a message
+    assert (
+        main(
+            [
+                "quantify",
+                str(dab_slide),
+                "--marker",
+                "p53",
+                "--out",
+                str(out),
+                "--corrections",
+                str(saved),
+            ]
+        )
+        == 2
+    )
+    assert "corrects ki67" in capsys.readouterr().err
