@@ -94,30 +94,13 @@ def marker_region_result(
 def prediction_region_results(
     prediction: Any, regions: Sequence[Region], *, tile_threshold: float = 0.5
 ) -> list[dict]:
-    """Per-region results of a finished `SlidePrediction` (its grid is the regions' grid)."""
-    grid = prediction.grid
-    out = []
-    for r in regions:
-        d = r.describe(grid.slide_mpp)
-        d["markers"] = {
-            key: marker_region_result(
-                r.indices,
-                mp.scores,
-                mp.tile_logits,
-                mp.positivity,
-                grid.tissue_fraction,
-                positive_class=mp.positive_class,
-                class_names=mp.class_names,
-                threshold=mp.threshold,
-                tile_threshold=tile_threshold,
-                temperature=float((mp.model.get("calibration") or {}).get("temperature", 1.0)),
-                call_status=mp.call_status,
-                no_call_reason=mp.no_call_reason,
-            )
-            for key, mp in prediction.markers.items()
-        }
-        out.append(d)
-    return out
+    """Per-region results of a finished `SlidePrediction` (its grid is the regions' grid): those
+    of its `PredictionMaps`, so the CLI and the widget share one path."""
+    from ..results.maps import PredictionMaps
+
+    return maps_region_results(
+        PredictionMaps.from_prediction(prediction), regions, tile_threshold=tile_threshold
+    )
 
 
 def maps_region_results(
