@@ -178,3 +178,17 @@ def test_every_command_and_script_has_help():
             timeout=120,
         )
         assert r.returncode == 0 and "usage:" in r.stdout, f"{script.name}: {r.stdout}{r.stderr}"
+
+
+def test_every_package_is_installed():
+    """setup.cfg lists its packages one by one: a new folder left out works in the editable dev
+    install but is missing from the wheel (and from CI's install)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    found = {".".join(f.parent.relative_to(ROOT).parts) for f in PACKAGE.rglob("__init__.py")} | {
+        "napari_histostain.training"
+    }
+    assert found <= listed, f"add to setup.cfg [options] packages: {sorted(found - listed)}"
