@@ -243,10 +243,10 @@ class PredictionWidget(ModeAndStatus, QWidget):
         )
         self.side_box.toggled.connect(self.set_side_by_side)
         disp.addRow("", self.side_box)
-        self.align_box = QCheckBox("Align sections (rotation + shift, from the tissue)")
+        self.align_box = QCheckBox("Align sections")
         self.align_box.setToolTip(
-            "Lay the IHC slide onto the H&E by a rigid transform found from both tissue masks\n"
-            "(kept as the IHC layer's affine; computed in the background)."
+            "Lay the IHC slide onto the H&E by a rigid transform (rotation + shift) found from both\n"
+            "tissue masks (kept as the IHC layer's affine; computed in the background)."
         )
         self.align_box.toggled.connect(self.set_aligned)
         disp.addRow("", self.align_box)
@@ -254,7 +254,9 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.tissue_box.toggled.connect(self._on_tissue_toggled)
         disp.addRow("", self.tissue_box)
         rl.addLayout(disp)
-        rl.addWidget(QLabel("<b>Tiles</b> (click a row to go there; click a header to sort)"))
+        tiles_label = QLabel("<b>Tiles</b> (click a row to go there; a header sorts)")
+        tiles_label.setWordWrap(True)
+        rl.addWidget(tiles_label)
         self.tile_table = TileTable()
         self.tile_table.tile_clicked.connect(self.go_to_tile)
         rl.addWidget(self.tile_table)
