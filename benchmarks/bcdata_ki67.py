@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     from napari_histostain.ihc import IHCParams, with_thresholds
+    from napari_histostain.ihc.params import with_settings
 
     params = IHCParams()
     if args.thresholds:
@@ -167,13 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         params = replace(params, cells="all")
     if args.count_stroma:
         params = replace(params, context_min_nuclei=0)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        current = getattr(params, key)
-        if isinstance(current, tuple):
-            params = replace(params, **{key: tuple(float(v) for v in value.split(","))})
-        else:
-            params = replace(params, **{key: type(current)(value)})
+    params = with_settings(params, args.set)
     fields = sorted(args.data.glob("bcdata-*.jpg"))
     if not fields:
         raise SystemExit(f"no bcdata-*.jpg fields in {args.data}")

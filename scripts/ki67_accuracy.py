@@ -29,18 +29,10 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from dataclasses import replace
-
     from napari_histostain import ihc, simulate
+    from napari_histostain.ihc.params import with_settings
 
-    params = ihc.IHCParams()
-    for item in args.set:
-        key, _, value = item.partition("=")
-        current = getattr(params, key)
-        if isinstance(current, tuple):
-            params = replace(params, **{key: tuple(float(v) for v in value.split(","))})
-        else:
-            params = replace(params, **{key: type(current)(value)})
+    params = with_settings(ihc.IHCParams(), args.set)
 
     errors = []
     with tempfile.TemporaryDirectory() as tmp:

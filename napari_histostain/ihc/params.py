@@ -7,7 +7,9 @@ patterns and weak labels, reading.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..markers import weak_label_cutoff
 from .errors import IHCError
@@ -81,6 +83,21 @@ class IHCParams:
     pdl1_cutoff: float = weak_label_cutoff("pdl1")  # PD-L1 TPS (%) for the weak label 1
     eosin_fraction_max: float = 0.2  # tissue fraction with eosin above which an image is H&E
     analysis_mpp: float = 0.5  # read the coarsest pyramid level not coarser than this
+
+
+def with_settings(params: IHCParams, settings: Iterable[str]) -> IHCParams:
+    """`params` with `NAME=VALUE` settings (a script's `--set`): each value read as the field's
+    type, tuples as comma-separated numbers."""
+    for item in settings:
+        key, _, value = item.partition("=")
+        current = getattr(params, key)
+        new: Any = (
+            tuple(float(v) for v in value.split(","))
+            if isinstance(current, tuple)
+            else type(current)(value)
+        )
+        params = replace(params, **{key: new})
+    return params
 
 
 def with_thresholds(params: IHCParams, thresholds: tuple[float, float, float]) -> IHCParams:
