@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..plugin.layers import (
+    OUT_OF_DOMAIN_LAYER,
     contrast_limits,
+    out_of_domain_layer_kwargs,
     overlay_colormap,
     overlay_layer_kwargs,
     overlay_name,
@@ -26,6 +28,7 @@ class OverlayLayers:
     def __init__(self, viewer: Any):
         self.viewer = viewer
         self.layers: dict[tuple[str, str], Any] = {}
+        self.domain_layer: Any = None  # grey tiles out of the models' domain (when any)
 
     def make(
         self,
@@ -84,6 +87,33 @@ class OverlayLayers:
                 layer.contrast_limits = lim
             if layer.visible:
                 layer.refresh()
+        self.show_out_of_domain(maps)
+
+    def show_out_of_domain(self, maps: PredictionMaps) -> Any:
+        """The grey layer of tiles out of the models' domain (left out of the calls), over the
+        positivity: added when the first such tile is seen, then refreshed; None while there is
+        none."""
+        layer = self.domain_layer
+        if layer is not None and layer not in self.viewer.layers:
+            layer = self.domain_layer = None
+        if layer is None:
+            earlier = OUT_OF_DOMAIN_LAYER in self.viewer.layers
+            if not earlier and not (maps.out_of_domain() == 1).any():
+                return None
+            kw = out_of_domain_layer_kwargs(maps)
+            if earlier:  # an earlier run's: reuse it (cleared when this run has none)
+                layer = self.viewer.layers[OUT_OF_DOMAIN_LAYER]
+                layer.scale, layer.translate = kw["scale"], kw["translate"]
+                layer.metadata = kw["metadata"]
+                layer.data = maps.out_of_domain_heatmap()
+            else:
+                layer = self.viewer.add_image(maps.out_of_domain_heatmap(), **kw)
+            self.domain_layer = layer
+        elif layer.data is not maps.out_of_domain_heatmap():
+            layer.data = maps.out_of_domain_heatmap()
+        elif layer.visible:
+            layer.refresh()
+        return layer
 
     def show_only(self, marker: str) -> Any:
         """Show `marker`'s positivity layer (with napari's colour bar) and hide the others'."""

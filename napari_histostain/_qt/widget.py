@@ -586,6 +586,7 @@ class PredictionWidget(ModeAndStatus, QWidget):
             if self.predictor is None:
                 return
             with self.timing.timed("visible batch"):
+                self.predictor.force_call = self.results.force_call
                 self.predictor.store(batch, result)
                 self.stream_updates += 1
                 now = time.perf_counter()

@@ -20,16 +20,22 @@ from ..engine.prediction import call_label
 from .regions import Region
 
 
-def region_call(slide_status: str, slide_reason: str | None, tiles: int) -> tuple[str, str | None]:
+def region_call(
+    slide_status: str, slide_reason: str | None, tiles: int, in_domain_tiles: int | None = None
+) -> tuple[str, str | None]:
     """A region's (call_status, no_call_reason) under `engine.no_call`: the slide's reasons, plus
-    `too_few_tiles` when the region itself has fewer tiles than a call needs; forced when the
+    `too_few_tiles` when the region itself has fewer tiles than a call needs, or `out_of_domain`
+    when it has enough tiles but too few of them inside the model's domain; forced when the
     slide's call was forced."""
-    from ..engine.no_call import MIN_TISSUE_TILES, call_status
+    from ..engine.no_call import MIN_TISSUE_TILES, REASONS, call_status
 
-    reasons = [r for r in (slide_reason or "").split(";") if r and slide_status != "call"]
-    if tiles < MIN_TISSUE_TILES and "too_few_tiles" not in reasons:
-        reasons.append("too_few_tiles")
-    return call_status(reasons, force_call=slide_status == "forced")
+    reasons = {r for r in (slide_reason or "").split(";") if r and slide_status != "call"}
+    if tiles < MIN_TISSUE_TILES:
+        reasons.add("too_few_tiles")
+    elif in_domain_tiles is not None and in_domain_tiles < MIN_TISSUE_TILES:
+        reasons.add("out_of_domain")
+    ordered = [r for r in REASONS if r in reasons] + sorted(reasons - set(REASONS))
+    return call_status(ordered, force_call=slide_status == "forced")
 
 
 def marker_region_result(
@@ -46,6 +52,7 @@ def marker_region_result(
     temperature: float = 1.0,
     call_status: str = "call",
     no_call_reason: str | None = None,
+    kept: np.ndarray | None = None,
 ) -> dict:
     """One marker's results over the tiles `indices` (NaN tiles, not computed, are left out).
 
@@ -53,7 +60,9 @@ def marker_region_result(
     probability calibrated at the model's `temperature`; a slide without a call (`call_status`
     "no_call", e.g. out of domain) gives its regions no label either;
     `mean_positivity`; `positive_fraction`: tissue-weighted share of tiles with positivity >=
-    `tile_threshold`. None where the region has no computed tile (or, for the call, no logits)."""
+    `tile_threshold`. None where the region has no computed tile (or, for the call, no logits).
+    With `kept` ((N,) bool: the tiles inside the model's domain) the call pools the region's kept
+    tiles only, as `predict_slide` does, and needs enough of them."""
     from ..engine.slide_model import tile_maps
 
     idx = np.asarray(indices, np.int64)
@@ -62,6 +71,7 @@ def marker_region_result(
     ok = np.isfinite(pos) & np.isfinite(s)
     out: dict[str, Any] = {
         "tiles_computed": int(ok.sum()),
+        "tiles_in_domain": None,
         "probability": None,
         "logit": None,
         "label": None,
@@ -80,11 +90,17 @@ def marker_region_result(
     if tile_logits is not None:
         tl = np.asarray(tile_logits, np.float64)[idx][ok]
         if np.isfinite(tl).all():
-            m = tile_maps(s[ok], tl, positive_class)
+            pool = np.ones(len(tl), bool)
+            if kept is not None:
+                k = np.asarray(kept, bool)[idx][ok]
+                pool = k if k.any() else pool  # no tile in domain: pool all (as predict_slide)
+            m = tile_maps(s[ok][pool], tl[pool], positive_class)
             prob = float(softmax(m["slide_logits"], temperature)[positive_class])
             out["probability"] = prob
             out["logit"] = float(m["slide_margin"])
-            status, reason = region_call(call_status, no_call_reason, int(ok.sum()))
+            n_in = None if kept is None else int(np.asarray(kept, bool)[idx][ok].sum())
+            out["tiles_in_domain"] = n_in
+            status, reason = region_call(call_status, no_call_reason, int(ok.sum()), n_in)
             out["call_status"], out["no_call_reason"] = status, reason
             if status != "no_call":
                 out["label"] = call_label(prob, class_names, positive_class, threshold)
@@ -125,6 +141,7 @@ def maps_region_results(
                 temperature=mm.temperature,
                 call_status=mm.call_status,
                 no_call_reason=mm.no_call_reason,
+                kept=mm.kept(),
             )
             for key, mm in maps.markers.items()
         }

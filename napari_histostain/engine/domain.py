@@ -88,9 +88,13 @@ class DomainReference:
     def verdict(self, scores: np.ndarray) -> dict:
         """A slide's verdict from its tiles' scores: {"in_domain", "score" (share of tiles out of
         domain), "threshold" (largest share allowed), "tiles", "in_domain_tiles"}."""
-        scores = np.asarray(scores, np.float64)
-        n = int(scores.size)
-        n_in = int(self.in_domain(scores).sum())
+        return self.verdict_of(self.in_domain(np.asarray(scores, np.float64)))
+
+    def verdict_of(self, inside: np.ndarray) -> dict:
+        """`verdict` from each tile's in-domain flag ((N,) bool)."""
+        inside = np.asarray(inside, bool)
+        n = int(inside.size)
+        n_in = int(inside.sum())
         share = 1.0 - n_in / n if n else 0.0
         enough_tissue = n >= self.min_in_domain_tiles
         ok = share <= self.max_out_share and not (enough_tissue and n_in < self.min_in_domain_tiles)

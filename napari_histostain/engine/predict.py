@@ -373,6 +373,7 @@ def predict_slide(
             acc[m].scores,
             call=(status, reason),
             tile_logits=acc[m].logits,
+            in_domain=None if ref is None else ref.in_domain(tile_domain[m]),
         )
         if m in verdicts and not verdicts[m]["in_domain"]:
             v = verdicts[m]

@@ -58,6 +58,9 @@ class MarkerPrediction:
     no_call_reason: str | None = None
     #: slide probability before calibration (`probability` is the calibrated one)
     raw_probability: float = float("nan")
+    #: (N,) bool: the tiles inside the model's training domain, which the call pools (None: the
+    #: model has no domain reference)
+    in_domain: np.ndarray | None = None
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ from ..errors import HistostainError
 from ..results.caveats import models_caveats
 from ..results.maps import PredictionMaps
 from .calibration import temperature_of
+from .domain import reference_of
 
 if TYPE_CHECKING:
     from ..io.slide import Slide
@@ -107,12 +108,15 @@ class RegionPredictor:
             caveats=models_caveats(self.models),
         )
         n = len(self.grid)
+        self._refs = {m: reference_of(cfg) for m, (_, cfg) in self.models.items()}
         self._scores = {m: np.full(n, np.nan, np.float64) for m in self.markers}
         self._logits = {
             m: np.full((n, net.n_classes), np.nan, np.float64)
             for m, (net, _) in self.models.items()
         }
         self._lock = threading.Lock()
+        self.mpp_source = str(getattr(self.slide.info, "mpp_source", "metadata"))
+        self.force_call = False  # "tiles seen" calls despite a no-call reason (kept, "forced")
         self.computed_count = 0  # tiles computed by this predictor (never recomputed)
 
     # -- which tiles ---------------------------------------------------------------------------
@@ -131,7 +135,8 @@ class RegionPredictor:
         self.encoder.embed(np.zeros((1, self.tile_size, self.tile_size, 3), np.uint8))
 
     def compute(self, indices: Sequence[int]) -> dict:
-        """{marker: (scores (B,), tile_logits (B, C))} of tiles `indices` (read, embed, model)."""
+        """{marker: (scores (B,), tile_logits (B, C), domain scores (B,) or None)} of tiles
+        `indices` (read, embed, model, domain reference)."""
         import torch
 
         from .tiling import read_tile
@@ -143,7 +148,9 @@ class RegionPredictor:
         with torch.inference_mode():
             for m, (net, _) in self.models.items():
                 _, s, logits = net.tile_outputs(feats)
-                out[m] = (s.double().numpy(), logits.double().numpy())
+                ref = self._refs.get(m)
+                dscore = None if ref is None else ref.score(feats.double().numpy())
+                out[m] = (s.double().numpy(), logits.double().numpy(), dscore)
         return out
 
     # -- store (GUI thread) --------------------------------------------------------------------
@@ -152,9 +159,10 @@ class RegionPredictor:
         idx = np.asarray(indices, np.int64)
         new = int((~self.maps.done[idx]).sum())
         with self._lock:
-            for m, (scores, logits) in result.items():
+            for m, (scores, logits, *domain) in result.items():
                 self._scores[m][idx] = scores
                 self._logits[m][idx] = logits
+                self._store_domain(m, idx, domain[0] if domain else None)
                 self._refresh_marker(m, idx)
         self.computed_count += new
 
@@ -172,7 +180,14 @@ class RegionPredictor:
                     logits = np.zeros((len(idx), 2))
                     logits[:, cfg.positive_class] = np.log(p / (1 - p))
                     self._logits[m][idx] = logits
+                self._store_domain(m, idx, part.get("domain_score"))
                 self._refresh_marker(m, idx, positivity=part["positivity"])
+
+    def _store_domain(self, m: str, idx: np.ndarray, domain_score: Any) -> None:
+        """Mark tiles `idx` in or out of marker `m`'s model domain from their domain scores."""
+        ref = self._refs.get(m)
+        if ref is not None and domain_score is not None:
+            self.maps.set_in_domain(m, idx, ref.in_domain(np.asarray(domain_score, np.float64)))
 
     def store_prediction(self, prediction: Any) -> np.ndarray:
         """Take a finished `SlidePrediction` on this grid (whole-slide call, exact attention)."""
@@ -185,6 +200,8 @@ class RegionPredictor:
                 if mp.tile_logits is not None:
                     self._logits[m][idx] = mp.tile_logits
                 self.maps.update(m, idx, mp.positivity, None, mp.scores, mp.tile_logits)
+                if getattr(mp, "in_domain", None) is not None:
+                    self.maps.set_in_domain(m, idx, mp.in_domain)
                 if len(idx) == len(self.grid):
                     self.maps.set_attention(m, mp.attention)
                     self.maps.set_slide_call(
@@ -208,10 +225,19 @@ class RegionPredictor:
 
         _, cfg = self.models[m]
         seen = np.isfinite(self._scores[m]) & np.isfinite(self._logits[m]).all(axis=1)
-        tm = tile_maps(self._scores[m][seen], self._logits[m][seen], cfg.positive_class)
+        mm = self.maps.markers[m]
+        scored = None if mm.in_domain is None else np.isfinite(mm.in_domain) & seen
+        pooled = seen
+        if scored is not None and scored.any():  # pool the in-domain tiles (as predict_slide)
+            inside = seen & (mm.in_domain == 1)
+            pooled = inside if inside.any() else seen
+        tm = tile_maps(self._scores[m][pooled], self._logits[m][pooled], cfg.positive_class)
         pos = np.full(len(self.grid), np.nan)
         att = np.full(len(self.grid), np.nan)
-        pos[seen], att[seen] = tm["positivity"], tm["attention"]
+        pos[seen] = tile_maps(self._scores[m][seen], self._logits[m][seen], cfg.positive_class)[
+            "positivity"
+        ]
+        att[pooled] = tm["attention"]
         self.maps.update(
             m,
             idx,
@@ -222,10 +248,34 @@ class RegionPredictor:
         )
         self.maps.set_attention(m, att)
         prob = calibrated_probability(tm["slide_logits"], cfg)
-        label = cfg.label_for(prob) or ""
+        status, reason = self._seen_call(m, seen, scored)
+        label = "" if status == "no_call" else cfg.label_for(prob) or ""
         self.maps.set_slide_call(
-            m, prob, label, cfg.threshold, scope=f"tiles seen ({int(seen.sum())})"
+            m,
+            prob,
+            label,
+            cfg.threshold,
+            scope=f"tiles seen ({int(seen.sum())})",
+            call_status=status,
+            no_call_reason=reason,
         )
+
+    def _seen_call(
+        self, m: str, seen: np.ndarray, scored: np.ndarray | None
+    ) -> tuple[str, str | None]:
+        """The no-call policy over the tiles seen so far: out of the model's domain (its slide rule
+        on the scored tiles) or too few tiles; forced with `force_call`."""
+        from .no_call import SlideFacts, decide
+
+        ref = self._refs.get(m)
+        in_domain = None
+        if ref is not None and scored is not None and scored.any():
+            mm = self.maps.markers[m]
+            assert mm.in_domain is not None
+            inside = mm.in_domain[scored] == 1
+            in_domain = ref.verdict_of(inside)["in_domain"]
+        facts = SlideFacts(tiles=int(seen.sum()), in_domain=in_domain, mpp_source=self.mpp_source)
+        return decide(facts, force_call=self.force_call)
 
     def close(self) -> None:
         self.slide.close()

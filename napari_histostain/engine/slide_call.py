@@ -112,6 +112,7 @@ def marker_prediction(
     scores: np.ndarray,
     call: tuple[str, str | None] = ("call", None),
     tile_logits: np.ndarray | None = None,
+    in_domain: np.ndarray | None = None,
 ) -> MarkerPrediction:
     """A marker's prediction: the calibrated probability (the model's temperature on the slide
     logits); no label when there is no call."""
@@ -135,6 +136,7 @@ def marker_prediction(
         model=model_summary(cfg),
         tile_logits=None if tile_logits is None else np.asarray(tile_logits, np.float64),
         positive_class=int(cfg.positive_class),
+        in_domain=None if in_domain is None else np.asarray(in_domain, bool),
     )
 
 

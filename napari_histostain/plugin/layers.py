@@ -72,6 +72,36 @@ def overlay_layer_kwargs(
     }
 
 
+#: Name of the overlay of tiles out of the models' domain (grey; left out of the calls).
+OUT_OF_DOMAIN_LAYER = "Out of domain (left out of the call)"
+#: Its colour: mid grey, opaque enough to hide the positivity underneath.
+OUT_OF_DOMAIN_GREY = (0.55, 0.55, 0.55, 1.0)
+
+
+def out_of_domain_layer_kwargs(maps: PredictionMaps) -> dict:
+    """napari Image layer kwargs of `maps.out_of_domain_heatmap()`: grey tiles, others clear."""
+    from napari.utils.colormaps import Colormap
+
+    g = maps.lattice
+    grey = Colormap(
+        [OUT_OF_DOMAIN_GREY, OUT_OF_DOMAIN_GREY],
+        name="histostain-out-of-domain",
+        nan_color="transparent",
+    )
+    return {
+        "name": OUT_OF_DOMAIN_LAYER,
+        "scale": g.scale,
+        "translate": g.translate,
+        "colormap": grey,
+        "contrast_limits": (0.0, 1.0),
+        "opacity": 0.85,
+        "blending": "translucent",
+        "interpolation2d": "nearest",
+        "units": ("um", "um"),
+        "metadata": {META_KEY: {"kind": "out_of_domain", "slide_path": maps.slide_path}},
+    }
+
+
 def tissue_mask_layer(mask: np.ndarray, downsample: float, mpp: Any) -> tuple[np.ndarray, dict]:
     """(data, kwargs) of a tissue-mask Labels-style image: mask px `downsample` level-0 px wide."""
     mx, my = mpp_pair(mpp)

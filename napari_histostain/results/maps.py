@@ -23,6 +23,8 @@ from ..markers import marker_name
 
 #: Overlay kinds: per-tile positivity and attention.
 KINDS = ("positivity", "attention")
+#: The heatmap key of the out-of-domain overlay (tiles left out of the calls, drawn grey).
+OUT_OF_DOMAIN = ("", "out_of_domain")
 #: Key of our entry in a napari layer's `metadata`.
 META_KEY = "histostain"
 
@@ -45,6 +47,15 @@ class MarkerMaps:
     call_status: str = "call"  # "call" | "no_call" | "forced"
     no_call_reason: str | None = None
     temperature: float = 1.0  # the model's calibration temperature (regions' calls use it)
+    #: (N,) 1.0 for tiles inside the model's training domain, 0.0 outside, NaN not scored (or the
+    #: model has no domain reference); slide and region calls pool the in-domain tiles only
+    in_domain: np.ndarray | None = None
+
+    def kept(self) -> np.ndarray | None:
+        """(N,) bool: the tiles a call pools (scored in domain), None when none was scored out."""
+        if self.in_domain is None or not (self.in_domain == 0).any():
+            return None
+        return self.in_domain == 1
 
     @property
     def name(self) -> str:
@@ -112,6 +123,8 @@ class PredictionMaps:
             maps.markers[key].positive_class = int(mp.positive_class)
             cal = (getattr(mp, "model", None) or {}).get("calibration") or {}
             maps.markers[key].temperature = float(cal.get("temperature", 1.0))
+            if getattr(mp, "in_domain", None) is not None:
+                maps.set_in_domain(key, idx, mp.in_domain)
             scope = "region" if getattr(prediction.grid, "region", None) else "whole slide"
             maps.set_slide_call(
                 key,
@@ -211,6 +224,30 @@ class PredictionMaps:
         self.done[idx] = True
         self._refresh_heatmaps(marker)
 
+    def set_in_domain(self, marker: str, indices: Any, in_domain: Any) -> None:
+        """Mark tiles `indices` of `marker` in (True) or out of (False) its model's domain."""
+        mm = self.add_marker(marker)
+        if mm.in_domain is None:
+            mm.in_domain = np.full(len(self), np.nan, np.float32)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        mm.in_domain[idx] = np.asarray(in_domain, bool).reshape(-1)
+        arr = self._heatmaps.get(OUT_OF_DOMAIN)
+        if arr is not None:
+            fill_heatmap(arr, self.rowcol, self.out_of_domain())
+
+    def out_of_domain(self) -> np.ndarray:
+        """(N,) 1.0 where a tile is out of some marker model's domain, NaN elsewhere (the grey
+        overlay: those tiles are left out of the calls)."""
+        out = np.full(len(self), np.nan, np.float32)
+        for mm in self.markers.values():
+            if mm.in_domain is not None:
+                out[mm.in_domain == 0] = 1.0
+        return out
+
+    def has_domain(self) -> bool:
+        """Whether any marker's tiles were scored against a domain reference."""
+        return any(mm.in_domain is not None for mm in self.markers.values())
+
     def set_attention(self, marker: str, attention: Any) -> None:
         """Replace the whole attention vector of `marker` (e.g. re-normalised over all tiles)."""
         mm = self.add_marker(marker)
@@ -260,6 +297,15 @@ class PredictionMaps:
             fill_heatmap(arr, self.rowcol, self.values(marker, kind))
             self._heatmaps[key] = arr
         return self._heatmaps[key]
+
+    def out_of_domain_heatmap(self) -> np.ndarray:
+        """The (n_rows, n_cols) map of `out_of_domain` (1: out of domain, NaN: not), updated in
+        place as tiles are scored."""
+        if OUT_OF_DOMAIN not in self._heatmaps:
+            arr = np.full(self.lattice.shape, np.nan, np.float32)
+            fill_heatmap(arr, self.rowcol, self.out_of_domain())
+            self._heatmaps[OUT_OF_DOMAIN] = arr
+        return self._heatmaps[OUT_OF_DOMAIN]
 
     def tile_at(self, world_rc: Any) -> int | None:
         """Index of the grid tile under a world point (um), or None."""

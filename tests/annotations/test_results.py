@@ -153,3 +153,29 @@ def test_viewer_predictor_maps_give_the_headless_numbers(synthetic_slide):
         assert maps_region_results(rp.maps, regions) == headless
     finally:
         rp.close()
+
+
+def test_a_region_call_pools_only_its_in_domain_tiles(whole):
+    """Tiles out of the model's domain are left out of a region's call, as out of the slide's; a
+    region with too few in-domain tiles gets no call, out_of_domain."""
+    from napari_histostain.annotations.results import marker_region_result
+
+    mp = whole.markers["p53"]
+    n = len(whole.grid)
+    assert n >= 6
+    idx = np.arange(n)
+    kept = np.zeros(n, bool)
+    kept[: n // 2] = True
+    common = dict(positive_class=mp.positive_class, class_names=mp.class_names)
+    got = marker_region_result(
+        idx, mp.scores, mp.tile_logits, mp.positivity, np.ones(n), kept=kept, **common
+    )
+    assert got["probability"] == pytest.approx(_pooled(mp, idx[kept]), rel=1e-9)
+    assert got["tiles_in_domain"] == n // 2 and got["tiles_computed"] == n
+    few = np.zeros(n, bool)
+    few[:2] = True
+    out = marker_region_result(
+        idx, mp.scores, mp.tile_logits, mp.positivity, np.ones(n), kept=few, **common
+    )
+    assert out["call_status"] == "no_call" and out["no_call_reason"] == "out_of_domain"
+    assert out["label"] is None
