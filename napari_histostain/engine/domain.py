@@ -8,9 +8,11 @@ percentile (0-100) of held-out training-domain tiles, so 99 means "farther than 
 like the training ones" (100: farther than all of them).
 
 A tile is out of domain above `tile_cut` (a percentile); a slide is out of domain when the share of
-its tiles out of domain is above `max_out_share`, or when it has enough tissue tiles but fewer than
-`min_in_domain_tiles` of them are in domain. Both cuts are set on held-out training-domain slides to
-a stated slide false-flag rate (`fit_reference`). Only scoring is here (numpy); fitting needs
+its tiles out of domain is above `max_out_share`, when its tiles' mean score is above
+`max_mean_score` (a mild shift moves every tile a little: few cross the tile cut, but the mean
+moves), or when it has enough tissue tiles but fewer than `min_in_domain_tiles` of them are in
+domain. The slide cuts are set on held-out training-domain slides to a stated slide false-flag
+rate (`fit_reference`), split between the two slide rules. Only scoring is here (numpy); fitting needs
 scikit-learn (the `train` extra).
 """
 
@@ -34,6 +36,9 @@ TILE_CUT = 99.0
 FALSE_FLAG_RATE = 0.02
 #: the slide rule never allows fewer in-domain tiles than this share (small held-out sets)
 MIN_MAX_OUT_SHARE = 0.2
+#: the mean-score rule never flags a slide whose tiles' mean percentile is at or below this (the
+#: training domain's mean is 50 by construction)
+MIN_MAX_MEAN_SCORE = 75.0
 #: held-out score quantiles stored (0, 0.1, ..., 100 percent)
 N_QUANTILES = 1001
 ARRAY_NAMES = ("mean", "components", "precision", "quantiles")
@@ -54,6 +59,7 @@ class DomainReference:
     scales: tuple[float, float]  # medians of the Mahalanobis and residual parts (fitting tiles)
     tile_cut: float = TILE_CUT
     max_out_share: float = MIN_MAX_OUT_SHARE
+    max_mean_score: float | None = None  # None: no mean-score rule (references made before it)
     min_in_domain_tiles: int = MIN_TISSUE_TILES
     info: dict = field(default_factory=dict)  # what it was fitted on, rates measured
 
@@ -88,23 +94,26 @@ class DomainReference:
     def verdict(self, scores: np.ndarray) -> dict:
         """A slide's verdict from its tiles' scores: {"in_domain", "score" (share of tiles out of
         domain), "threshold" (largest share allowed), "tiles", "in_domain_tiles"}."""
-        return self.verdict_of(self.in_domain(np.asarray(scores, np.float64)))
-
-    def verdict_of(self, inside: np.ndarray) -> dict:
-        """`verdict` from each tile's in-domain flag ((N,) bool)."""
-        inside = np.asarray(inside, bool)
-        n = int(inside.size)
+        scores = np.asarray(scores, np.float64)
+        inside = self.in_domain(scores)
+        n = int(scores.size)
         n_in = int(inside.sum())
         share = 1.0 - n_in / n if n else 0.0
+        mean = float(scores.mean()) if n else 0.0
         enough_tissue = n >= self.min_in_domain_tiles
         ok = share <= self.max_out_share and not (enough_tissue and n_in < self.min_in_domain_tiles)
-        return {
-            "in_domain": bool(ok),
+        shifted = self.max_mean_score is not None and n > 0 and mean > self.max_mean_score
+        out = {
+            "in_domain": bool(ok and not shifted),
             "score": round(share, 4),
             "threshold": round(self.max_out_share, 4),
             "tiles": n,
             "in_domain_tiles": n_in,
         }
+        if self.max_mean_score is not None:
+            out["mean_score"] = round(mean, 2)
+            out["mean_threshold"] = round(self.max_mean_score, 2)
+        return out
 
     # -- storage --------------------------------------------------------------------------------
     def to_config(self) -> tuple[dict, dict]:
@@ -116,6 +125,7 @@ class DomainReference:
             "scales": [float(v) for v in self.scales],
             "tile_cut": float(self.tile_cut),
             "max_out_share": float(self.max_out_share),
+            **({} if self.max_mean_score is None else {"max_mean_score": self.max_mean_score}),
             "min_in_domain_tiles": int(self.min_in_domain_tiles),
             **self.info,
         }
@@ -138,7 +148,16 @@ class DomainReference:
                 f"the model's domain reference is of method {summary.get('method')!r} or lacks "
                 f"{missing}; add it again with `histostain add-domain`."
             )
-        keys = ("method", "dims", "embedding_dim", "scales", "tile_cut", "max_out_share")
+        keys = (
+            "method",
+            "dims",
+            "embedding_dim",
+            "scales",
+            "tile_cut",
+            "max_out_share",
+            "max_mean_score",
+        )
+        mean_cut = summary.get("max_mean_score")
         return cls(
             mean=np.asarray(arrays["mean"], np.float64),
             components=np.asarray(arrays["components"], np.float64),
@@ -147,9 +166,26 @@ class DomainReference:
             scales=(float(summary["scales"][0]), float(summary["scales"][1])),
             tile_cut=float(summary["tile_cut"]),
             max_out_share=float(summary["max_out_share"]),
+            max_mean_score=None if mean_cut is None else float(mean_cut),
             min_in_domain_tiles=int(summary.get("min_in_domain_tiles", MIN_TISSUE_TILES)),
             info={k: v for k, v in summary.items() if k not in (*keys, "min_in_domain_tiles")},
         )
+
+
+def domain_text(verdict: dict) -> str:
+    """Why a slide is out of a model's domain, in words (from `DomainReference.verdict`)."""
+    n, n_in = verdict["tiles"], verdict["in_domain_tiles"]
+    if verdict["score"] > verdict["threshold"] or (n >= MIN_TISSUE_TILES > n_in):
+        return (
+            f"{n - n_in} of {n} tiles ({verdict['score']:.0%}) do not look like its training "
+            f"tissue (at most {verdict['threshold']:.0%} may): the slide is out of its domain."
+        )
+    return (
+        f"its tiles are on average farther from its training tissue than usual (mean domain "
+        f"score {verdict.get('mean_score', 0):.0f}, at most {verdict.get('mean_threshold', 0):.0f} "
+        "on slides like the training ones): the slide is out of its domain (a shift of stain, "
+        "scanner or tissue)."
+    )
 
 
 def reference_of(cfg) -> DomainReference | None:
@@ -169,8 +205,9 @@ def fit_reference(
 ) -> DomainReference:
     """Fit a reference: PCA + Ledoit-Wolf on `fit_tiles` (N, D) (training tiles); the percentile
     scale, the tile cut and the slide rule on `heldout_slides` (each (n_i, D): tiles of one held-out
-    training-domain slide, not in `fit_tiles`): `max_out_share` is the (1 - rate) quantile of the
-    held-out slides' out-of-domain shares, at least `MIN_MAX_OUT_SHARE`."""
+    training-domain slide, not in `fit_tiles`): `max_out_share` is the (1 - rate / 2) quantile of
+    the held-out slides' out-of-domain shares (at least `MIN_MAX_OUT_SHARE`), `max_mean_score` the
+    (1 - rate / 2) quantile of their mean tile scores (at least `MIN_MAX_MEAN_SCORE`)."""
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 
@@ -201,10 +238,14 @@ def fit_reference(
     ref.scales = (float(np.median(maha)), float(max(np.median(resid), floor)))
     raw = [ref.raw(s) for s in slides]
     ref.quantiles = np.quantile(np.concatenate(raw), np.linspace(0, 1, N_QUANTILES))
-    shares = np.array([1.0 - ref.in_domain(ref.percentile(r)).mean() for r in raw])
-    q = float(np.quantile(shares, 1.0 - false_flag_rate, method="higher"))
-    ref.max_out_share = max(q, MIN_MAX_OUT_SHARE)
-    flagged = sum(not ref.verdict(ref.percentile(r))["in_domain"] for r in raw)
+    scores = [ref.percentile(r) for r in raw]
+    shares = np.array([1.0 - ref.in_domain(s).mean() for s in scores])
+    means = np.array([s.mean() for s in scores])
+    level = 1.0 - false_flag_rate / 2.0  # the two slide rules share the false-flag budget
+    ref.max_out_share = max(float(np.quantile(shares, level, method="higher")), MIN_MAX_OUT_SHARE)
+    mean_cut = float(np.quantile(means, level, method="higher"))
+    ref.max_mean_score = max(mean_cut, MIN_MAX_MEAN_SCORE)
+    flagged = sum(not ref.verdict(s)["in_domain"] for s in scores)
     ref.info = {
         "fitted_on": fitted_on,
         "fit_tiles": int(len(x)),

@@ -28,7 +28,7 @@ from ..io.overview import overview_plan
 from ..markers import MARKERS, check_markers
 from ..progress import CancelHook, ProgressHook, cancelled
 from .device import DEFAULT_DEVICE, reader_threads_for
-from .domain import reference_of
+from .domain import domain_text, reference_of
 from .no_call import SlideFacts, decide
 from .prediction import SlidePrediction
 from .slide_call import Accumulator, call_maps, empty_marker, marker_prediction, slide_domain
@@ -377,11 +377,7 @@ def predict_slide(
         )
         if m in verdicts and not verdicts[m]["in_domain"]:
             v = verdicts[m]
-            messages.append(
-                f"the {MARKERS[m]} model: {v['tiles'] - v['in_domain_tiles']} of {v['tiles']} "
-                f"tiles ({v['score']:.0%}) do not look like its training tissue (at most "
-                f"{v['threshold']:.0%} may): the slide is out of its domain."
-            )
+            messages.append(f"the {MARKERS[m]} model: {domain_text(v)}")
     domain = slide_domain(verdicts)
     return SlidePrediction(
         str(slide.path),

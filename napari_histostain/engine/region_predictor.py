@@ -110,6 +110,7 @@ class RegionPredictor:
         n = len(self.grid)
         self._refs = {m: reference_of(cfg) for m, (_, cfg) in self.models.items()}
         self._scores = {m: np.full(n, np.nan, np.float64) for m in self.markers}
+        self._domain = {m: np.full(n, np.nan, np.float64) for m in self.markers}
         self._logits = {
             m: np.full((n, net.n_classes), np.nan, np.float64)
             for m, (net, _) in self.models.items()
@@ -187,7 +188,9 @@ class RegionPredictor:
         """Mark tiles `idx` in or out of marker `m`'s model domain from their domain scores."""
         ref = self._refs.get(m)
         if ref is not None and domain_score is not None:
-            self.maps.set_in_domain(m, idx, ref.in_domain(np.asarray(domain_score, np.float64)))
+            ds = np.asarray(domain_score, np.float64)
+            self._domain[m][idx] = ds
+            self.maps.set_in_domain(m, idx, ref.in_domain(ds))
 
     def store_prediction(self, prediction: Any) -> np.ndarray:
         """Take a finished `SlidePrediction` on this grid (whole-slide call, exact attention)."""
@@ -202,6 +205,9 @@ class RegionPredictor:
                 self.maps.update(m, idx, mp.positivity, None, mp.scores, mp.tile_logits)
                 if getattr(mp, "in_domain", None) is not None:
                     self.maps.set_in_domain(m, idx, mp.in_domain)
+                    ds = getattr(prediction, "domain_score", None)
+                    if ds is not None and len(ds) == len(idx):  # the worst marker's scores
+                        self._domain[m][idx] = ds
                 if len(idx) == len(self.grid):
                     self.maps.set_attention(m, mp.attention)
                     self.maps.set_slide_call(
@@ -269,11 +275,9 @@ class RegionPredictor:
 
         ref = self._refs.get(m)
         in_domain = None
+        scored = None if scored is None else scored & np.isfinite(self._domain[m])
         if ref is not None and scored is not None and scored.any():
-            mm = self.maps.markers[m]
-            assert mm.in_domain is not None
-            inside = mm.in_domain[scored] == 1
-            in_domain = ref.verdict_of(inside)["in_domain"]
+            in_domain = ref.verdict(self._domain[m][scored])["in_domain"]
         facts = SlideFacts(tiles=int(seen.sum()), in_domain=in_domain, mpp_source=self.mpp_source)
         return decide(facts, force_call=self.force_call)
 

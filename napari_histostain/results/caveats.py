@@ -189,6 +189,9 @@ def domain_verdict(domain: Mapping[str, Any] | None) -> str:
         bits.append(f"{ok}/{tiles} tiles in domain")
     if math.isfinite(score) and math.isfinite(thr):
         bits.append(f"{score:.0%} of tiles out of domain (at most {thr:.0%} allowed)")
+    mean, mean_thr = _number(domain.get("mean_score")), _number(domain.get("mean_threshold"))
+    if math.isfinite(mean) and math.isfinite(mean_thr):
+        bits.append(f"mean tile domain score {mean:.0f} (at most {mean_thr:.0f} allowed)")
     return f"{where}" + (f": {'; '.join(bits)}" if bits else "")
 
 

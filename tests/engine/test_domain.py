@@ -58,8 +58,26 @@ def test_verdict_counts_tiles_and_needs_enough_in_domain_tiles(ref):
         "threshold": round(ref.max_out_share, 4),
         "tiles": 30,
         "in_domain_tiles": 5,
+        "mean_score": 85.0,
+        "mean_threshold": round(ref.max_mean_score, 2),
     }
     assert ref.verdict(np.array([10.0] * 3))["in_domain"]  # few tiles: too_few_tiles, not domain
+
+
+def test_a_mild_shift_of_every_tile_is_caught_by_the_mean_score(ref):
+    """Every tile a little farther than usual: none crosses the tile cut, the mean does."""
+    assert ref.max_mean_score is not None and ref.max_mean_score >= 75.0
+    mild = np.full(40, min(ref.tile_cut - 1.0, ref.max_mean_score + 5.0))
+    v = ref.verdict(mild)
+    assert v["in_domain_tiles"] == 40 and v["score"] == 0.0
+    assert v["in_domain"] is False and v["mean_score"] > v["mean_threshold"]
+    assert ref.verdict(np.full(40, 50.0))["in_domain"] is True
+    # a reference made before the mean rule (no max_mean_score) keeps the share rule only
+    old = DomainReference.from_config(
+        {k: v for k, v in ref.to_config()[0].items() if k != "max_mean_score"}, ref.to_config()[1]
+    )
+    assert old is not None and old.max_mean_score is None
+    assert old.verdict(mild)["in_domain"] is True and "mean_score" not in old.verdict(mild)
 
 
 def test_reference_round_trips_through_the_model_file(ref, tmp_path):
@@ -70,6 +88,7 @@ def test_reference_round_trips_through_the_model_file(ref, tmp_path):
     again = reference_of(back)
     x = np.concatenate(_domain(np.random.default_rng(3), 2))
     np.testing.assert_allclose(again.score(x), ref.score(x), atol=1e-3)
+    assert again.max_mean_score == pytest.approx(ref.max_mean_score)
     assert back.domain["fitted_on"] == "gaussians" and "mean" not in back.to_dict()["domain"]
     assert reference_of(seeded_model("p53")[1]) is None  # older files: no reference
 
