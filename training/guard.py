@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from napari_histostain.engine.calibration import (
+    METHOD,
+    calibrate,
     calibration_summary,
     expected_calibration_error,
-    fit_temperature,
+    fit_calibration,
     log_loss,
     softmax,
 )
@@ -51,15 +53,14 @@ def fit_tiles(slides: Sequence[np.ndarray], seed: int = 0) -> np.ndarray:
 def in_domain_logits(model, reference: DomainReference, slides: Sequence[np.ndarray]) -> np.ndarray:
     """(N, C) slide logits pooled over each slide's in-domain tiles (all when none is), as
     `predict_slide` pools them."""
-    import torch
-
     from .trainer import slide_embeddings
 
     kept = []
     for s in slides:
         keep = reference.in_domain(reference.score(s))
         kept.append(s[keep] if keep.any() else s)
-    _, logits = slide_embeddings(model, kept, torch.device("cpu"))
+    device = next(model.parameters()).device
+    _, logits = slide_embeddings(model, kept, device)
     return logits.double().numpy()
 
 
@@ -73,6 +74,7 @@ def fit_guard(
     seed: int = 0,
     positive_class: int = 1,
     fit_labels: Sequence[int] | None = None,
+    method: str = METHOD,
 ) -> Guard:
     """The domain reference (PCA + covariance on `fit_slides`' tiles; percentiles, tile cut and
     slide rule on `heldout_slides`) and, with `heldout_labels`, the temperature fitted on the held-out
@@ -89,20 +91,14 @@ def fit_guard(
             slides = [*fit_slides, *slides]
             y = np.concatenate([np.asarray(fit_labels, np.int64), y])
         logits = in_domain_logits(model, ref, slides)
-        temperature = fit_temperature(logits, y)
-        before, after = softmax(logits), softmax(logits, temperature)
+        fitted = fit_calibration(logits, y, method, positive_class)
+        temperature = fitted["temperature"]
         report["calibration"] = {
-            "cases": int(len(y)),
-            "temperature": temperature,
-            "log_loss_before": log_loss(before, y),
-            "log_loss_after": log_loss(after, y),
-            "ece_before": expected_calibration_error(
-                before[:, positive_class], y == positive_class
-            ),
-            "ece_after": expected_calibration_error(after[:, positive_class], y == positive_class),
-            "note": "measured on the cases the temperature was fitted on",
+            **{k: v for k, v in fitted.items()},
+            **calibration_metrics(logits, y, fitted, positive_class),
+            "note": "measured on the cases the calibration was fitted on",
         }
-        calibration = calibration_summary(temperature, fitted_on, len(y))
+        calibration = calibration_summary(fitted, fitted_on, len(y))
     return Guard(ref, temperature, calibration, report)
 
 
@@ -141,10 +137,12 @@ def fit_training_guard(final, best, cases: list, refit: bool, seed: int, positiv
         return None
 
 
-def calibration_metrics(logits: np.ndarray, labels: np.ndarray, t: float, positive: int) -> dict:
-    """Log-loss and ECE of `logits` before and after temperature `t`, on `labels`."""
+def calibration_metrics(
+    logits: np.ndarray, labels: np.ndarray, calibration: dict, positive: int
+) -> dict:
+    """Log-loss and ECE of `logits` before and after `calibration`, on `labels`."""
     y = np.asarray(labels, np.int64)
-    before, after = softmax(logits), softmax(logits, t)
+    before, after = softmax(logits), calibrate(logits, calibration, positive)
     return {
         "cases": int(len(y)),
         "log_loss_before": log_loss(before, y),
@@ -164,6 +162,7 @@ def add_domain(
     keep_back: float = 0.0,
     calibrate: bool = True,
     seed: int = 0,
+    method: str = METHOD,
 ) -> dict:
     """Fit and store (in `cfg`) a guard from the cached H&E slides of a manifest's cases for the
     model's marker, split by case (seeded) into fitting, held-out and kept-back cases; return what
@@ -200,10 +199,11 @@ def add_domain(
         labels[held_i] if calibrate else None,
         fitted_on=f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the "
         "thresholds"
-        + (f"; all {len(fit_i) + len(held_i)} fit the temperature" if calibrate else ""),
+        + (f"; all {len(fit_i) + len(held_i)} fit the {method} calibration" if calibrate else ""),
         seed=seed,
         positive_class=cfg.positive_class,
         fit_labels=labels[fit_i] if calibrate else None,
+        method=method,
     )
     report = {"cases": len(cases), **guard.report}
     if n_keep:
@@ -215,7 +215,7 @@ def add_domain(
         if guard.temperature is not None:
             logits = in_domain_logits(model, ref, kept)
             check["calibration"] = calibration_metrics(
-                logits, labels[kept_i], guard.temperature, cfg.positive_class
+                logits, labels[kept_i], guard.calibration, cfg.positive_class
             )
         report["kept_back"] = check
         ref.info["kept_back_slides"] = len(kept)

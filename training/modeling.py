@@ -82,4 +82,5 @@ def load_model(path: str | Path):
         "training": training,
         "metrics": cfg.metrics,
         "calibration": dict(getattr(cfg, "calibration", None) or {}),
+        "positive_class": int(cfg.positive_class),
     }

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_histostain.engine.calibration import calibrate
 from napari_histostain.errors import HistostainError
 
 from .cache import EmbeddingCache
@@ -226,6 +227,18 @@ def model_config(summary: dict[str, Any], model) -> dict[str, Any]:
     }
 
 
+def _called_logits(model, model_path, slides: list, logits: np.ndarray) -> np.ndarray:
+    """(N, C) slide logits as `predict_slide` pools them: over each slide's in-domain tiles when
+    the model file has a domain reference (`logits`, over all tiles, otherwise)."""
+    from napari_histostain.engine.domain import reference_of
+    from napari_histostain.engine.model_files import load_model_file
+
+    from .guard import in_domain_logits
+
+    ref = reference_of(load_model_file(model_path)[1])
+    return logits if ref is None else in_domain_logits(model, ref, slides)
+
+
 def _load(model_path: str | Path):
     from .modeling import load_model
 
@@ -255,7 +268,6 @@ def evaluate_marker(
     never saw; no linear probe then, it needs training cases). Writes `report.json`,
     `predictions.csv` and PNG plots. The slide models run on `device` (auto, cpu, cuda, mps).
     """
-    import torch
 
     from napari_histostain.io.atomic import atomic_open, ensure_dir, write_json
 
@@ -307,8 +319,10 @@ def evaluate_marker(
 
     dev = pick_device(device)
     models = {"HistoStainAlign": (model, config)}
+    paths = {"HistoStainAlign": model_path}
     if baseline_path is not None:
         models["CE-only baseline"] = _load(baseline_path)
+        paths["CE-only baseline"] = baseline_path
     models = {k: (m.to(dev), c) for k, (m, c) in models.items()}
     report: dict[str, Any] = {
         "marker": marker,
@@ -326,15 +340,20 @@ def evaluate_marker(
         he, logits = slide_embeddings(m, [c.he for c in test], dev)
         ihc, _ = slide_embeddings(m, [c.ihc for c in test], dev)
         he, ihc, logits = he.cpu(), ihc.cpu(), logits.cpu()
-        # the model's calibration (temperature) as `predict_slide` applies it (1: not calibrated)
-        temp = float((cfg.get("calibration") or {}).get("temperature", 1.0))
-        p = torch.softmax(logits / temp, 1).numpy()
+        # the call as `predict_slide` makes it: pooled over the slide's in-domain tiles (when the
+        # model has a domain reference), under the model's calibration
+        call_logits = _called_logits(m, paths[name], [c.he for c in test], logits.double().numpy())
+        cal = dict(cfg.get("calibration") or {})
+        temp = float(cal.get("temperature", 1.0))
+        p = calibrate(call_logits, cal, int(cfg.get("positive_class", 1)))
         probs[name] = p
         embs[name] = (he.numpy(), ihc.numpy())
         report[name] = {
             "head": ev.classification_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
             "calibration": {
                 "temperature": temp,
+                "method": cal.get("method", "none"),
+                "bias": float(cal.get("bias", 0.0)),
                 **ev.calibration_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
             },
             "alignment": ev.alignment_report(

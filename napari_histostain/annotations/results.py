@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.calibration import softmax
+from ..engine.calibration import calibrate
 from ..engine.prediction import call_label
 from .regions import Region
 
@@ -49,7 +49,7 @@ def marker_region_result(
     class_names: Sequence[str] = ("negative", "positive"),
     threshold: float = 0.5,
     tile_threshold: float = 0.5,
-    temperature: float = 1.0,
+    calibration: dict | None = None,
     call_status: str = "call",
     no_call_reason: str | None = None,
     kept: np.ndarray | None = None,
@@ -57,7 +57,7 @@ def marker_region_result(
     """One marker's results over the tiles `indices` (NaN tiles, not computed, are left out).
 
     `probability` / `logit` / `label`: the slide model's call pooled over those tiles only, the
-    probability calibrated at the model's `temperature`; a slide without a call (`call_status`
+    probability under the model's `calibration` (`engine.calibration.calibrate`); a slide without a call (`call_status`
     "no_call", e.g. out of domain) gives its regions no label either;
     `mean_positivity`; `positive_fraction`: tissue-weighted share of tiles with positivity >=
     `tile_threshold`. None where the region has no computed tile (or, for the call, no logits).
@@ -95,7 +95,7 @@ def marker_region_result(
                 k = np.asarray(kept, bool)[idx][ok]
                 pool = k if k.any() else pool  # no tile in domain: pool all (as predict_slide)
             m = tile_maps(s[ok][pool], tl[pool], positive_class)
-            prob = float(softmax(m["slide_logits"], temperature)[positive_class])
+            prob = float(calibrate(m["slide_logits"], calibration, positive_class)[positive_class])
             out["probability"] = prob
             out["logit"] = float(m["slide_margin"])
             n_in = None if kept is None else int(np.asarray(kept, bool)[idx][ok].sum())
@@ -138,7 +138,7 @@ def maps_region_results(
                 class_names=mm.class_names,
                 threshold=mm.threshold,
                 tile_threshold=tile_threshold,
-                temperature=mm.temperature,
+                calibration=mm.calibration,
                 call_status=mm.call_status,
                 no_call_reason=mm.no_call_reason,
                 kept=mm.kept(),

@@ -1,9 +1,9 @@
-"""`histostain add-domain`: add a domain reference and a temperature to an existing model file.
+"""`histostain add-domain`: add a domain reference and a calibration to an existing model file.
 
 For model files trained elsewhere (or before references existed): the cases of a manifest whose
 H&E slides are in an embedding cache, none of which the model trained on, are split by case into
-fitting cases (PCA + covariance), held-out cases (percentiles, the tile cut and slide rule, the
-temperature) and, with --keep-back, untouched cases that only measure the slide false-flag rate and
+fitting cases (PCA + covariance), held-out cases (percentiles, the tile cut and slide rules, the
+calibration) and, with --keep-back, untouched cases that only measure the slide false-flag rate and
 the calibration.
 """
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         "add-domain",
         help="add a domain reference and calibration to a model file",
         description="Fit a domain reference (which tiles look like the training data) and a "
-        "probability temperature from cached embeddings of training-domain cases the model did "
+        "probability calibration (temperature or Platt) from cached embeddings of training-domain cases the model did "
         "not train on, and store them in a model file (a new file, or --in-place with a backup).",
     )
     p.add_argument("model", help="model file (.pt) to annotate")
@@ -42,6 +42,13 @@ def register(subparsers) -> None:
         "(default 0)",
     )
     p.add_argument("--no-calibration", action="store_true", help="store the domain reference only")
+    p.add_argument(
+        "--calibration",
+        choices=("temperature", "platt"),
+        default="temperature",
+        help="temperature scaling (one parameter) or Platt scaling (temperature and a bias on the "
+        "positive class: also corrects a shift in the rate of positives); default temperature",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the case split (default 0)")
     p.set_defaults(func=run)
 
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         keep_back=args.keep_back,
         calibrate=not args.no_calibration,
         seed=args.seed,
+        method=args.calibration,
     )
     save_model_file(out, net, cfg)
     print(json.dumps(report, indent=2))

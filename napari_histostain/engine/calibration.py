@@ -1,26 +1,37 @@
-"""Calibrated probabilities: temperature scaling of slide logits, ECE and log-loss.
+"""Calibrated probabilities: temperature (or Platt) scaling of slide logits, ECE and log-loss.
 
-A model's slide logits z give probabilities softmax(z / T); the temperature T > 0 is fitted on
-held-out (validation) logits by minimising the log-loss (`fit_temperature`) and stored in the model
-file (`ModelConfig.calibration`). T = 1 leaves the model as it is; T > 1 softens overconfident calls.
+A model's slide logits z give probabilities softmax(z / T + b): the temperature T > 0 and, for
+Platt scaling, a bias b on the positive class's logit (for two classes: sigmoid(margin / T + b),
+Platt's logistic fit on the margin). They are fitted on held-out logits by minimising the log-loss
+(`fit_calibration`) and stored in the model file (`ModelConfig.calibration`). T = 1 and b = 0
+leave the model as it is; T > 1 softens overconfident calls; b moves the probabilities to the
+held-out cases' rate of positives.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 METHOD = "temperature"
+#: calibration methods: temperature (T) or Platt (T and a positive-class bias)
+METHODS = ("temperature", "platt")
 #: the temperatures searched (log scale)
 T_RANGE = (0.05, 20.0)
+#: the largest bias searched (log-odds)
+B_RANGE = 10.0
 #: bins of the expected calibration error
 ECE_BINS = 10
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of (N, C) (or (C,)) logits divided by `temperature`."""
+def softmax(logits: np.ndarray, temperature: float = 1.0, bias: Any = None) -> np.ndarray:
+    """Row-wise softmax of (N, C) (or (C,)) logits divided by `temperature`, plus `bias` (C,)."""
     z = np.asarray(logits, np.float64) / float(temperature)
+    if bias is not None:
+        z = z + np.asarray(bias, np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
@@ -46,6 +57,61 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         lambda lt: log_loss(softmax(z, math.exp(lt)), y), bounds=(lo, hi), method="bounded"
     )
     return float(math.exp(res.x))
+
+
+def fit_platt(
+    logits: np.ndarray, labels: np.ndarray, positive_class: int = 1
+) -> tuple[float, float]:
+    """(temperature, bias) minimising the log-loss of softmax(z / T + b e_positive) on held-out
+    (N, C) `logits` and `labels` (Platt scaling on the positive class's logit)."""
+    from scipy.optimize import minimize
+
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(labels, np.int64)
+    if z.ndim != 2 or len(z) != len(y) or len(y) < 2:
+        raise ValueError("Platt scaling needs (N, C) logits and N >= 2 labels")
+    lo, hi = (math.log(v) for v in T_RANGE)
+
+    def loss(v: np.ndarray) -> float:
+        return log_loss(softmax(z, math.exp(v[0]), _bias(z.shape[1], positive_class, v[1])), y)
+
+    start = np.array([math.log(fit_temperature(z, y)), 0.0])
+    res = minimize(loss, start, method="L-BFGS-B", bounds=[(lo, hi), (-B_RANGE, B_RANGE)])
+    return float(math.exp(res.x[0])), float(res.x[1])
+
+
+def _bias(n_classes: int, positive_class: int, b: float) -> np.ndarray:
+    out = np.zeros(n_classes)
+    out[positive_class] = b
+    return out
+
+
+def fit_calibration(
+    logits: np.ndarray, labels: np.ndarray, method: str = METHOD, positive_class: int = 1
+) -> dict:
+    """{"method", "temperature", "bias"} fitted on held-out `logits` and `labels` (`METHODS`)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; use one of {METHODS}")
+    if method == "platt":
+        t, b = fit_platt(logits, labels, positive_class)
+    else:
+        t, b = fit_temperature(logits, labels), 0.0
+    return {"method": method, "temperature": t, "bias": b}
+
+
+def calibrate(
+    logits: np.ndarray, calibration: Mapping | None, positive_class: int = 1
+) -> np.ndarray:
+    """Class probabilities of (N, C) (or (C,)) logits under a stored `calibration` dict (None or
+    {}: uncalibrated)."""
+    cal = calibration or {}
+    z = np.asarray(logits, np.float64)
+    bias = float(cal.get("bias", 0.0) or 0.0)
+    return softmax(
+        z,
+        float(cal.get("temperature", 1.0)),
+        _bias(z.shape[-1], positive_class, bias) if bias else None,
+    )
 
 
 def expected_calibration_error(
@@ -79,17 +145,19 @@ def reliability(prob_positive: np.ndarray, labels: np.ndarray, bins: int = ECE_B
     ]
 
 
-def calibration_summary(temperature: float, fitted_on: str, cases: int) -> dict:
-    """The `ModelConfig.calibration` dict."""
-    return {
-        "method": METHOD,
-        "temperature": float(temperature),
+def calibration_summary(fitted: Mapping, fitted_on: str, cases: int) -> dict:
+    """The `ModelConfig.calibration` dict of a `fit_calibration` result."""
+    out = {
+        "method": str(fitted.get("method", METHOD)),
+        "temperature": float(fitted["temperature"]),
         "fitted_on": fitted_on,
         "cases": int(cases),
     }
+    if fitted.get("bias"):
+        out["bias"] = float(fitted["bias"])
+    return out
 
 
-def temperature_of(cfg) -> float:
-    """The temperature stored in a `ModelConfig` (1.0: not calibrated)."""
-    cal = getattr(cfg, "calibration", None) or {}
-    return float(cal.get("temperature", 1.0))
+def calibration_of(cfg) -> dict:
+    """The calibration stored in a `ModelConfig` ({}: not calibrated)."""
+    return dict(getattr(cfg, "calibration", None) or {})

@@ -62,7 +62,8 @@ class ModelConfig:
     #: the domain reference's summary (method, dims, thresholds, false-flag rate, fitted on);
     #: empty in older files: no domain check (`engine.domain`)
     domain: dict = field(default_factory=dict)
-    #: probability calibration {"method": "temperature", "temperature", "fitted_on", "cases"};
+    #: probability calibration {"method": "temperature" | "platt", "temperature", "bias"
+    #: (platt), "fitted_on", "cases"};
     #: empty in older files: probabilities as the model gives them (`engine.calibration`)
     calibration: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -168,6 +169,11 @@ def _config_problems(cfg: ModelConfig) -> list[str]:
         t: Any = cal.get("temperature")
         if not (_is_number(t) and t > 0):
             out.append(f"calibration temperature {t!r} (must be a number > 0)")
+        b: Any = cal.get("bias", 0.0)
+        if not (_is_number(b) and math.isfinite(b)):
+            out.append(f"calibration bias {b!r} (must be a finite number)")
+        if cal.get("method", "temperature") not in ("temperature", "platt"):
+            out.append(f"calibration method {cal.get('method')!r} (temperature or platt)")
     if not isinstance(cfg.description, str):
         out.append("a description that is not text")
     return out

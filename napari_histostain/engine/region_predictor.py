@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import HistostainError
 from ..results.caveats import models_caveats
 from ..results.maps import PredictionMaps
-from .calibration import temperature_of
+from .calibration import calibration_of
 from .domain import reference_of
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class RegionPredictor:
         for m, (_, cfg) in self.models.items():  # what per-region calls need (annotations.results)
             mm = self.maps.add_marker(m)
             mm.class_names, mm.positive_class = tuple(cfg.class_names), int(cfg.positive_class)
-            mm.temperature = temperature_of(cfg)
+            mm.calibration = calibration_of(cfg)
         self.maps.info.update(
             tile_mpp=self.tile_mpp,
             tile_size=self.tile_size,

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .calibration import softmax, temperature_of
+from .calibration import calibrate, calibration_of
 from .prediction import MarkerPrediction
 
 
@@ -97,11 +97,12 @@ def model_summary(cfg) -> dict:
 
 
 def calibrated_probability(slide_logits, cfg) -> float:
-    """The positive-class probability of slide logits at the model's temperature (NaN: none)."""
+    """The positive-class probability of slide logits under the model's calibration (NaN: none)."""
     logits = np.asarray(slide_logits, np.float64)
     if logits.size == 0 or not np.isfinite(logits).all():
         return float("nan")
-    return float(softmax(logits, temperature_of(cfg))[cfg.positive_class])
+    pc = int(cfg.positive_class)
+    return float(calibrate(logits, calibration_of(cfg), pc)[pc])
 
 
 def marker_prediction(
@@ -114,7 +115,7 @@ def marker_prediction(
     tile_logits: np.ndarray | None = None,
     in_domain: np.ndarray | None = None,
 ) -> MarkerPrediction:
-    """A marker's prediction: the calibrated probability (the model's temperature on the slide
+    """A marker's prediction: the calibrated probability (the model's calibration of the slide
     logits); no label when there is no call."""
     prob = calibrated_probability(maps["slide_logits"], cfg)
     status, reason = call

@@ -46,7 +46,8 @@ class MarkerMaps:
     positive_class: int = 1
     call_status: str = "call"  # "call" | "no_call" | "forced"
     no_call_reason: str | None = None
-    temperature: float = 1.0  # the model's calibration temperature (regions' calls use it)
+    #: the model's calibration (`engine.calibration.calibrate`; regions' calls use it)
+    calibration: dict = field(default_factory=dict)
     #: (N,) 1.0 for tiles inside the model's training domain, 0.0 outside, NaN not scored (or the
     #: model has no domain reference); slide and region calls pool the in-domain tiles only
     in_domain: np.ndarray | None = None
@@ -122,7 +123,7 @@ class PredictionMaps:
             maps.markers[key].class_names = tuple(mp.class_names)
             maps.markers[key].positive_class = int(mp.positive_class)
             cal = (getattr(mp, "model", None) or {}).get("calibration") or {}
-            maps.markers[key].temperature = float(cal.get("temperature", 1.0))
+            maps.markers[key].calibration = dict(cal)
             if getattr(mp, "in_domain", None) is not None:
                 maps.set_in_domain(key, idx, mp.in_domain)
             scope = "region" if getattr(prediction.grid, "region", None) else "whole slide"

@@ -1,4 +1,5 @@
-"""Temperature scaling recovers an overconfident model's temperature and lowers its log-loss/ECE."""
+"""Temperature and Platt scaling recover an overconfident (or shifted) model's calibration and lower
+its log-loss/ECE."""
 
 from __future__ import annotations
 
@@ -6,22 +7,24 @@ import numpy as np
 import pytest
 
 from napari_histostain.engine.calibration import (
+    calibrate,
+    calibration_of,
     expected_calibration_error,
+    fit_calibration,
     fit_temperature,
     log_loss,
     reliability,
     softmax,
-    temperature_of,
 )
 from napari_histostain.engine.model_files import ModelConfig, ModelFileError, seeded_model
 
 
-def _cases(n, t_true, seed=0):
-    """Two-class cases whose true probability is softmax(logits / t_true)."""
+def _cases(n, t_true, seed=0, b_true=0.0):
+    """Two-class cases whose true probability is sigmoid(margin / t_true + b_true)."""
     rng = np.random.default_rng(seed)
     margin = rng.normal(0, 4, n)
     logits = np.stack([np.zeros(n), margin], 1)
-    y = (rng.random(n) < softmax(logits, t_true)[:, 1]).astype(int)
+    y = (rng.random(n) < softmax(logits, t_true, [0.0, b_true])[:, 1]).astype(int)
     return logits, y
 
 
@@ -44,10 +47,39 @@ def test_ece_and_reliability_of_known_cases():
     assert log_loss(np.stack([1 - p, p], 1), y) == pytest.approx(-np.log(0.9))
 
 
-def test_temperature_is_stored_and_checked():
+def test_platt_recovers_a_shift_that_a_temperature_cannot():
+    """The model's margins are right up to a scale and an offset (its rate of positives is off)."""
+    logits, y = _cases(4000, 2.0, b_true=-1.5)
+    platt = fit_calibration(logits, y, "platt")
+    assert platt["method"] == "platt"
+    assert 1.7 < platt["temperature"] < 2.3 and -1.8 < platt["bias"] < -1.2
+    temp = fit_calibration(logits, y, "temperature")
+    assert temp["bias"] == 0.0
+    test_logits, test_y = _cases(4000, 2.0, seed=1, b_true=-1.5)
+    p_platt, p_temp = calibrate(test_logits, platt), calibrate(test_logits, temp)
+    assert log_loss(p_platt, test_y) < log_loss(p_temp, test_y)
+    assert expected_calibration_error(p_platt[:, 1], test_y) < 0.03
+    assert expected_calibration_error(p_temp[:, 1], test_y) > expected_calibration_error(
+        p_platt[:, 1], test_y
+    )
+    # the bias is on the positive class, whichever it is
+    flipped = fit_calibration(logits[:, ::-1], 1 - y, "platt", positive_class=0)
+    assert flipped["bias"] == pytest.approx(platt["bias"], abs=0.01)
+    with pytest.raises(ValueError, match="unknown calibration"):
+        fit_calibration(logits, y, "isotonic")
+
+
+def test_calibration_is_stored_and_checked():
     _, cfg = seeded_model("ki67")
-    assert temperature_of(cfg) == 1.0
-    cfg.calibration = {"method": "temperature", "temperature": 2.5, "fitted_on": "x", "cases": 9}
-    assert temperature_of(ModelConfig.from_dict(cfg.to_dict())) == 2.5
+    assert calibration_of(cfg) == {}
+    assert np.allclose(calibrate(np.array([0.0, 1.0]), calibration_of(cfg)), softmax([0.0, 1.0]))
+    cfg.calibration = {"method": "platt", "temperature": 2.5, "bias": -0.5, "cases": 9}
+    back = calibration_of(ModelConfig.from_dict(cfg.to_dict()))
+    assert back["temperature"] == 2.5 and back["bias"] == -0.5
+    assert calibrate(np.array([0.0, 1.0]), back)[1] == pytest.approx(
+        1 / (1 + np.exp(-(1.0 / 2.5 - 0.5)))
+    )
     with pytest.raises(ModelFileError, match="temperature"):
         ModelConfig.from_dict({**cfg.to_dict(), "calibration": {"temperature": -1}})
+    with pytest.raises(ModelFileError, match="bias"):
+        ModelConfig.from_dict({**cfg.to_dict(), "calibration": {"temperature": 1, "bias": "x"}})
