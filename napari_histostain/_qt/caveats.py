@@ -16,7 +16,8 @@ from ..results.caveats import DEMO_DISCLAIMER
 FORCE_CALL_TIP = (
     "Call every marker even when the slide would get no call (out of domain, IHC input, pixel "
     "size assumed, too few tiles). The call is marked 'forced' and the reason is kept in the "
-    "results and every exported file. Takes effect on the next Whole slide run."
+    "results and every exported file. Takes effect on the next tiles computed and the next "
+    "Whole slide run."
 )
 #: warning red on light and on dark themes
 WARN_LIGHT, WARN_DARK = "#a00000", "#ff7b7b"
@@ -69,8 +70,13 @@ class CaveatsBox(QWidget):
         models = cav.get("models") or {}
         self.models.setText("\n".join(f"Model: {ident}" for ident in models.values()))
         lines = []
+        tip = ""
         if cav.get("domain_verdict"):
-            verdict = escape(f"Domain: {cav['domain_verdict']}", quote=False)
+            # the first part here ("in domain: 40/42 tiles in domain"), the whole in the tooltip:
+            # the long form pushed the results table down
+            full = f"Domain: {cav['domain_verdict']}"
+            tip = full
+            verdict = escape(full.split(";")[0], quote=False)
             if not (cav.get("domain") or {}).get("in_domain"):
                 verdict = f"<span style='color:{red}'>{verdict}</span>"
             lines.append(verdict)
@@ -81,4 +87,5 @@ class CaveatsBox(QWidget):
         for text, names in by_text.items():
             lines.append(f"<b>{escape(', '.join(names))}</b>: {escape(text, quote=False)}")
         self.verdict.setText("<br>".join(lines))
+        self.verdict.setToolTip(tip)
         self.verdict.setVisible(bool(lines))

@@ -104,6 +104,9 @@ def test_no_call_row_shows_the_reason(qtbot, make_napari_viewer, tmp_path):
         "Domain: OUT OF DOMAIN" in text
         and f"Ki-67</b>: no call: {NO_CALL_TEXT['out_of_domain']}" in text
     )
+    # the verdict's first part in the box, all of it in the tooltip (kept short in the dock)
+    assert "tiles out of domain (at most" not in text
+    assert "tiles out of domain (at most" in box.verdict.toolTip()
     assert box.disclaimer.isVisibleTo(widget)
     box.force_call.setChecked(True)
     _run(qtbot, widget)
