@@ -2,7 +2,9 @@
 
     python scripts/measure_guard.py MANIFEST CACHE [--models DIR]
 Per marker: H&E slides flagged out of domain (with a Wilson 95 % CI) and, on the cases' labels,
-log-loss and ECE of the slide probabilities before and after the stored temperature.
+log-loss and ECE (with bootstrap 95 % CIs) of the slide probabilities before and after the stored
+calibration (temperature or Platt), the slides pooled over their in-domain tiles as
+`predict_slide` pools them.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_histostain.engine.calibration import calibrate
 from napari_histostain.engine.domain import reference_of, wilson_interval
 from napari_histostain.engine.model_files import bundled_model_path, load_model_file
 from napari_histostain.markers import MARKERS
 from napari_histostain.training.cache import EmbeddingCache
+from napari_histostain.training.evaluate import bootstrap_ci, calibration_error
 from napari_histostain.training.guard import calibration_metrics, in_domain_logits
 from napari_histostain.training.manifest import load_manifest
 
@@ -33,7 +37,9 @@ def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
     verdicts = [ref.verdict(ref.score(f)) for f in feats]
     flagged = sum(not v["in_domain"] for v in verdicts)
     logits = in_domain_logits(net, ref, feats)
-    t = float(cfg.calibration.get("temperature", 1.0))
+    cal = dict(cfg.calibration)
+    after = calibrate(logits, cal, cfg.positive_class)
+    ece = bootstrap_ci(calibration_error, labels, after, n=1000, seed=0)
     return {
         "marker": cfg.marker,
         "slides": len(cases),
@@ -41,8 +47,9 @@ def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
         "false_flag_rate": flagged / len(cases),
         "rate_ci95_wilson": list(wilson_interval(flagged, len(cases))),
         "median_out_share": float(np.median([v["score"] for v in verdicts])),
-        "temperature": t,
-        **calibration_metrics(logits, labels, t, cfg.positive_class),
+        "calibration": {k: cal.get(k) for k in ("method", "temperature", "bias")},
+        **calibration_metrics(logits, labels, cal, cfg.positive_class),
+        "ece_after_ci95": [ece[1], ece[2]],
     }
 
 
