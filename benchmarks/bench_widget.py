@@ -42,24 +42,27 @@ def wait(seconds: float) -> None:
 
 
 class TickRecorder:
-    """Largest gap between ticks of a 10 ms QTimer (event-loop stall).
+    """Largest gap between ticks of a 10 ms QTimer (event-loop stall), with where the GUI thread was.
 
-    A watchdog thread samples the GUI thread's stack while it has not ticked for over 100 ms, so
-    each stall can be traced to the code that ran (`culprits`: innermost frames of our package or
-    napari, with how often they were seen).
+    A watchdog thread samples the GUI thread's stack (`sys._current_frames`) every 10 ms while the
+    timer has not ticked for over 50 ms. After `stop()`, `stalls` lists each gap over `threshold`
+    seconds as (start s after `start()`, seconds, samples); a sample is the stack (outermost first)
+    as "file:line function" strings.
     """
 
-    def __init__(self):
+    def __init__(self, threshold: float = 0.1):
         from qtpy.QtCore import QTimer
 
+        self.threshold = threshold
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
         self.gui = threading.get_ident()
-        self.culprits: dict[str, int] = {}
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.stalls: list[tuple[float, float, list[tuple[str, ...]]]] = []
         self._watch = threading.Event()
-        threading.Thread(target=self._watchdog, daemon=True).start()
+        threading.Thread(target=self._watchdog, daemon=True, name="stall-watchdog").start()
 
     def _tick(self):
         self.ticks.append(time.perf_counter())
@@ -69,23 +72,23 @@ class TickRecorder:
         import traceback
 
         while True:
-            time.sleep(0.02)
+            time.sleep(0.01)
             if not self._watch.is_set() or not self.ticks:
                 continue
-            if time.perf_counter() - self.ticks[-1] < 0.1:
+            now = time.perf_counter()
+            if now - self.ticks[-1] < 0.05:
                 continue
             frame = sys._current_frames().get(self.gui)
             if frame is None:
                 continue
-            stack = traceback.extract_stack(frame)
-            ours = [f for f in stack if "napari" in f.filename and "qtpy" not in f.filename]
-            top = ours[-3:] if ours else stack[-2:]
-            key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top))
-            self.culprits[key] = self.culprits.get(key, 0) + 1
+            stack = tuple(
+                f"{_short(f.filename)}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)
+            )
+            self.samples.append((now, stack))
 
     def start(self):
+        self.samples = []
         self.ticks = [time.perf_counter()]
-        self.culprits = {}
         self._watch.set()
         self.timer.start()
 
@@ -93,7 +96,61 @@ class TickRecorder:
         self.ticks.append(time.perf_counter())
         self._watch.clear()
         self.timer.stop()
-        return float(np.max(np.diff(self.ticks)))
+        t = np.asarray(self.ticks)
+        gaps = np.diff(t)
+        self.stalls = []
+        for i in np.flatnonzero(gaps > self.threshold):
+            inside = [s for when, s in self.samples if t[i] < when <= t[i + 1] + 0.005]
+            self.stalls.append((t[i] - t[0], gaps[i], inside))
+        return float(gaps.max())
+
+
+def _short(filename: str) -> str:
+    """A frame's file, from its package down (site-packages and the repository stripped)."""
+    f = filename.replace("\\", "/")
+    for marker in ("site-packages/", "/napari_histostain/", "/benchmarks/"):
+        if marker in f:
+            tail = f.split(marker, 1)[1]
+            return tail if marker == "site-packages/" else marker.strip("/") + "/" + tail
+    return Path(f).name
+
+
+def _culprit(stack: tuple[str, ...]) -> str:
+    """Innermost frame of this project and innermost frame of napari / vispy / dask in a stack."""
+    ours = [f for f in stack if f.startswith("napari_histostain/")]
+    lib = [f for f in stack if f.split("/", 1)[0] in ("napari", "vispy", "dask", "pint")]
+    parts = []
+    if ours:
+        parts.append(ours[-1])
+    if lib:
+        parts.append(lib[-1])
+    return " > ".join(parts) or stack[-1]
+
+
+def describe(samples: list[tuple[str, ...]]) -> str:
+    """The most frequent culprit among a stall's stack samples (10 ms apart), with its share."""
+    if not samples:
+        return "no sample (shorter than the watchdog's 50 ms delay)"
+    counts: dict[str, int] = {}
+    for s in samples:
+        k = _culprit(s)
+        counts[k] = counts.get(k, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:2]
+    return "; ".join(f"{k} ({n}/{len(samples)})" for k, n in top)
+
+
+def print_stack(samples: list[tuple[str, ...]], indent: str = "      ") -> None:
+    """The most frequent stack of a stall, innermost last, frames of the event loop dropped."""
+    if not samples:
+        return
+    counts: dict[tuple[str, ...], int] = {}
+    for s in samples:
+        counts[s] = counts.get(s, 0) + 1
+    stack, n = max(counts.items(), key=lambda kv: kv[1])
+    keep = [f for f in stack if not f.startswith(("bench_widget", "benchmarks/", "qtpy/"))]
+    print(f"{indent}most frequent stack ({n}/{len(samples)} samples):")
+    for f in keep[-14:]:
+        print(f"{indent}  {f}")
 
 
 def camera(viewer):
@@ -106,6 +163,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=6144, help="synthetic slide side, px at 0.5 um/px")
     ap.add_argument(
         "--model", action="append", default=[], help="MARKER=PATH (default: bundled Ki-67)"
+    )
+    ap.add_argument(
+        "--profile-stalls",
+        action="store_true",
+        help="list every stall over 100 ms with the GUI thread's most frequent stack",
     )
     args = ap.parse_args()
 
@@ -139,7 +201,7 @@ def main() -> None:
     viewer.window._qt_window.resize(1400, 900)
     rec = TickRecorder()
     stalls: dict[str, float] = {}
-    culprits: dict[str, dict] = {}
+    found: dict[str, list] = {}  # phase: its stalls over 100 ms
     wait(0.5)
     rec.start()
     wait(3.0)
@@ -161,7 +223,7 @@ def main() -> None:
     widget.set_mode("visible")
     wait(3.0)  # the user looks at the slide before pressing Predict
     stalls["open"] = rec.stop()
-    culprits["open"] = rec.culprits
+    found["open"] = rec.stalls
 
     # ---- first Predict: the click to the first visible tile ----------------------------------------
     cam = camera(viewer)
@@ -177,7 +239,7 @@ def main() -> None:
     first_tile = widget.timing.marks["first_tile_at"] - t_click
     spin(lambda: widget._t_view == 0.0)
     stalls["first Predict"] = rec.stop()
-    culprits["first Predict"] = rec.culprits
+    found["first Predict"] = rec.stalls
     pred = widget.predictor
     g = pred.grid
 
@@ -198,7 +260,7 @@ def main() -> None:
         spin(view_done)
         pans.append(widget.timing.marks.get("viewport_at", float("nan")) - t_cam)
     stalls["streaming"] = rec.stop()
-    culprits["streaming"] = rec.culprits
+    found["streaming"] = rec.stalls
     widget.stop()
     wait(0.3)
 
@@ -223,7 +285,7 @@ def main() -> None:
     spin(lambda: widget.predictor is not pred and not widget.busy)
     whole = time.perf_counter() - t0
     stalls["whole slide"] = rec.stop()
-    culprits["whole slide"] = rec.culprits
+    found["whole slide"] = rec.stalls
     ticks = np.asarray(rec.ticks)
     handlers = sorted((e for e in widget.timing.log if e[1] >= t0), key=lambda e: -e[2])[:6]
 
@@ -244,7 +306,7 @@ def main() -> None:
     wait(2.0)
     later = int(widget.predictor.maps.done.sum())
     stalls["cancel"] = rec.stop()
-    culprits["cancel"] = rec.culprits
+    found["cancel"] = rec.stalls
 
     # ---- IHC measure ---------------------------------------------------------------------------------
     data, kw, _ = read_slide_layer(ihc_path)
@@ -263,7 +325,7 @@ def main() -> None:
     ihc_s = time.perf_counter() - t0
     wait(0.3)
     stalls["IHC measure"] = rec.stop()
-    culprits["IHC measure"] = rec.culprits
+    found["IHC measure"] = rec.stalls
 
     # ---- baseline: canvas redraws alone (pans with nothing running) ---------------------------------
     wait(1.0)
@@ -272,7 +334,7 @@ def main() -> None:
         cam.center = tuple(centres[(k * 17) % len(centres)])
         wait(0.4)
     redraw = rec.stop()
-    culprits["redraw baseline"] = rec.culprits
+    found["redraw baseline"] = rec.stalls
 
     print(
         f"slide {args.size}x{args.size} px at 0.5 um/px; grid {g.n_rows}x{g.n_cols}, "
@@ -302,10 +364,15 @@ def main() -> None:
         "  slowest GUI handlers of the whole-slide run (s after start, ms): "
         + ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers)
     )
-    print("where the GUI thread was while stalled (20 ms samples; top 3 per phase):")
-    for phase, c in culprits.items():
-        for k, v in sorted(c.items(), key=lambda kv: -kv[1])[:3]:
-            print(f"  {phase}: {v * 20} ms in {k}")
+    print("stalls over 100 ms per phase (s into the phase, length; where the GUI thread was):")
+    for phase, stalls_ in found.items():
+        worst = sorted(stalls_, key=lambda st: -st[1])
+        shown_ = worst if args.profile_stalls else worst[:3]
+        print(f"  {phase}: {len(stalls_)} stall(s)")
+        for at, length, samples in shown_:
+            print(f"    {at:6.2f} s {length * 1000:5.0f} ms: {describe(samples)}")
+            if args.profile_stalls:
+                print_stack(samples)
     widget.close_session()
     viewer.close()
 
