@@ -832,16 +832,16 @@ class PredictionWidget(ModeAndStatus, QWidget):
         self.overlays.make_one(maps, shown, "positivity", **kw)
         self._layers_for = maps
         rest = [(m, k) for m in markers for k in KINDS if (m, k) != (shown, "positivity")]
-        self._layer_queue = [(maps, m, k, kw) for m, k in rest]
-        if rest:
-            QTimer.singleShot(0, self._make_next_layer)
+        # napari's colour bar (about 80 ms to build, more to draw its labels) gets its own turn too
+        self._layer_queue = [(maps, shown, "colorbar", kw)] + [(maps, m, k, kw) for m, k in rest]
+        QTimer.singleShot(0, self._make_next_layer)
         self.show_combo.blockSignals(True)
         self.show_combo.clear()
         for m in markers:
             self.show_combo.addItem(MARKERS[m], m)
         self.show_combo.setCurrentIndex(markers.index(shown))
         self.show_combo.blockSignals(False)
-        self.set_shown_marker(shown)
+        self.set_shown_marker(shown, colorbar=False)
         self.tile_table.set_maps(None)
         if self.tissue_box.isChecked():
             self._on_tissue_toggled(True)
@@ -852,7 +852,11 @@ class PredictionWidget(ModeAndStatus, QWidget):
         if self._stopper.closed.is_set() or not self._layer_queue:
             return
         maps, m, kind, kw = self._layer_queue.pop(0)
-        if self.predictor is not None and maps is self.predictor.maps:
+        if kind == "colorbar":
+            if self.shown_marker == m:
+                with self.timing.timed("colour bar"):
+                    self.overlays.show_only(m)
+        elif self.predictor is not None and maps is self.predictor.maps:
             with self.timing.timed("make layer"):
                 self.overlays.make_one(maps, m, kind, **kw)
                 if kind == "attention":
@@ -891,13 +895,14 @@ class PredictionWidget(ModeAndStatus, QWidget):
         """The marker whose positivity map is shown."""
         return self.show_combo.currentData()
 
-    def set_shown_marker(self, marker: str) -> None:
-        """Show `marker`'s positivity map only (with its colour bar and legend)."""
+    def set_shown_marker(self, marker: str, *, colorbar: bool = True) -> None:
+        """Show `marker`'s positivity map only (with its colour bar, unless `colorbar` is False:
+        the caller shows it later, and its legend)."""
         i = self.show_combo.findData(marker)
         if i >= 0 and i != self.show_combo.currentIndex():
             self.show_combo.setCurrentIndex(i)  # calls back here
             return
-        layer = self.overlays.show_only(marker)
+        layer = self.overlays.show_only(marker, colorbar=colorbar)
         self._update_legend(layer)
 
     def _on_show_choice(self, index: int) -> None:
