@@ -70,7 +70,6 @@ class TickRecorder:
 
     def _watchdog(self):
         import sys
-        import traceback
 
         while True:
             time.sleep(0.01)
@@ -80,12 +79,16 @@ class TickRecorder:
             if now - self.ticks[-1] < 0.05:
                 continue
             frame = sys._current_frames().get(self.gui)
-            if frame is None:
-                continue
-            stack = tuple(
-                f"{_short(f.filename)}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)
-            )
-            self.samples.append((now, stack))
+            # walk the frames by hand: no source lines read (file I/O would let the GUI thread
+            # run on while its stack is being read)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}")
+                frame = frame.f_back
+            del frame
+            if stack:
+                self.samples.append((now, tuple(reversed(stack))))
 
     def start(self):
         self.samples = []
@@ -126,6 +129,22 @@ def _culprit(stack: tuple[str, ...]) -> str:
     if lib:
         parts.append(lib[-1])
     return " > ".join(parts) or stack[-1]
+
+
+def ours_on_top(samples: list[tuple[str, ...]]) -> float:
+    """Share of a stall's samples where this project's code, not napari / vispy / Qt, was running
+    (its innermost frame below no napari, vispy or dask frame)."""
+    if not samples:
+        return 0.0
+    n = 0
+    for s in samples:
+        for f in reversed(s):
+            if f.startswith("napari_histostain/"):
+                n += 1
+                break
+            if f.split("/", 1)[0] in ("napari", "vispy", "dask", "pint", "qtpy", "superqt"):
+                break
+    return n / len(samples)
 
 
 def describe(samples: list[tuple[str, ...]]) -> str:
@@ -379,6 +398,17 @@ def main() -> None:
         "  slowest GUI handlers of the whole-slide run (s after start, ms): "
         + ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers)
     )
+    print("stalls over 100 ms with this project's code running in most of their samples:")
+    mine = [
+        (phase, at, length, ours_on_top(smp))
+        for phase, stalls_ in found.items()
+        for at, length, smp in stalls_
+        if ours_on_top(smp) > 0.5
+    ]
+    for phase, at, length, share in sorted(mine, key=lambda m: -m[2]):
+        print(f"  {phase} {at:.2f} s: {length * 1000:.0f} ms ({share:.0%} of samples ours)")
+    if not mine:
+        print("  none")
     print("stalls over 100 ms per phase (s into the phase, length; where the GUI thread was):")
     for phase, stalls_ in found.items():
         worst = sorted(stalls_, key=lambda st: -st[1])
