@@ -147,6 +147,36 @@ def ours_on_top(samples: list[tuple[str, ...]]) -> float:
     return n / len(samples)
 
 
+#: What a stall's samples were doing, first match wins: (label, test on the stack).
+CATEGORIES = [
+    ("importing modules", lambda s: any("<frozen importlib" in f for f in s)),
+    ("napari's unit registry (pint)", lambda s: any(f.startswith("pint/") for f in s)),
+    ("reading slide pixels", lambda s: any(f.startswith("napari_histostain/io/") for f in s)),
+    ("this project's code", lambda s: ours_on_top([s]) > 0),
+    ("napari adding a layer", lambda s: any(" add_image" in f or "_add_layer" in f for f in s)),
+    ("napari progress bar", lambda s: any("progress" in f for f in s)),
+    (
+        "painting (vispy canvas; Qt widgets: no Python frame below Qt's event)",
+        lambda s: (
+            s[-1].endswith((" event", " eventFilter"))
+            or any(f.startswith("vispy/") or " paint" in f for f in s)
+        ),
+    ),
+]
+
+
+def breakdown(length: float, samples: list[tuple[str, ...]]) -> str:
+    """A stall's length split by what its samples were doing (shares of the samples)."""
+    if not samples:
+        return ""
+    counts: dict[str, int] = {}
+    for smp in samples:
+        label = next((lab for lab, test in CATEGORIES if test(smp)), "other")
+        counts[label] = counts.get(label, 0) + 1
+    parts = sorted(counts.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{lab} ~{length * n / len(samples) * 1000:.0f} ms" for lab, n in parts)
+
+
 def describe(samples: list[tuple[str, ...]]) -> str:
     """The most frequent culprit among a stall's stack samples (10 ms apart), with its share."""
     if not samples:
@@ -365,12 +395,26 @@ def main() -> None:
     redraw = rec.stop()
     found["redraw baseline"] = rec.stalls
 
+    # ---- baseline: napari adding a small image layer (what each overlay layer costs napari) -------
+    wait(0.5)
+    rec.start()
+    small = viewer.add_image(np.random.default_rng(0).random((g.n_rows, g.n_cols)), name="tmp")
+    wait(0.5)
+    viewer.layers.remove(small)
+    wait(0.5)
+    add_layer = rec.stop()
+    found["add-layer baseline"] = rec.stalls
+
     print(
         f"slide {args.size}x{args.size} px at 0.5 um/px; grid {g.n_rows}x{g.n_cols}, "
         f"{len(g)} tissue tiles of {g.tile_size} px at {g.tile_mpp} um/px; markers {list(models)}"
     )
     print(f"idle baseline: longest gap {idle * 1000:.0f} ms")
     print(f"canvas redraw baseline (pans, nothing running): longest gap {redraw * 1000:.0f} ms")
+    print(
+        "napari add-layer baseline (a small image layer added and removed, nothing running): "
+        f"longest gap {add_layer * 1000:.0f} ms"
+    )
     for k, v in stalls.items():
         print(f"longest GUI stall, {k}: {v * 1000:.0f} ms (target 100 ms)")
     print(
@@ -416,6 +460,8 @@ def main() -> None:
         print(f"  {phase}: {len(stalls_)} stall(s)")
         for at, length, samples in shown_:
             print(f"    {at:6.2f} s {length * 1000:5.0f} ms: {describe(samples)}")
+            if samples:
+                print(f"      split: {breakdown(length, samples)}")
             if args.profile_stalls:
                 print_stack(samples)
     widget.close_session()
