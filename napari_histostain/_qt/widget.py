@@ -680,34 +680,23 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         assert self.predictor is not None
         self._cancel = event = self._stopper.new_cancel()
         n = len(self.predictor.grid)
-        ticks = ThrottledProgress(None)  # napari's progress bar comes in the next turn
-
-        def canceled_in_dock() -> bool:  # the activity dock's Cancel also sets `is_canceled`
-            pbar = ticks.pbar
-            return pbar is not None and pbar.is_canceled
+        with self.timing.timed("progress bar"):
+            # a short name: a long one pushes the activity dock's Cancel button out of view
+            self._progress = cancelable_progress(
+                total=n, desc="HistoStain", cancel_callback=self.cancel
+            )
+        pbar = self._progress
+        ticks = ThrottledProgress(pbar)
 
         worker = create_worker(
             tracked(whole_slide, self._stopper.runs),
             self.predictor,
             event,
             self.batch_size,
-            canceled_in_dock,
+            lambda: pbar.is_canceled,  # the activity dock's Cancel also sets `is_canceled`
             self.results.force_call,
             _ignore_errors=True,
         )
-
-        def add_progress_bar() -> None:
-            # its own event-loop turn: napari builds the activity dock's bar and processes events
-            # (a canvas redraw), which after the overlay layers of this click would stall the GUI
-            if not self._is_current(worker) or self._progress is not None:
-                return
-            with self.timing.timed("progress bar"):
-                # a short name: a long one pushes the activity dock's Cancel button out of view
-                self._progress = ticks.pbar = cancelable_progress(
-                    total=n, desc="HistoStain", cancel_callback=self.cancel
-                )
-            ticks.flush()
-
         self._set_running(True)
         self._message(f"Whole slide: 0 of {n} tiles...")
         t0 = time.perf_counter()
@@ -722,7 +711,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
                 self._message(f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles...")
                 self._schedule_refresh()
                 # last: napari's progress update processes events, so the run may end inside it
-                if self._progress is not None or ticks.pbar is None:  # (not once closed)
+                if self._progress is not None:
                     ticks.add(len(idx))
 
         def on_return(prediction) -> None:
@@ -758,7 +747,6 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self._whole_worker = worker
         self._whole_total = n
         worker.start()
-        QTimer.singleShot(0, add_progress_bar)
 
     def _is_current(self, worker) -> bool:
         """Whether `worker` is the running whole-slide worker and the widget is still there."""
