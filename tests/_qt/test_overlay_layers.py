@@ -33,7 +33,7 @@ def test_second_run_reuses_layers_with_new_data_and_placement(make_napari_viewer
     np.testing.assert_array_equal(again.data, second.heatmap("ki67", "positivity"))
     np.testing.assert_allclose(again.scale, second.lattice.scale)
     np.testing.assert_allclose(again.translate, second.lattice.translate)
-    # what napari shows is the new data (refreshed once after the blocked setters)
+    # what napari shows is the new data
     shown_now = np.asarray(again._slice.image.view)
     assert shown_now.shape == second.heatmap("ki67", "positivity").shape
     assert np.nanmax(shown_now) > 0.5
