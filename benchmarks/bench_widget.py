@@ -8,10 +8,23 @@ Per phase, the longest GUI stall (the largest gap between ticks of a 10 ms QTime
 - whole slide: a whole-slide run to the end (its time against headless `predict_slide`);
 - cancel: a whole-slide run cancelled after two batches; the time from Cancel until the widget is
   idle (target 1 s) and the tiles it reports;
-- IHC measure: measuring a simulated IHC slide in the Observed IHC panel.
-Baseline: the largest gap with the viewer idle for 3 s.
+- open again: opening a second slide (the simulated IHC slide), its modules already imported;
+- IHC measure: measuring that slide in the Observed IHC panel.
+Baselines: the largest gap with the viewer idle for 3 s; while panning with nothing running (canvas
+redraws alone); while napari adds and removes one small image layer (what each overlay layer costs).
+
+Where a stall went: a watchdog thread samples the GUI thread's stack every 10 ms once the timer
+has not ticked for 50 ms; each stall over 100 ms is listed with its most frequent innermost frames
+and a split (imports, napari's unit registry, reading pixels, this project's code, napari adding a
+layer, napari's progress bar, painting); `--profile-stalls` lists every stall with its most
+frequent stack. On a 2-core machine with software OpenGL (Xvfb + llvmpipe) the GUI thread paints
+the canvas itself: one redraw costs about as much as the 100 ms target, adding a layer more, and
+napari's progress bar processes events (a nested redraw) on every update, so phases that change
+what is shown stall for those calls (napari / vispy, named in the output), not for this project's
+code (listed separately).
 
 Usage: xvfb-run -a python benchmarks/bench_widget.py [--size 6144] [--model ki67=PATH]
+       [--profile-stalls]  (NAPARI_ASYNC=1 for napari's experimental async slicing)
 """
 
 from __future__ import annotations
@@ -42,50 +55,56 @@ def wait(seconds: float) -> None:
 
 
 class TickRecorder:
-    """Largest gap between ticks of a 10 ms QTimer (event-loop stall).
+    """Largest gap between ticks of a 10 ms QTimer (event-loop stall), with where the GUI thread was.
 
-    A watchdog thread samples the GUI thread's stack while it has not ticked for over 100 ms, so
-    each stall can be traced to the code that ran (`culprits`: innermost frames of our package or
-    napari, with how often they were seen).
+    A watchdog thread samples the GUI thread's stack (`sys._current_frames`) every 10 ms while the
+    timer has not ticked for over 50 ms. After `stop()`, `stalls` lists each gap over `threshold`
+    seconds as (start s after `start()`, seconds, samples); a sample is the stack (outermost first)
+    as "file:line function" strings.
     """
 
-    def __init__(self):
+    def __init__(self, threshold: float = 0.1):
         from qtpy.QtCore import QTimer
 
+        self.threshold = threshold
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
         self.gui = threading.get_ident()
-        self.culprits: dict[str, int] = {}
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.stalls: list[tuple[float, float, list[tuple[str, ...]]]] = []
         self._watch = threading.Event()
-        threading.Thread(target=self._watchdog, daemon=True).start()
+        threading.Thread(target=self._watchdog, daemon=True, name="stall-watchdog").start()
 
     def _tick(self):
         self.ticks.append(time.perf_counter())
 
     def _watchdog(self):
         import sys
-        import traceback
 
         while True:
-            time.sleep(0.02)
+            time.sleep(0.01)
             if not self._watch.is_set() or not self.ticks:
                 continue
-            if time.perf_counter() - self.ticks[-1] < 0.1:
+            now = time.perf_counter()
+            if now - self.ticks[-1] < 0.05:
                 continue
             frame = sys._current_frames().get(self.gui)
-            if frame is None:
-                continue
-            stack = traceback.extract_stack(frame)
-            ours = [f for f in stack if "napari" in f.filename and "qtpy" not in f.filename]
-            top = ours[-3:] if ours else stack[-2:]
-            key = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top))
-            self.culprits[key] = self.culprits.get(key, 0) + 1
+            # walk the frames by hand: no source lines read (file I/O would let the GUI thread
+            # run on while its stack is being read)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}")
+                frame = frame.f_back
+            del frame
+            if stack:
+                self.samples.append((now, tuple(reversed(stack))))
 
     def start(self):
+        self.samples = []
         self.ticks = [time.perf_counter()]
-        self.culprits = {}
         self._watch.set()
         self.timer.start()
 
@@ -93,7 +112,107 @@ class TickRecorder:
         self.ticks.append(time.perf_counter())
         self._watch.clear()
         self.timer.stop()
-        return float(np.max(np.diff(self.ticks)))
+        t = np.asarray(self.ticks)
+        gaps = np.diff(t)
+        self.stalls = []
+        for i in np.flatnonzero(gaps > self.threshold):
+            inside = [s for when, s in self.samples if t[i] < when <= t[i + 1] + 0.005]
+            self.stalls.append((t[i] - t[0], gaps[i], inside))
+        return float(gaps.max())
+
+
+def _short(filename: str) -> str:
+    """A frame's file, from its package down (site-packages and the repository stripped)."""
+    f = filename.replace("\\", "/")
+    for marker in ("site-packages/", "/napari_histostain/", "/benchmarks/"):
+        if marker in f:
+            tail = f.split(marker, 1)[1]
+            return tail if marker == "site-packages/" else marker.strip("/") + "/" + tail
+    return Path(f).name
+
+
+def _culprit(stack: tuple[str, ...]) -> str:
+    """Innermost frame of this project and innermost frame of napari / vispy / dask in a stack."""
+    ours = [f for f in stack if f.startswith("napari_histostain/")]
+    lib = [f for f in stack if f.split("/", 1)[0] in ("napari", "vispy", "dask", "pint")]
+    parts = []
+    if ours:
+        parts.append(ours[-1])
+    if lib:
+        parts.append(lib[-1])
+    return " > ".join(parts) or stack[-1]
+
+
+def ours_on_top(samples: list[tuple[str, ...]]) -> float:
+    """Share of a stall's samples where this project's code, not napari / vispy / Qt, was running
+    (its innermost frame below no napari, vispy or dask frame)."""
+    if not samples:
+        return 0.0
+    n = 0
+    for s in samples:
+        for f in reversed(s):
+            if f.startswith("napari_histostain/"):
+                n += 1
+                break
+            if f.split("/", 1)[0] in ("napari", "vispy", "dask", "pint", "qtpy", "superqt"):
+                break
+    return n / len(samples)
+
+
+#: What a stall's samples were doing, first match wins: (label, test on the stack).
+CATEGORIES = [
+    ("importing modules", lambda s: any("<frozen importlib" in f for f in s)),
+    ("napari's unit registry (pint)", lambda s: any(f.startswith("pint/") for f in s)),
+    ("reading slide pixels", lambda s: any(f.startswith("napari_histostain/io/") for f in s)),
+    ("this project's code", lambda s: ours_on_top([s]) > 0),
+    ("napari adding a layer", lambda s: any(" add_image" in f or "_add_layer" in f for f in s)),
+    ("napari progress bar", lambda s: any("progress" in f for f in s)),
+    (
+        "painting (vispy canvas; Qt widgets: no Python frame below Qt's event)",
+        lambda s: (
+            s[-1].endswith((" event", " eventFilter"))
+            or any(f.startswith("vispy/") or " paint" in f for f in s)
+        ),
+    ),
+]
+
+
+def breakdown(length: float, samples: list[tuple[str, ...]]) -> str:
+    """A stall's length split by what its samples were doing (shares of the samples)."""
+    if not samples:
+        return ""
+    counts: dict[str, int] = {}
+    for smp in samples:
+        label = next((lab for lab, test in CATEGORIES if test(smp)), "other")
+        counts[label] = counts.get(label, 0) + 1
+    parts = sorted(counts.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{lab} ~{length * n / len(samples) * 1000:.0f} ms" for lab, n in parts)
+
+
+def describe(samples: list[tuple[str, ...]]) -> str:
+    """The most frequent culprit among a stall's stack samples (10 ms apart), with its share."""
+    if not samples:
+        return "no sample (shorter than the watchdog's 50 ms delay)"
+    counts: dict[str, int] = {}
+    for s in samples:
+        k = _culprit(s)
+        counts[k] = counts.get(k, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:2]
+    return "; ".join(f"{k} ({n}/{len(samples)})" for k, n in top)
+
+
+def print_stack(samples: list[tuple[str, ...]], indent: str = "      ") -> None:
+    """The most frequent stack of a stall, innermost last, frames of the event loop dropped."""
+    if not samples:
+        return
+    counts: dict[tuple[str, ...], int] = {}
+    for s in samples:
+        counts[s] = counts.get(s, 0) + 1
+    stack, n = max(counts.items(), key=lambda kv: kv[1])
+    keep = [f for f in stack if not f.startswith(("bench_widget", "benchmarks/", "qtpy/"))]
+    print(f"{indent}most frequent stack ({n}/{len(samples)} samples):")
+    for f in keep[-14:]:
+        print(f"{indent}  {f}")
 
 
 def camera(viewer):
@@ -106,6 +225,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=6144, help="synthetic slide side, px at 0.5 um/px")
     ap.add_argument(
         "--model", action="append", default=[], help="MARKER=PATH (default: bundled Ki-67)"
+    )
+    ap.add_argument(
+        "--profile-stalls",
+        action="store_true",
+        help="list every stall over 100 ms with the GUI thread's most frequent stack",
     )
     args = ap.parse_args()
 
@@ -139,7 +263,7 @@ def main() -> None:
     viewer.window._qt_window.resize(1400, 900)
     rec = TickRecorder()
     stalls: dict[str, float] = {}
-    culprits: dict[str, dict] = {}
+    found: dict[str, list] = {}  # phase: its stalls over 100 ms
     wait(0.5)
     rec.start()
     wait(3.0)
@@ -161,7 +285,7 @@ def main() -> None:
     widget.set_mode("visible")
     wait(3.0)  # the user looks at the slide before pressing Predict
     stalls["open"] = rec.stop()
-    culprits["open"] = rec.culprits
+    found["open"] = rec.stalls
 
     # ---- first Predict: the click to the first visible tile ----------------------------------------
     cam = camera(viewer)
@@ -177,7 +301,7 @@ def main() -> None:
     first_tile = widget.timing.marks["first_tile_at"] - t_click
     spin(lambda: widget._t_view == 0.0)
     stalls["first Predict"] = rec.stop()
-    culprits["first Predict"] = rec.culprits
+    found["first Predict"] = rec.stalls
     pred = widget.predictor
     g = pred.grid
 
@@ -198,7 +322,7 @@ def main() -> None:
         spin(view_done)
         pans.append(widget.timing.marks.get("viewport_at", float("nan")) - t_cam)
     stalls["streaming"] = rec.stop()
-    culprits["streaming"] = rec.culprits
+    found["streaming"] = rec.stalls
     widget.stop()
     wait(0.3)
 
@@ -223,7 +347,7 @@ def main() -> None:
     spin(lambda: widget.predictor is not pred and not widget.busy)
     whole = time.perf_counter() - t0
     stalls["whole slide"] = rec.stop()
-    culprits["whole slide"] = rec.culprits
+    found["whole slide"] = rec.stalls
     ticks = np.asarray(rec.ticks)
     handlers = sorted((e for e in widget.timing.log if e[1] >= t0), key=lambda e: -e[2])[:6]
 
@@ -244,12 +368,21 @@ def main() -> None:
     wait(2.0)
     later = int(widget.predictor.maps.done.sum())
     stalls["cancel"] = rec.stop()
-    culprits["cancel"] = rec.culprits
+    found["cancel"] = rec.stalls
 
     # ---- IHC measure ---------------------------------------------------------------------------------
+    # opening a second slide (what "open" costs once the modules it needs are imported)
+    rec.start()
+    steps = [time.perf_counter()]
     data, kw, _ = read_slide_layer(ihc_path)
-    kw["visible"] = False
-    viewer.add_image(data, **kw)
+    steps.append(time.perf_counter())
+    ihc_layer = viewer.add_image(data, **kw)
+    steps.append(time.perf_counter())
+    wait(1.0)
+    stalls["open again"] = rec.stop()
+    found["open again"] = rec.stalls
+    again_steps = np.diff(steps)
+    ihc_layer.visible = False  # the IHC slide is measured, not looked at, here
     viewer.layers.selection.active = slide_layer
     panel = widget.ihc_panel
     panel.set_ihc_layer(kw["name"])
@@ -263,7 +396,7 @@ def main() -> None:
     ihc_s = time.perf_counter() - t0
     wait(0.3)
     stalls["IHC measure"] = rec.stop()
-    culprits["IHC measure"] = rec.culprits
+    found["IHC measure"] = rec.stalls
 
     # ---- baseline: canvas redraws alone (pans with nothing running) ---------------------------------
     wait(1.0)
@@ -272,7 +405,17 @@ def main() -> None:
         cam.center = tuple(centres[(k * 17) % len(centres)])
         wait(0.4)
     redraw = rec.stop()
-    culprits["redraw baseline"] = rec.culprits
+    found["redraw baseline"] = rec.stalls
+
+    # ---- baseline: napari adding a small image layer (what each overlay layer costs napari) -------
+    wait(0.5)
+    rec.start()
+    small = viewer.add_image(np.random.default_rng(0).random((g.n_rows, g.n_cols)), name="tmp")
+    wait(0.5)
+    viewer.layers.remove(small)
+    wait(0.5)
+    add_layer = rec.stop()
+    found["add-layer baseline"] = rec.stalls
 
     print(
         f"slide {args.size}x{args.size} px at 0.5 um/px; grid {g.n_rows}x{g.n_cols}, "
@@ -280,11 +423,20 @@ def main() -> None:
     )
     print(f"idle baseline: longest gap {idle * 1000:.0f} ms")
     print(f"canvas redraw baseline (pans, nothing running): longest gap {redraw * 1000:.0f} ms")
+    print(
+        "napari add-layer baseline (a small image layer added and removed, nothing running): "
+        f"longest gap {add_layer * 1000:.0f} ms"
+    )
     for k, v in stalls.items():
         print(f"longest GUI stall, {k}: {v * 1000:.0f} ms (target 100 ms)")
     print(
         "  open: reader {:.0f} ms, add_image {:.0f} ms (napari), widget + dock {:.0f} ms".format(
             *(open_steps * 1000)
+        )
+    )
+    print(
+        "  open again (second slide, modules imported): reader {:.0f} ms, add_image {:.0f} ms".format(
+            *(again_steps * 1000)
         )
     )
     print(f"first visible tile after the Predict click: {first_tile:.2f} s (target 1.5 s)")
@@ -302,10 +454,28 @@ def main() -> None:
         "  slowest GUI handlers of the whole-slide run (s after start, ms): "
         + ", ".join(f"{lab} {t - ticks[0]:.2f}: {d * 1000:.0f}" for lab, t, d in handlers)
     )
-    print("where the GUI thread was while stalled (20 ms samples; top 3 per phase):")
-    for phase, c in culprits.items():
-        for k, v in sorted(c.items(), key=lambda kv: -kv[1])[:3]:
-            print(f"  {phase}: {v * 20} ms in {k}")
+    print("stalls over 100 ms with this project's code running in most of their samples:")
+    mine = [
+        (phase, at, length, ours_on_top(smp))
+        for phase, stalls_ in found.items()
+        for at, length, smp in stalls_
+        if ours_on_top(smp) > 0.5
+    ]
+    for phase, at, length, share in sorted(mine, key=lambda m: -m[2]):
+        print(f"  {phase} {at:.2f} s: {length * 1000:.0f} ms ({share:.0%} of samples ours)")
+    if not mine:
+        print("  none")
+    print("stalls over 100 ms per phase (s into the phase, length; where the GUI thread was):")
+    for phase, stalls_ in found.items():
+        worst = sorted(stalls_, key=lambda st: -st[1])
+        shown_ = worst if args.profile_stalls else worst[:3]
+        print(f"  {phase}: {len(stalls_)} stall(s)")
+        for at, length, samples in shown_:
+            print(f"    {at:6.2f} s {length * 1000:5.0f} ms: {describe(samples)}")
+            if samples:
+                print(f"      split: {breakdown(length, samples)}")
+            if args.profile_stalls:
+                print_stack(samples)
     widget.close_session()
     viewer.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..plugin.layers import (
@@ -64,12 +65,18 @@ class OverlayLayers:
         old = self.viewer.layers[name] if name in self.viewer.layers else None
         visible = kind == "positivity" and m == shown
         if old is not None and META_KEY in old.metadata:
-            old.metadata = kw["metadata"]
-            old.scale, old.translate = kw["scale"], kw["translate"]
-            old.data = maps.heatmap(m, kind)
-            old.contrast_limits_range = kw["contrast_limits"]
-            old.contrast_limits = kw["contrast_limits"]
-            old.visible = visible
+            # each setter would slice and redraw the layer: block those, refresh once at the end
+            block = getattr(old, "_block_refresh", contextlib.nullcontext)
+            was_visible = old.visible
+            with block():
+                old.metadata = kw["metadata"]
+                old.scale, old.translate = kw["scale"], kw["translate"]
+                old.data = maps.heatmap(m, kind)
+                old.contrast_limits_range = kw["contrast_limits"]
+                old.contrast_limits = kw["contrast_limits"]
+            old.visible = visible  # showing a hidden layer refreshes it
+            if visible and was_visible:
+                old.refresh()
             self.layers[(m, kind)] = old
             return old
         kw["visible"] = visible
@@ -115,14 +122,15 @@ class OverlayLayers:
             layer.refresh()
         return layer
 
-    def show_only(self, marker: str) -> Any:
-        """Show `marker`'s positivity layer (with napari's colour bar) and hide the others'."""
+    def show_only(self, marker: str, *, colorbar: bool = True) -> Any:
+        """Show `marker`'s positivity layer (with napari's colour bar unless `colorbar` is False)
+        and hide the others'."""
         out = None
         for (m, kind), layer in self.layers.items():
             if kind != "positivity" or layer not in self.viewer.layers:
                 continue
             layer.visible = m == marker
-            layer.colorbar.visible = m == marker
+            layer.colorbar.visible = m == marker and colorbar
             if m == marker:
                 out = layer
         return out

@@ -188,8 +188,37 @@ class SlideLevel(da.Array):
             lock=False,
             inline_array=True,
             meta=np.empty((0, 0, 0), np.uint8),
-        )
-        return view[rest]
+        )[rest]
+        out = _SlideView(view.dask, view.name, view.chunks, meta=view._meta)
+        out.window, out.rest = window, rest
+        return out
+
+    def __array__(self, dtype=None, copy=None, **kwargs):
+        """The whole level, read in this thread (see `_SlideView.__array__`)."""
+        if not hasattr(self, "level_array"):
+            return super().__array__(dtype, copy, **kwargs)
+        arr = self.level_array
+        whole = arr.read(range(arr.shape[0]), range(arr.shape[1]), workers=_default_workers())
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+
+class _SlideView(da.Array):
+    """A basic-slice view of a `SlideLevel`: a dask array of one task.
+
+    `np.asarray` (how napari reads what it shows) runs that task in the calling thread instead of
+    handing it to dask's scheduler: the scheduler's overhead (and, on first use, importing
+    `distributed` to look for a client, about 0.5 s) would otherwise stall napari's GUI thread.
+    `compute()` and anything built on the view use the regular graph.
+    """
+
+    window: _Window
+    rest: tuple
+
+    def __array__(self, dtype=None, copy=None, **kwargs):
+        if not hasattr(self, "window"):
+            return super().__array__(dtype, copy, **kwargs)
+        out = np.ascontiguousarray(self.window[:, :, :][self.rest])
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def slide_pyramid(slide: Slide, cache_bytes: int = DEFAULT_CACHE_BYTES) -> list[SlideLevel]:

@@ -155,3 +155,27 @@ def test_views_decode_on_dask_num_workers_threads(synthetic_slide):
     with dask.config.set(scheduler="threads", num_workers=2):
         np.asarray(level[:1024, :1024])
     assert len(seen) == 2
+
+
+def test_asarray_reads_in_this_thread_without_dask_scheduler(synthetic_slide):
+    """napari's np.asarray of a view or a small level runs no dask scheduler (its overhead, and
+    importing `distributed` on first use, stalled the GUI thread); compute() still uses it."""
+    import dask
+
+    levels = slide_pyramid(open_slide(synthetic_slide))
+    expected_view = levels[0][100:900, 37:1000:2].compute()
+    expected_level = levels[-1].compute()
+    calls = []
+
+    def scheduler(dsk, keys, **kwargs):
+        calls.append(keys)
+        return dask.threaded.get(dsk, keys, **kwargs)
+
+    with dask.config.set(scheduler=scheduler):
+        view = np.asarray(levels[0][100:900, 37:1000:2])
+        small = np.asarray(levels[-1])
+        assert calls == []
+        assert np.array_equal(view, expected_view)
+        assert np.array_equal(small, expected_level)
+        assert levels[0][5:9, 3:4].compute().shape == (4, 1, 3)
+        assert calls  # compute() went through the scheduler

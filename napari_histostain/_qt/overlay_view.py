@@ -1,0 +1,210 @@
+"""The prediction's overlays in the viewer, as the dock widget shows and updates them.
+
+`OverlayView` is a mixin of `PredictionWidget`: the overlay layers (the shown marker's now, the
+others one per event-loop turn), their throttled redraws while tiles stream in, one marker shown at
+a time with its colour legend, the results panel, the tissue mask and the clicked tile's outline.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from ..markers import MARKERS
+from ..results.maps import KINDS
+from .display import ColourLegend, TileOutline, TileTable, tile_box_um
+from .gui_timing import GuiTiming
+from .overlay_layers import OverlayLayers
+from .results_panel import ResultsPanel
+
+#: The tile table is refilled at most this often while a run streams (s).
+TABLE_REFRESH_S = 3.0
+
+
+class OverlayView:
+    """Mixin: the overlays of `self.predictor`'s maps (see the module docstring)."""
+
+    viewer: Any
+    predictor: Any
+    overlays: OverlayLayers
+    outline: TileOutline
+    legend: ColourLegend
+    results: ResultsPanel
+    tile_table: TileTable
+    timing: GuiTiming
+    last_tile: dict | None
+    refresh_interval: float
+    _last_refresh: float
+    _table_at: float
+    _refresh_timer: QTimer
+    _layer_queue: list
+    _layers_for: Any
+
+    def _make_layers(self) -> None:
+        """The shown marker's positivity layer now; the other overlays one per event-loop turn
+        (adding a napari layer takes tens of ms: all at once would freeze the GUI)."""
+        slide_layer = self.slide_layer
+        maps, markers = self.predictor.maps, self.predictor.markers
+        shown = self.shown_marker if self.shown_marker in markers else markers[0]
+        kw = {
+            "opacity": self.opacity_slider.value() / 100.0,
+            "colormap": self.cmap_combo.currentText(),
+            "shown": shown,
+        }
+        self.overlays.layers = {k: ly for k, ly in self.overlays.layers.items() if k[0] in markers}
+        self.overlays.make_one(maps, shown, "positivity", **kw)
+        self._layers_for = maps
+        rest = [(m, k) for m in markers for k in KINDS if (m, k) != (shown, "positivity")]
+        # napari's colour bar (about 80 ms to build, more to draw its labels) gets its own turn too
+        self._layer_queue = [(maps, shown, "colorbar", kw)] + [(maps, m, k, kw) for m, k in rest]
+        QTimer.singleShot(0, self._make_next_layer)
+        self.show_combo.blockSignals(True)
+        self.show_combo.clear()
+        for m in markers:
+            self.show_combo.addItem(MARKERS[m], m)
+        self.show_combo.setCurrentIndex(markers.index(shown))
+        self.show_combo.blockSignals(False)
+        self.set_shown_marker(shown, colorbar=False)
+        self.tile_table.set_maps(None)
+        if self.tissue_box.isChecked():
+            self._on_tissue_toggled(True)
+        if slide_layer is not None:
+            self.viewer.layers.selection.active = slide_layer
+
+    def _make_next_layer(self) -> None:
+        if self._stopper.closed.is_set() or not self._layer_queue:
+            return
+        maps, m, kind, kw = self._layer_queue.pop(0)
+        if kind == "colorbar":
+            if self.shown_marker == m:
+                with self.timing.timed("colour bar"):
+                    self.overlays.show_only(m)
+        elif self.predictor is not None and maps is self.predictor.maps:
+            with self.timing.timed("make layer"):
+                self.overlays.make_one(maps, m, kind, **kw)
+                if kind == "attention":
+                    self.overlays.refresh(maps)
+        if self._layer_queue:
+            QTimer.singleShot(0, self._make_next_layer)
+
+    def _schedule_refresh(self) -> None:
+        """Redraw overlays and panel now, or once the refresh interval has passed (throttle)."""
+        wait = self._last_refresh + self.refresh_interval - time.perf_counter()
+        if wait <= 0 and not self._refresh_timer.isActive():
+            self._refresh_now()
+        elif not self._refresh_timer.isActive():
+            self._refresh_timer.start(max(int(wait * 1000), 1))
+
+    def _refresh_now(self) -> None:
+        self._refresh_timer.stop()
+        self._last_refresh = time.perf_counter()
+        if self.predictor is not None:
+            self._refresh_layers()
+            self._update_panel()
+            self.annotations.update_results(self.threshold_spin.value())
+
+    def _refresh_layers(self) -> None:
+        self.overlays.refresh(self.predictor.maps)
+        now = time.perf_counter()
+        on_screen = not self.tile_table.visibleRegion().isEmpty()
+        running = self.busy or self.live
+        if not running or (on_screen and now - self._table_at >= TABLE_REFRESH_S):
+            self._table_at = now
+            self.tile_table.set_maps(self.predictor.maps)
+
+    # -- one marker at a time ------------------------------------------------------------------
+    @property
+    def shown_marker(self) -> str | None:
+        """The marker whose positivity map is shown."""
+        return self.show_combo.currentData()
+
+    def set_shown_marker(self, marker: str, *, colorbar: bool = True) -> None:
+        """Show `marker`'s positivity map only (with its colour bar, unless `colorbar` is False:
+        the caller shows it later, and its legend)."""
+        i = self.show_combo.findData(marker)
+        if i >= 0 and i != self.show_combo.currentIndex():
+            self.show_combo.setCurrentIndex(i)  # calls back here
+            return
+        layer = self.overlays.show_only(marker, colorbar=colorbar)
+        self._update_legend(layer)
+
+    def _on_show_choice(self, index: int) -> None:
+        m = self.show_combo.itemData(index)
+        if m is not None:
+            self.set_shown_marker(m)
+
+    def _update_legend(self, layer=None) -> None:
+        layer = layer or self.overlays.layers.get((self.shown_marker, "positivity"))
+        if layer is None:
+            return
+        self.legend.show_colormap(
+            layer.colormap,
+            tuple(layer.contrast_limits),
+            self.shown_marker,
+            self.threshold_spin.value(),
+        )
+
+    def _update_panel(self) -> None:
+        maps = self.predictor.maps if self.predictor else None
+        self.results.show_summary(
+            maps.summary(self.threshold_spin.value()) if maps else {}, maps.caveats if maps else {}
+        )
+
+    def _on_threshold(self, value: float) -> None:
+        self._update_panel()
+        self._update_legend()
+
+    def _on_opacity(self, value: int) -> None:
+        self.overlays.set_opacity(value / 100.0)
+
+    def _on_colormap(self, name: str) -> None:
+        self.overlays.set_colormap(name)
+        self._update_legend()
+
+    def _on_tissue_toggled(self, checked: bool) -> None:
+        if not checked:
+            self.overlays.show_tissue(None, None)
+        elif self.predictor is not None:
+            self.overlays.show_tissue(self.predictor.tissue, self.predictor.grid.slide_mpp)
+
+    # -- tile inspection -----------------------------------------------------------------------
+    def show_tile_at(self, world_position) -> dict | None:
+        """Show the scores of the tile under a world point (um); returns them (or None)."""
+        if self.predictor is None:
+            return None
+        maps = self.predictor.maps
+        i = maps.tile_at(np.asarray(world_position, float)[-2:])
+        return self.select_tile(i)
+
+    def select_tile(self, i: int | None) -> dict | None:
+        """Outline tile `i` (clipped to the slide) and show its scores; None clears."""
+        maps = self.predictor.maps
+        self.last_tile = None if i is None else maps.tile_scores(i)
+        self.results.show_tile(self.last_tile)
+        dims = tuple(self.predictor.slide.dimensions)
+        with self.timing.timed("outline"):
+            self.outline.show(None if i is None else tile_box_um(maps, i, dims))
+        return self.last_tile
+
+    def go_to_tile(self, i: int) -> None:
+        """Centre the view on tile `i` and select it (a click in the tile table)."""
+        if self.predictor is None:
+            return
+        corners = tile_box_um(self.predictor.maps, i, None)
+        self._camera().center = tuple(corners.mean(0))
+        self.select_tile(i)
+
+    def _on_mouse(self, viewer, event):
+        if event.type != "mouse_press" or self.predictor is None:
+            return
+        start = tuple(event.position)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = True
+            yield
+        if not moved:
+            self.show_tile_at(start)
