@@ -51,6 +51,7 @@ def exclusion_codes(
     params: IHCParams = IHCParams(),
     inscribed_um: np.ndarray | None = None,
     context: np.ndarray | None = None,
+    membrane: np.ndarray | None = None,
 ) -> np.ndarray:
     """Why each nucleus is left out of the indices (int8 index into `EXCLUSION_NAMES`; 0: counted).
     All count with `cells="all"`; with `cells="tumour"` lymphocyte-, fibroblast-like and stromal
@@ -69,7 +70,10 @@ def exclusion_codes(
     `merged_lymphocyte_density_ratio` x the lymphocyte density is taken for one (with `inscribed_um`).
     Indices are scored in the tumour, not in the stroma: with `context` (each nucleus' local
     background OD), nuclei in surroundings paler than `stroma_context_ratio` x those of the median
-    counted nucleus are left out unless large (`stromal`).
+    counted nucleus are left out unless large (`stromal`). With `membrane` (PD-L1's stained
+    membranes, which darken their cells' surroundings), membrane-positive and -negative nuclei are
+    each judged against their own kind, so unstained tumour cells beside stained ones are not
+    taken for stroma.
     """
     codes = np.zeros(len(area_um2), np.int8)
     if params.cells == "all":
@@ -90,8 +94,16 @@ def exclusion_codes(
         )
     others = fibroblast | lymphocyte | fragment | merged
     # stroma is judged among the nuclei that no other rule leaves out
+    stained_membrane = membrane is not None and bool(np.any(membrane))
     stroma = (
-        stromal(context, area_um2, ~others, params, positive=cls > 0)
+        stromal(
+            context,
+            area_um2,
+            ~others,
+            params,
+            positive=np.asarray(membrane, bool) if stained_membrane else cls > 0,
+            by_class=stained_membrane,
+        )
         if context is not None
         else np.zeros(len(area_um2), bool)
     )
@@ -113,6 +125,7 @@ def stromal(
     counted: np.ndarray,
     params: IHCParams = IHCParams(),
     positive: np.ndarray | None = None,
+    by_class: bool = False,
 ) -> np.ndarray:
     """Nuclei in the stroma: their surroundings (`context`, the local background OD under the
     nucleus: cytoplasm or stroma) are paler than `stroma_context_ratio` x the median of the
@@ -120,12 +133,13 @@ def stromal(
     `stroma_keep_area_ratio` x the median counted nucleus in the tumour (a large nucleus is a
     tumour nucleus wherever it lies). Judged only when at least `context_min_nuclei` are counted
     (0 turns it off). With `stroma_reference == "class"` (and `positive`), positive and negative
-    nuclei are each compared with the median of their own class when it has that many."""
+    nuclei are each compared with the median of their own class when it has that many (always
+    with `by_class`)."""
     none = np.zeros(len(context), bool)
     if params.context_min_nuclei <= 0 or int(counted.sum()) < params.context_min_nuclei:
         return none
     reference = np.full(len(context), float(np.median(context[counted])))
-    if params.stroma_reference == "class" and positive is not None:
+    if (by_class or params.stroma_reference == "class") and positive is not None:
         # DAB spilt around positive nuclei raises their surroundings: each class is judged
         # against its own kind, so unstained tumour cells in pale cytoplasm are not "stroma"
         for group in (positive, ~positive):

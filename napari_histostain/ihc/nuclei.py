@@ -19,6 +19,7 @@ import numpy as np
 
 from ..markers import get_marker
 from .cell_rules import exclusion_codes, merged_lymphocyte_like
+from .membrane import membrane_coverage
 from .params import EXCLUSION_NAMES, IHCParams
 from .scores import summarise
 from .stains import StainVectors, optical_density, standard_stains
@@ -110,6 +111,7 @@ class Nuclei:
             params,
             inscribed_um=self.inscribed_um,
             context=self.context,
+            membrane=self.membrane,
         )
 
 
@@ -156,7 +158,7 @@ def quantify_tile(
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.filters import gaussian
-    from skimage.segmentation import expand_labels, watershed
+    from skimage.segmentation import watershed
 
     get_marker(marker)
     rgb = np.asarray(rgb)[..., :3]
@@ -172,11 +174,10 @@ def quantify_tile(
     # nuclei stand out from their local background (cytoplasm, stroma): white top-hat
     size = max(3, int(round(radius_px * 3)) | 1)
     background = ndi.grey_opening(sharp, size=(size, size))
-    # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too)
-    if marker == "pdl1":
-        surround = ndi.grey_opening(
-            gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size)
-        )
+    # the surroundings of each nucleus (cytoplasm or stroma)
+    surround: np.ndarray | None
+    if marker == "pdl1":  # counterstain only, away from nuclei and stained membranes (below)
+        surround = None
     elif params.context_stain == "hematoxylin":  # DAB spilt into cytoplasm is no context
         surround = ndi.grey_opening(gaussian(hema, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
     elif params.context_stain == "capped":
@@ -189,6 +190,8 @@ def quantify_tile(
     )
     fg = ndi.binary_fill_holes(fg & tissue)
     fg = ndi.binary_opening(fg, structure=_disk(max(1, int(radius_px * 0.25))))
+    if surround is None:
+        surround = _membrane_free_counterstain(hema, dab, fg, radius_px, params)
     # split touching nuclei: one seed per nucleus-sized blob of stain ("blob") or per maximum of
     # the (smoothed) distance to the background ("distance")
     dist = gaussian(ndi.distance_transform_edt(fg), sigma=max(0.5, radius_px / 5)) * fg
@@ -257,11 +260,7 @@ def quantify_tile(
         keep &= (dabv >= params.thresholds[0]) | ~faint
     area_um2 = np.asarray(area_px) * mpp * mpp
     if marker == "pdl1" and n:
-        grown = expand_labels(labels, distance=params.membrane_ring_um / mpp)
-        ring = np.where(labels == 0, grown, 0)
-        stained = (dab >= params.membrane_od).astype(np.float32)
-        ring_frac = np.nan_to_num(label_means(ring, n, stained)[1][0])
-        membrane = ring_frac >= params.membrane_coverage
+        membrane = membrane_coverage(labels, dab, centroid, mpp, params) >= params.membrane_coverage
     else:
         membrane = np.zeros(n, bool)
 
@@ -333,6 +332,21 @@ def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:
         box = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in box)
         out[k - 1] = ndi.distance_transform_edt((labels[box] == k) & ~edge[box]).max()
     return out
+
+
+def _membrane_free_counterstain(
+    hema: np.ndarray, dab: np.ndarray, nuclei: np.ndarray, radius_px: float, params: IHCParams
+) -> np.ndarray:
+    """Local mean hematoxylin OD of the pixels that are neither nuclei nor stained membranes
+    (PD-L1 context): DAB on membranes and cytoplasm says nothing of tumour vs stroma, and the
+    deconvolution leaves stained pixels with too little hematoxylin."""
+    from skimage.filters import gaussian
+
+    valid = (~nuclei & (dab < params.membrane_od)).astype(np.float64)
+    sigma = max(1.0, radius_px * 1.5)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = gaussian(hema * valid, sigma=sigma) / gaussian(valid, sigma=sigma)
+    return np.nan_to_num(mean).astype(np.float32)
 
 
 def _disk(r: int) -> np.ndarray:

@@ -73,9 +73,10 @@ class IHCParams:
     mitosis_class: int = 3  # ... of this class or above: mitotic figures (4: no such exception)
     # -- tissue, PD-L1 membranes, p53 patterns, weak labels, reading
     tissue_od: float = 0.15  # summed RGB OD above which a pixel is tissue (not glass)
-    membrane_ring_um: float = 2.5  # width of the ring around a nucleus scored for PD-L1
+    membrane_reach_um: float = 6.0  # a cell's membrane is searched up to this beyond its nucleus
+    membrane_sectors: int = 16  # ... in this many angular sectors around the nucleus
     membrane_od: float = 0.2  # DAB OD of a stained membrane pixel
-    membrane_coverage: float = 0.2  # fraction of ring pixels stained for a membrane-positive cell
+    membrane_coverage: float = 0.5  # share of sectors stained for a membrane-positive cell
     p53_strong_class: int = 2  # nuclei of this class or above count as "strongly positive"
     p53_overexpression: float = 0.8  # strongly positive fraction for "overexpression"
     p53_null: float = 0.025  # positive fraction below which p53 is "null" (stray controls)
