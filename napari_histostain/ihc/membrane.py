@@ -7,7 +7,9 @@ nucleus, up to `membrane_reach_um` beyond its edge (`skimage.segmentation.expand
 cells touch, territories meet half-way, as cell borders do).
 
 Around each nucleus the territory is cut into `membrane_sectors` angular sectors; a sector is
-stained when any pixel of it has DAB >= `membrane_od` (its membrane, wherever it lies). The cell's
+stained when any pixel of it has DAB >= `membrane_od` (its membrane, wherever it lies; the outer
+`membrane_nucleus_rim_um` of the nucleus' own region is searched too, as a nucleus' region can take
+in stained cytoplasm up to the membrane). The cell's
 *coverage* is its stained share of sectors (those the territory reaches). A positive cell's own
 membrane is a closed ring, so it stains every sector; a negative cell between positive neighbours
 sees their membranes only where it borders them (the membranes are shared), so its coverage is the
@@ -30,16 +32,21 @@ def membrane_coverage(
     centroid_yx: np.ndarray,
     mpp: float,
     params: IHCParams = IHCParams(),
+    hema: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n,) share of each nucleus' territory sectors holding a stained membrane pixel (0 with no
     territory); `labels` are nuclei 1..n, `centroid_yx` their (n, 2) centres in pixels."""
+    from scipy import ndimage as ndi
     from skimage.segmentation import expand_labels
 
     n = len(centroid_yx)
     if n == 0:
         return np.zeros(0)
     territory = expand_labels(labels, distance=params.membrane_reach_um / mpp)
-    ring = (labels == 0) & (territory > 0)
+    # the outer rim of a nucleus' region is searched too: where the cytoplasm is stained, a
+    # nucleus' region may have grown up to its membrane
+    depth = ndi.distance_transform_edt(labels > 0)
+    ring = (territory > 0) & (depth <= params.membrane_nucleus_rim_um / mpp)
     yy, xx = np.nonzero(ring)
     cell = territory[yy, xx] - 1
     centre = np.nan_to_num(np.asarray(centroid_yx, np.float64))
@@ -49,6 +56,8 @@ def membrane_coverage(
     flat = cell * k + sector
     present = np.bincount(flat, minlength=n * k).reshape(n, k) > 0
     stained = dab[yy, xx] >= params.membrane_od
+    if hema is not None:  # on a nucleus' rim, only brown pixels: not hematoxylin seen as DAB
+        stained &= (labels[yy, xx] == 0) | (dab[yy, xx] >= hema[yy, xx])
     hit = np.bincount(flat, stained.astype(np.float64), minlength=n * k).reshape(n, k) > 0
     n_present = present.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -260,7 +260,9 @@ def quantify_tile(
         keep &= (dabv >= params.thresholds[0]) | ~faint
     area_um2 = np.asarray(area_px) * mpp * mpp
     if marker == "pdl1" and n:
-        membrane = membrane_coverage(labels, dab, centroid, mpp, params) >= params.membrane_coverage
+        membrane = (
+            membrane_coverage(labels, dab, centroid, mpp, params, hema) >= params.membrane_coverage
+        )
     else:
         membrane = np.zeros(n, bool)
 

@@ -75,8 +75,9 @@ class IHCParams:
     tissue_od: float = 0.15  # summed RGB OD above which a pixel is tissue (not glass)
     membrane_reach_um: float = 6.0  # a cell's membrane is searched up to this beyond its nucleus
     membrane_sectors: int = 16  # ... in this many angular sectors around the nucleus
+    membrane_nucleus_rim_um: float = 1.5  # ... and in this outer rim of the nucleus' region
     membrane_od: float = 0.2  # DAB OD of a stained membrane pixel
-    membrane_coverage: float = 0.5  # share of sectors stained for a membrane-positive cell
+    membrane_coverage: float = 0.625  # share of sectors stained for a membrane-positive cell
     p53_strong_class: int = 2  # nuclei of this class or above count as "strongly positive"
     p53_overexpression: float = 0.8  # strongly positive fraction for "overexpression"
     p53_null: float = 0.025  # positive fraction below which p53 is "null" (stray controls)

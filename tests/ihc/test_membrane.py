@@ -59,3 +59,21 @@ def test_unstained_cell_between_stained_neighbours_is_negative():
 def test_no_nuclei():
     empty = np.zeros((8, 8), np.int32)
     assert membrane_coverage(empty, np.zeros((8, 8)), np.zeros((0, 2)), MPP).size == 0
+
+
+def test_membrane_at_the_edge_of_an_overgrown_nucleus_region_is_found():
+    # stained cytoplasm let the nucleus' region grow up to its membrane (ring on the region's edge)
+    labels, dab, c = _field([(60, 60)], ["full"], nucleus_px=12, ring_px=11)
+    params = IHCParams()
+    assert membrane_coverage(labels, dab, c, MPP, params)[0] == pytest.approx(1.0)
+    outside_only = IHCParams(membrane_nucleus_rim_um=0.0)
+    assert membrane_coverage(labels, dab, c, MPP, outside_only)[0] < 0.5
+
+
+def test_hematoxylin_seen_as_dab_on_a_nucleus_rim_is_no_membrane():
+    # a dark nucleus whose rim reads DAB 0.3 through stain cross-talk, under 1.2 hematoxylin
+    labels, _, c = _field([(60, 60)], [""], nucleus_px=10)
+    dab = np.where(labels > 0, 0.3, 0.0)
+    hema = np.where(labels > 0, 1.2, 0.05)
+    assert membrane_coverage(labels, dab, c, MPP, IHCParams())[0] == pytest.approx(1.0)
+    assert membrane_coverage(labels, dab, c, MPP, IHCParams(), hema)[0] == 0.0
