@@ -133,13 +133,15 @@ def stromal(
     `stroma_keep_area_ratio` x the median counted nucleus in the tumour (a large nucleus is a
     tumour nucleus wherever it lies). Judged only when at least `context_min_nuclei` are counted
     (0 turns it off). With `stroma_reference == "class"` (and `positive`), positive and negative
-    nuclei are each compared with the median of their own class when it has that many (always
-    with `by_class`)."""
+    nuclei are each compared with the median of their own class when it has that many. With
+    `by_class` (`positive`: membrane-stained, PD-L1), see `_membrane_reference`."""
     none = np.zeros(len(context), bool)
     if params.context_min_nuclei <= 0 or int(counted.sum()) < params.context_min_nuclei:
         return none
     reference = np.full(len(context), float(np.median(context[counted])))
-    if (by_class or params.stroma_reference == "class") and positive is not None:
+    if by_class and positive is not None:
+        reference = _membrane_reference(context, counted, positive, reference, params)
+    elif params.stroma_reference == "class" and positive is not None:
         # DAB spilt around positive nuclei raises their surroundings: each class is judged
         # against its own kind, so unstained tumour cells in pale cytoplasm are not "stroma"
         for group in (positive, ~positive):
@@ -150,6 +152,31 @@ def stromal(
     if not tumour.any():
         return none
     return pale & (area_um2 < params.stroma_keep_area_ratio * float(np.median(area_um2[tumour])))
+
+
+def _membrane_reference(
+    context: np.ndarray,
+    counted: np.ndarray,
+    stained: np.ndarray,
+    reference: np.ndarray,
+    params: IHCParams,
+) -> np.ndarray:
+    """Stroma references beside stained membranes (PD-L1): a stained cell's surroundings carry
+    its membrane, an unstained tumour cell's only its cytoplasm (about half to two-thirds as dark),
+    stroma far less (a fifth). Where the unstained cells' median surroundings are at least
+    `stroma_unstained_ratio` x the stained cells', the unstained sit in tumour, and each kind is
+    judged against its own; otherwise most of them are stromal, and all are judged against the
+    median of all counted cells (`reference`, as for other markers)."""
+    out = reference.copy()
+    enough = params.context_min_nuclei
+    n_stained, n_unstained = int((counted & stained).sum()), int((counted & ~stained).sum())
+    if n_stained < enough or n_unstained < enough:
+        return out
+    med_stained = float(np.median(context[counted & stained]))
+    med_unstained = float(np.median(context[counted & ~stained]))
+    if med_unstained >= params.stroma_unstained_ratio * med_stained:
+        out[stained], out[~stained] = med_stained, med_unstained
+    return out
 
 
 def lymphocyte_density(

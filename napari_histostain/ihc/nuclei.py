@@ -174,10 +174,13 @@ def quantify_tile(
     # nuclei stand out from their local background (cytoplasm, stroma): white top-hat
     size = max(3, int(round(radius_px * 3)) | 1)
     background = ndi.grey_opening(sharp, size=(size, size))
-    # the surroundings of each nucleus (cytoplasm or stroma)
-    surround: np.ndarray | None
-    if marker == "pdl1":  # counterstain only, away from nuclei and stained membranes (below)
-        surround = None
+    # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too:
+    # `cell_rules.stromal` then judges membrane-stained and unstained cells each against their own
+    # kind where the unstained sit in tumour)
+    if marker == "pdl1":
+        surround = ndi.grey_opening(
+            gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size)
+        )
     elif params.context_stain == "hematoxylin":  # DAB spilt into cytoplasm is no context
         surround = ndi.grey_opening(gaussian(hema, sigma=max(0.5, 0.4 / mpp)), size=(size, size))
     elif params.context_stain == "capped":
@@ -190,8 +193,6 @@ def quantify_tile(
     )
     fg = ndi.binary_fill_holes(fg & tissue)
     fg = ndi.binary_opening(fg, structure=_disk(max(1, int(radius_px * 0.25))))
-    if surround is None:
-        surround = _membrane_free_counterstain(hema, dab, fg, radius_px, params)
     # split touching nuclei: one seed per nucleus-sized blob of stain ("blob") or per maximum of
     # the (smoothed) distance to the background ("distance")
     dist = gaussian(ndi.distance_transform_edt(fg), sigma=max(0.5, radius_px / 5)) * fg
@@ -334,21 +335,6 @@ def inscribed_radii(labels: np.ndarray, which: np.ndarray) -> np.ndarray:
         box = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in box)
         out[k - 1] = ndi.distance_transform_edt((labels[box] == k) & ~edge[box]).max()
     return out
-
-
-def _membrane_free_counterstain(
-    hema: np.ndarray, dab: np.ndarray, nuclei: np.ndarray, radius_px: float, params: IHCParams
-) -> np.ndarray:
-    """Local mean hematoxylin OD of the pixels that are neither nuclei nor stained membranes
-    (PD-L1 context): DAB on membranes and cytoplasm says nothing of tumour vs stroma, and the
-    deconvolution leaves stained pixels with too little hematoxylin."""
-    from skimage.filters import gaussian
-
-    valid = (~nuclei & (dab < params.membrane_od)).astype(np.float64)
-    sigma = max(1.0, radius_px * 1.5)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = gaussian(hema * valid, sigma=sigma) / gaussian(valid, sigma=sigma)
-    return np.nan_to_num(mean).astype(np.float32)
 
 
 def _disk(r: int) -> np.ndarray:

@@ -66,6 +66,8 @@ class IHCParams:
     context_stain: str = "capped"  # surroundings' stain: "all", "hematoxylin" or "capped" DAB
     context_dab_cap: float = 0.1  # with "capped": DAB counts up to this OD
     stroma_reference: str = "all"  # surroundings compared with all counted nuclei, or "class"
+    stroma_unstained_ratio: float = 0.4  # PD-L1: unstained cells in surroundings >= this x the
+    # stained cells' are in tumour (judged among themselves), else mostly stromal
     context_min_nuclei: int = 20  # ... judged when at least this many nuclei are counted (0: off)
     calibration_fibroblasts: int = 20  # fibroblast-like nuclei needed for that calibration
     max_elongation: float = 2.0  # nuclei longer than this x their width and ...
