@@ -33,3 +33,19 @@ def test_unstained_tumour_cells_beside_stained_ones_are_not_stroma():
     # judged against the stained cells' surroundings, the unstained tumour cells look like stroma
     without = exclusion_codes(area, elong, width, hema, dab, params, context=context)
     assert (without[60:90] == STROMA).all()
+
+
+def test_unstained_nuclei_mostly_in_stroma_are_judged_against_the_tumour():
+    # stained tumour cells and unstained stromal nuclei only (the real skimage PD-L1 field's case):
+    # judged among themselves the stromal nuclei would all count
+    area, elong, width, hema, dab, context, membrane = _tumour(60, 0, 40)
+    area[60:] = 60.0  # as large as the tumour nuclei: only their surroundings tell them apart
+    codes = exclusion_codes(
+        area, elong, width, hema, dab, IHCParams(), context=context, membrane=membrane
+    )
+    assert (codes[:60] == 0).all() and (codes[60:] == STROMA).all()
+    always_split = IHCParams(stroma_unstained_ratio=0.0)
+    codes = exclusion_codes(
+        area, elong, width, hema, dab, always_split, context=context, membrane=membrane
+    )
+    assert (codes[60:] == 0).all()
