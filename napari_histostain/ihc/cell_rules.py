@@ -51,6 +51,7 @@ def exclusion_codes(
     params: IHCParams = IHCParams(),
     inscribed_um: np.ndarray | None = None,
     context: np.ndarray | None = None,
+    membrane: np.ndarray | None = None,
 ) -> np.ndarray:
     """Why each nucleus is left out of the indices (int8 index into `EXCLUSION_NAMES`; 0: counted).
     All count with `cells="all"`; with `cells="tumour"` lymphocyte-, fibroblast-like and stromal
@@ -69,7 +70,10 @@ def exclusion_codes(
     `merged_lymphocyte_density_ratio` x the lymphocyte density is taken for one (with `inscribed_um`).
     Indices are scored in the tumour, not in the stroma: with `context` (each nucleus' local
     background OD), nuclei in surroundings paler than `stroma_context_ratio` x those of the median
-    counted nucleus are left out unless large (`stromal`).
+    counted nucleus are left out unless large (`stromal`). With `membrane` (PD-L1's stained
+    membranes, which darken their cells' surroundings), membrane-positive and -negative nuclei are
+    each judged against their own kind, so unstained tumour cells beside stained ones are not
+    taken for stroma.
     """
     codes = np.zeros(len(area_um2), np.int8)
     if params.cells == "all":
@@ -90,8 +94,16 @@ def exclusion_codes(
         )
     others = fibroblast | lymphocyte | fragment | merged
     # stroma is judged among the nuclei that no other rule leaves out
+    stained_membrane = membrane is not None and bool(np.any(membrane))
     stroma = (
-        stromal(context, area_um2, ~others, params, positive=cls > 0)
+        stromal(
+            context,
+            area_um2,
+            ~others,
+            params,
+            positive=np.asarray(membrane, bool) if stained_membrane else cls > 0,
+            by_class=stained_membrane,
+        )
         if context is not None
         else np.zeros(len(area_um2), bool)
     )
@@ -113,6 +125,7 @@ def stromal(
     counted: np.ndarray,
     params: IHCParams = IHCParams(),
     positive: np.ndarray | None = None,
+    by_class: bool = False,
 ) -> np.ndarray:
     """Nuclei in the stroma: their surroundings (`context`, the local background OD under the
     nucleus: cytoplasm or stroma) are paler than `stroma_context_ratio` x the median of the
@@ -120,12 +133,15 @@ def stromal(
     `stroma_keep_area_ratio` x the median counted nucleus in the tumour (a large nucleus is a
     tumour nucleus wherever it lies). Judged only when at least `context_min_nuclei` are counted
     (0 turns it off). With `stroma_reference == "class"` (and `positive`), positive and negative
-    nuclei are each compared with the median of their own class when it has that many."""
+    nuclei are each compared with the median of their own class when it has that many. With
+    `by_class` (`positive`: membrane-stained, PD-L1), see `_membrane_reference`."""
     none = np.zeros(len(context), bool)
     if params.context_min_nuclei <= 0 or int(counted.sum()) < params.context_min_nuclei:
         return none
     reference = np.full(len(context), float(np.median(context[counted])))
-    if params.stroma_reference == "class" and positive is not None:
+    if by_class and positive is not None:
+        reference = _membrane_reference(context, counted, positive, reference, params)
+    elif params.stroma_reference == "class" and positive is not None:
         # DAB spilt around positive nuclei raises their surroundings: each class is judged
         # against its own kind, so unstained tumour cells in pale cytoplasm are not "stroma"
         for group in (positive, ~positive):
@@ -136,6 +152,31 @@ def stromal(
     if not tumour.any():
         return none
     return pale & (area_um2 < params.stroma_keep_area_ratio * float(np.median(area_um2[tumour])))
+
+
+def _membrane_reference(
+    context: np.ndarray,
+    counted: np.ndarray,
+    stained: np.ndarray,
+    reference: np.ndarray,
+    params: IHCParams,
+) -> np.ndarray:
+    """Stroma references beside stained membranes (PD-L1): a stained cell's surroundings carry
+    its membrane, an unstained tumour cell's only its cytoplasm (about half to two-thirds as dark),
+    stroma far less (a fifth). Where the unstained cells' median surroundings are at least
+    `stroma_unstained_ratio` x the stained cells', the unstained sit in tumour, and each kind is
+    judged against its own; otherwise most of them are stromal, and all are judged against the
+    median of all counted cells (`reference`, as for other markers)."""
+    out = reference.copy()
+    enough = params.context_min_nuclei
+    n_stained, n_unstained = int((counted & stained).sum()), int((counted & ~stained).sum())
+    if n_stained < enough or n_unstained < enough:
+        return out
+    med_stained = float(np.median(context[counted & stained]))
+    med_unstained = float(np.median(context[counted & ~stained]))
+    if med_unstained >= params.stroma_unstained_ratio * med_stained:
+        out[stained], out[~stained] = med_stained, med_unstained
+    return out
 
 
 def lymphocyte_density(

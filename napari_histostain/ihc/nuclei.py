@@ -19,6 +19,7 @@ import numpy as np
 
 from ..markers import get_marker
 from .cell_rules import exclusion_codes, merged_lymphocyte_like
+from .membrane import membrane_coverage
 from .params import EXCLUSION_NAMES, IHCParams
 from .scores import summarise
 from .stains import StainVectors, optical_density, standard_stains
@@ -110,6 +111,7 @@ class Nuclei:
             params,
             inscribed_um=self.inscribed_um,
             context=self.context,
+            membrane=self.membrane,
         )
 
 
@@ -156,7 +158,7 @@ def quantify_tile(
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.filters import gaussian
-    from skimage.segmentation import expand_labels, watershed
+    from skimage.segmentation import watershed
 
     get_marker(marker)
     rgb = np.asarray(rgb)[..., :3]
@@ -172,7 +174,9 @@ def quantify_tile(
     # nuclei stand out from their local background (cytoplasm, stroma): white top-hat
     size = max(3, int(round(radius_px * 3)) | 1)
     background = ndi.grey_opening(sharp, size=(size, size))
-    # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too)
+    # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too:
+    # `cell_rules.stromal` then judges membrane-stained and unstained cells each against their own
+    # kind where the unstained sit in tumour)
     if marker == "pdl1":
         surround = ndi.grey_opening(
             gaussian(hema + dab, sigma=max(0.5, 0.4 / mpp)), size=(size, size)
@@ -257,11 +261,9 @@ def quantify_tile(
         keep &= (dabv >= params.thresholds[0]) | ~faint
     area_um2 = np.asarray(area_px) * mpp * mpp
     if marker == "pdl1" and n:
-        grown = expand_labels(labels, distance=params.membrane_ring_um / mpp)
-        ring = np.where(labels == 0, grown, 0)
-        stained = (dab >= params.membrane_od).astype(np.float32)
-        ring_frac = np.nan_to_num(label_means(ring, n, stained)[1][0])
-        membrane = ring_frac >= params.membrane_coverage
+        membrane = (
+            membrane_coverage(labels, dab, centroid, mpp, params, hema) >= params.membrane_coverage
+        )
     else:
         membrane = np.zeros(n, bool)
 

@@ -66,6 +66,8 @@ class IHCParams:
     context_stain: str = "capped"  # surroundings' stain: "all", "hematoxylin" or "capped" DAB
     context_dab_cap: float = 0.1  # with "capped": DAB counts up to this OD
     stroma_reference: str = "all"  # surroundings compared with all counted nuclei, or "class"
+    stroma_unstained_ratio: float = 0.4  # PD-L1: unstained cells in surroundings >= this x the
+    # stained cells' are in tumour (judged among themselves), else mostly stromal
     context_min_nuclei: int = 20  # ... judged when at least this many nuclei are counted (0: off)
     calibration_fibroblasts: int = 20  # fibroblast-like nuclei needed for that calibration
     max_elongation: float = 2.0  # nuclei longer than this x their width and ...
@@ -73,9 +75,11 @@ class IHCParams:
     mitosis_class: int = 3  # ... of this class or above: mitotic figures (4: no such exception)
     # -- tissue, PD-L1 membranes, p53 patterns, weak labels, reading
     tissue_od: float = 0.15  # summed RGB OD above which a pixel is tissue (not glass)
-    membrane_ring_um: float = 2.5  # width of the ring around a nucleus scored for PD-L1
+    membrane_reach_um: float = 6.0  # a cell's membrane is searched up to this beyond its nucleus
+    membrane_sectors: int = 16  # ... in this many angular sectors around the nucleus
+    membrane_nucleus_rim_um: float = 1.5  # ... and in this outer rim of the nucleus' region
     membrane_od: float = 0.2  # DAB OD of a stained membrane pixel
-    membrane_coverage: float = 0.2  # fraction of ring pixels stained for a membrane-positive cell
+    membrane_coverage: float = 0.625  # share of sectors stained for a membrane-positive cell
     p53_strong_class: int = 2  # nuclei of this class or above count as "strongly positive"
     p53_overexpression: float = 0.8  # strongly positive fraction for "overexpression"
     p53_null: float = 0.025  # positive fraction below which p53 is "null" (stray controls)

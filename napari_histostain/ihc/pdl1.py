@@ -4,7 +4,10 @@
 - CPS: (membrane-positive tumour cells + membrane-positive lymphocytes and macrophages) / viable
   tumour cells x 100, capped at 100 (gastric, head and neck, cervical, oesophageal cancer).
 - Immune cells: the nuclei `cell_rules` leaves out as lymphocytes (`IMMUNE_EXCLUSIONS`); one is
-  PD-L1 positive with a DAB ring around its nucleus, as TPS scores tumour cells (`Nuclei.membrane`).
+  PD-L1 positive when its membrane is stained round most of the cell, as TPS scores tumour cells
+  (`Nuclei.membrane`, `ihc.membrane`). Macrophages are not told apart (counting round stromal
+  nuclei as immune cells was tried: it over-counted, taking in stained tumour cells at the
+  tumour's edge).
   `immune_positive_pct` is the positive share of the immune cells, `immune_cell_pct` the immune
   cells' share of tumour and immune cells together.
 """

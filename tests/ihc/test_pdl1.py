@@ -52,21 +52,22 @@ def test_result_scores_match_summary_tps():
     assert part.n_tumour == int(result.counts[0].sum())
 
 
-#: simulated PD-L1 cases whose CPS is within 5 points of the simulator's (truth CPS 1-18). Not every
-#: case is: scripts/pdl1_cps_accuracy.py --seeds 0-19 finds 10 of 20 within 5 points (mean error
-#: 8.6 points); the misses are cases of medium and high expression where the membrane ring
-#: (`nuclei.quantify_tile`) misses or borrows stained membranes, so the TPS is off by as much
-#: (11 of 20 TPS within 5 points); docs/ihc.md lists them.
-CPS_SEEDS = (0, 6, 14, 18)
+#: simulated PD-L1 cases over the range of expression (truth TPS 7, 51, 65, 84, 93 %; CPS 8-100),
+#: all from the seeds the membrane and stroma rules were tuned on (0-39). Not every case is within
+#: 5 points: scripts/pdl1_cps_accuracy.py --seeds 300-339 (untouched) gives the error over a cohort
+#: (docs/ihc.md); before the membrane was searched over the whole cell and the stroma rule judged
+#: stained and unstained cells apart, seed 15 read 63 % TPS and seed 2 (96 %) 48 %.
+SIM_SEEDS = (14, 15, 19, 29, 23)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", CPS_SEEDS)
-def test_sim_cps_within_5_points(tmp_path, seed):
+@pytest.mark.parametrize("seed", SIM_SEEDS)
+def test_sim_tps_and_cps_within_5_points(tmp_path, seed):
     simulate = pytest.importorskip("napari_histostain.simulate")
     case = simulate.simulate_case(tmp_path, ["pdl1"], case_id=f"c{seed}", size_um=768, seed=seed)
     truth = case.truth["pdl1"]
     s = result_pdl1_scores(ihc.quantify_slide(case.ihc_paths["pdl1"], "pdl1"))
+    assert abs(s.tps - truth["true_index"] * 100) <= 5.0, (s, truth)
     assert abs(s.cps - truth["true_cps"]) <= 5.0, (s, truth)
     assert s.n_immune > 0  # the simulator's lymphocytes are told apart from tumour cells
     stored = simulate.truth.load_truth(case.truth_paths["pdl1"])
