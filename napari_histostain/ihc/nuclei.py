@@ -193,7 +193,7 @@ def quantify_tile(
     # the (smoothed) distance to the background ("distance")
     dist = gaussian(ndi.distance_transform_edt(fg), sigma=max(0.5, radius_px / 5)) * fg
     blob = params.seeds == "blob"
-    relief = _blob_relief(signal, dist, radius_px, params) if blob else dist
+    relief = _blob_relief(signal, dist, radius_px, params, hema=hema) if blob else dist
     seeds = peak_local_max(
         relief,
         min_distance=max(1, int(round(radius_px * params.seed_spacing))),
@@ -341,16 +341,24 @@ def _disk(r: int) -> np.ndarray:
 
 
 def _blob_relief(
-    signal: np.ndarray, dist: np.ndarray, radius_px: float, params: IHCParams
+    signal: np.ndarray,
+    dist: np.ndarray,
+    radius_px: float,
+    params: IHCParams,
+    hema: np.ndarray | None = None,
 ) -> np.ndarray:
     """Where nuclei centres are: the nucleus-sized blob response (negative Laplacian of Gaussian) of
     the log-compressed stain, so a dark nucleus beside stained cytoplasm and two touching nuclei
     each peak at their centre, plus the distance to the background (round, evenly stained nuclei)."""
     from scipy import ndimage as ndi
 
-    compressed = np.log1p(signal / params.blob_od)
-    blob = np.zeros_like(compressed)
-    for scale in params.blob_scales:  # scale-normalised: the nucleus' own size responds most
-        sigma = max(1.0, scale * radius_px / math.sqrt(2))
-        blob = np.maximum(blob, -ndi.gaussian_laplace(compressed, sigma) * sigma * sigma)
+    images = [signal]
+    if params.blob_stains == "both" and hema is not None:
+        images.append(hema)  # a pale negative nucleus in stained cytoplasm stands out in its own stain
+    blob = np.zeros(signal.shape, np.float32)
+    for image in images:
+        compressed = np.log1p(np.minimum(image, params.blob_max_od) / params.blob_od)
+        for scale in params.blob_scales:  # scale-normalised: the nucleus' own size responds most
+            sigma = max(1.0, scale * radius_px / math.sqrt(2))
+            blob = np.maximum(blob, -ndi.gaussian_laplace(compressed, sigma) * sigma * sigma)
     return (blob + params.blob_distance_weight * dist / max(radius_px, 1.0)) * (dist > 0)
