@@ -48,10 +48,17 @@ class IHCParams:
     blob_distance_weight: float = 0.0  # weight of the distance in the blob seeds' relief
     blob_scales: tuple[float, ...] = (1.0, 1.5)  # nucleus sizes (x nucleus_radius_um) of blob seeds
     blob_min: float = 0.05  # least blob response of a seed
-    blob_stains: str = "sum"  # blob seeds on hematoxylin + DAB ("sum") or also on hematoxylin ("both")
-    blob_max_od: float = 100.0  # stain OD clipped here before blob seeds (saturated pixels are noise)
+    blob_num_sigma: int = 5  # with seeds "log": sizes tried between the blob_scales
+    blob_overlap: float = 0.5  # ... and overlap above which the smaller of two blobs is dropped
+    blob_stains: str = (
+        "sum"  # blob seeds on hematoxylin + DAB ("sum") or also on hematoxylin ("both")
+    )
+    blob_max_od: float = (
+        100.0  # stain OD clipped here before blob seeds (saturated pixels are noise)
+    )
     negative_min_hema: float = 0.0  # a negative nucleus has at least this hematoxylin OD ...
     negative_min_hema_fraction: float = 0.0  # ... and this share of its OD (else: not a nucleus)
+    dab_baseline: str = "none"  # nuclear DAB scored as is ("none") or above the field's ("field")
     # -- which cells count
     cells: str = (
         "tumour"  # "tumour": leave lymphocyte/fibroblast-like and stromal nuclei out; "all"
