@@ -1,7 +1,7 @@
 """Ki-67 on real cells: `histostain quantify` against the BCData fields' marked tumour nuclei.
 
     python benchmarks/bcdata_ki67.py [--data DIR] [--mpp 0.25] [--radius-um 6] [--fields tune|held-out|all]
-        [--per-field] [--all-cells] [--count-stroma] [--thresholds T1 T2 T3]
+        [--per-field] [--detection standard|real-fields] [--all-cells] [--count-stroma] [--thresholds T1 T2 T3]
 
 Each field (`bcdata-NN.jpg`, its marked nuclei in `bcdata-NN.points.csv`, see the data's README) is
 quantified as the CLI does (`open_slide` + `--mpp` + `quantify_slide`). Detections are matched one to
@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--radius-um", type=float, default=6.0, help="match radius (default 6 um)")
     ap.add_argument("--fields", choices=("tune", "held-out", "all"), default="all")
     ap.add_argument("--per-field", action="store_true", help="print one line per field")
+    ap.add_argument(
+        "--detection", default="standard", help="nucleus detection preset (standard, real-fields)"
+    )
     ap.add_argument("--all-cells", action="store_true")
     ap.add_argument("--count-stroma", action="store_true")
     ap.add_argument("--thresholds", type=float, nargs=3, default=None)
@@ -159,9 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     from napari_histostain.ihc import IHCParams, with_thresholds
-    from napari_histostain.ihc.params import with_settings
+    from napari_histostain.ihc.params import with_detection, with_settings
 
-    params = IHCParams()
+    params = with_detection(IHCParams(), args.detection)
     if args.thresholds:
         params = with_thresholds(params, tuple(args.thresholds))
     if args.all_cells:

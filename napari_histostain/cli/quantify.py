@@ -65,6 +65,13 @@ def register(subparsers) -> None:
         help="OD by which nuclei must stand out from their surroundings (default 0.05)",
     )
     p.add_argument(
+        "--detection",
+        choices=("standard", "real-fields"),
+        default="standard",
+        help="nucleus detection: 'standard' (default) or 'real-fields' (scale-space blobs for real "
+        "fields with a stained background and pale negative nuclei; see docs/ihc.md)",
+    )
+    p.add_argument(
         "--all-cells",
         action="store_true",
         help="count every nucleus (default: leave lymphocyte- and fibroblast-like "
@@ -129,9 +136,10 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..ihc import IHCError, IHCParams, with_thresholds
+    from ..ihc.params import with_detection
     from ..ihc.reporting import add_reported_scores
 
-    params = with_thresholds(IHCParams(), args.thresholds)
+    params = with_detection(with_thresholds(IHCParams(), args.thresholds), args.detection)
     if args.nucleus_contrast is not None:
         params = replace(params, nucleus_contrast=args.nucleus_contrast)
     if args.all_cells:

@@ -196,15 +196,18 @@ def quantify_tile(
     # split touching nuclei: one seed per nucleus-sized blob of stain ("blob") or per maximum of
     # the (smoothed) distance to the background ("distance")
     dist = gaussian(ndi.distance_transform_edt(fg), sigma=max(0.5, radius_px / 5)) * fg
-    blob = params.seeds == "blob"
-    relief = _blob_relief(signal, dist, radius_px, params) if blob else dist
-    seeds = peak_local_max(
-        relief,
-        min_distance=max(1, int(round(radius_px * params.seed_spacing))),
-        threshold_abs=params.blob_min if blob else radius_px * 0.3,
-        labels=fg.astype(np.int32) if blob else None,
-        exclude_border=False,
-    )
+    blob = params.seeds in ("blob", "log")
+    relief = _blob_relief(signal, dist, radius_px, params, hema=hema) if blob else dist
+    if params.seeds == "log":
+        seeds = _scale_space_seeds(signal, hema, fg, radius_px, params)
+    else:
+        seeds = peak_local_max(
+            relief,
+            min_distance=max(1, int(round(radius_px * params.seed_spacing))),
+            threshold_abs=params.blob_min if blob else radius_px * 0.3,
+            labels=fg.astype(np.int32) if blob else None,
+            exclude_border=False,
+        )
     # a blob whose peak was suppressed by a bigger neighbour still gets its own seed
     blobs, n_blobs = ndi.label(fg)
     seeded = np.zeros(n_blobs + 1, bool)
@@ -237,6 +240,8 @@ def quantify_tile(
             depth = np.concatenate([[np.inf], dist[tuple(seeds.T)]])
             core_px = np.where(dist >= params.nucleus_core_fraction * depth[labels], labels, 0)
             mean_dab = np.fmin(body_dab, label_means(core_px, n, dab)[1][0])
+            if params.dab_baseline == "field":
+                mean_dab = mean_dab - field_dab_baseline(dab, tissue & (labels == 0))
         half_tr, det = (vx + vy) / 2, np.sqrt(((vx - vy) / 2) ** 2 + cxy**2)
         elong = np.sqrt(np.maximum(half_tr + det, 1e-6) / np.maximum(half_tr - det, 1e-2))
         width = 4.0 * np.sqrt(np.maximum(half_tr - det, 0.0)) * mpp  # minor axis of the ellipse
@@ -302,6 +307,13 @@ def quantify_tile(
     )
 
 
+def field_dab_baseline(dab: np.ndarray, outside: np.ndarray) -> float:
+    """The DAB OD of a field's tissue outside nuclei (median; 0 when none): a stained background
+    (DAB-tinted cytoplasm, a brownish scan) that a nucleus' own stain is judged above."""
+    values = dab[outside]
+    return float(np.median(values)) if values.size else 0.0
+
+
 def label_means(
     labels: np.ndarray, n: int, *values: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -343,16 +355,70 @@ def _disk(r: int) -> np.ndarray:
 
 
 def _blob_relief(
-    signal: np.ndarray, dist: np.ndarray, radius_px: float, params: IHCParams
+    signal: np.ndarray,
+    dist: np.ndarray,
+    radius_px: float,
+    params: IHCParams,
+    hema: np.ndarray | None = None,
 ) -> np.ndarray:
     """Where nuclei centres are: the nucleus-sized blob response (negative Laplacian of Gaussian) of
     the log-compressed stain, so a dark nucleus beside stained cytoplasm and two touching nuclei
     each peak at their centre, plus the distance to the background (round, evenly stained nuclei)."""
     from scipy import ndimage as ndi
 
-    compressed = np.log1p(signal / params.blob_od)
-    blob = np.zeros_like(compressed)
-    for scale in params.blob_scales:  # scale-normalised: the nucleus' own size responds most
-        sigma = max(1.0, scale * radius_px / math.sqrt(2))
-        blob = np.maximum(blob, -ndi.gaussian_laplace(compressed, sigma) * sigma * sigma)
+    images = [signal]
+    if params.blob_stains == "both" and hema is not None:
+        images.append(
+            hema
+        )  # a pale negative nucleus in stained cytoplasm stands out in its own stain
+    blob = np.zeros(signal.shape, np.float32)
+    for image in images:
+        compressed = np.log1p(np.minimum(image, params.blob_max_od) / params.blob_od)
+        for scale in params.blob_scales:  # scale-normalised: the nucleus' own size responds most
+            sigma = max(1.0, scale * radius_px / math.sqrt(2))
+            blob = np.maximum(blob, -ndi.gaussian_laplace(compressed, sigma) * sigma * sigma)
     return (blob + params.blob_distance_weight * dist / max(radius_px, 1.0)) * (dist > 0)
+
+
+def _scale_space_seeds(
+    signal: np.ndarray, hema: np.ndarray, fg: np.ndarray, radius_px: float, params: IHCParams
+) -> np.ndarray:
+    """Nucleus centres (row, col) as scale-space maxima of the Laplacian of Gaussian of the
+    log-compressed stain (skimage `blob_log`, sizes `blob_scales` x nucleus radius): each blob is
+    found once at its own size, so a large dark nucleus is one seed, not several; with
+    `blob_stains == "both"` hematoxylin alone is searched too (pale negative nuclei). A blob centred
+    inside a larger one already found is the same nucleus."""
+    from skimage.feature import blob_log
+
+    images = [signal] + ([hema] if params.blob_stains == "both" else [])
+    lo, hi = (
+        s * radius_px / math.sqrt(2) for s in (min(params.blob_scales), max(params.blob_scales))
+    )
+    found = []
+    for image in images:
+        compressed = np.log1p(np.minimum(image, params.blob_max_od) / params.blob_od)
+        found.append(
+            blob_log(
+                compressed,
+                min_sigma=max(1.0, lo),
+                max_sigma=max(1.0, hi),
+                num_sigma=params.blob_num_sigma,
+                threshold=params.blob_min,
+                overlap=params.blob_overlap,
+                exclude_border=False,
+            ).reshape(-1, 3)
+        )
+    blobs = np.concatenate(found)
+    blobs = blobs[np.argsort(-blobs[:, 2], kind="stable")]  # largest first
+    kept: list[np.ndarray] = []
+    for b in blobs:
+        r, c = int(round(b[0])), int(round(b[1]))
+        if not fg[min(r, fg.shape[0] - 1), min(c, fg.shape[1] - 1)]:
+            continue
+        if any(
+            math.hypot(b[0] - k[0], b[1] - k[1]) < params.seed_spacing * math.sqrt(2) * k[2]
+            for k in kept
+        ):
+            continue
+        kept.append(b)
+    return np.array([[int(round(k[0])), int(round(k[1]))] for k in kept], np.int64).reshape(-1, 2)

@@ -48,8 +48,17 @@ class IHCParams:
     blob_distance_weight: float = 0.0  # weight of the distance in the blob seeds' relief
     blob_scales: tuple[float, ...] = (1.0, 1.5)  # nucleus sizes (x nucleus_radius_um) of blob seeds
     blob_min: float = 0.05  # least blob response of a seed
+    blob_num_sigma: int = 5  # with seeds "log": sizes tried between the blob_scales
+    blob_overlap: float = 0.5  # ... and overlap above which the smaller of two blobs is dropped
+    blob_stains: str = (
+        "sum"  # blob seeds on hematoxylin + DAB ("sum") or also on hematoxylin ("both")
+    )
+    blob_max_od: float = (
+        100.0  # stain OD clipped here before blob seeds (saturated pixels are noise)
+    )
     negative_min_hema: float = 0.0  # a negative nucleus has at least this hematoxylin OD ...
     negative_min_hema_fraction: float = 0.0  # ... and this share of its OD (else: not a nucleus)
+    dab_baseline: str = "none"  # nuclear DAB scored as is ("none") or above the field's ("field")
     # -- which cells count
     cells: str = (
         "tumour"  # "tumour": leave lymphocyte/fibroblast-like and stromal nuclei out; "all"
@@ -87,6 +96,30 @@ class IHCParams:
     pdl1_cutoff: float = weak_label_cutoff("pdl1")  # PD-L1 TPS (%) for the weak label 1
     eosin_fraction_max: float = 0.2  # tissue fraction with eosin above which an image is H&E
     analysis_mpp: float = 0.5  # read the coarsest pyramid level not coarser than this
+
+
+#: nucleus detection presets (`with_detection`, `histostain quantify --detection`). "standard": as
+#: tuned on the simulator (nuclei where the stain stands out from a near-white background, seeds by
+#: distance). "real-fields": for real bright-field fields with a stained background and pale
+#: negative nuclei (BCData: docs/ihc.md) - one seed per nucleus-sized blob of scale space (skimage
+#: `blob_log`) of hematoxylin + DAB and of hematoxylin alone, nuclear DAB judged above the field's
+#: own background DAB, and nuclei 9 um across (40x breast tumour nuclei).
+DETECTION_PRESETS: dict[str, dict[str, Any]] = {
+    "standard": {},
+    "real-fields": {
+        "seeds": "log",
+        "blob_stains": "both",
+        "dab_baseline": "field",
+        "nucleus_radius_um": 4.5,
+    },
+}
+
+
+def with_detection(params: IHCParams, name: str) -> IHCParams:
+    """`params` with the nucleus detection preset `name` (`DETECTION_PRESETS`)."""
+    if name not in DETECTION_PRESETS:
+        raise IHCError(f"unknown detection {name!r}; choose one of {', '.join(DETECTION_PRESETS)}.")
+    return replace(params, **DETECTION_PRESETS[name])
 
 
 def with_settings(params: IHCParams, settings: Iterable[str]) -> IHCParams:

@@ -452,3 +452,23 @@ def test_cli_plain_image_needs_mpp(tmp_path, capsys):
     )
     doc = json.loads((tmp_path / "s" / "ihc.ki67.ihc.json").read_text())
     assert doc["params"]["context_min_nuclei"] == 0 and "stroma" not in doc["not_counted"]
+
+
+def test_cli_detection_preset_is_applied_and_recorded(tmp_path, capsys):
+    from skimage.io import imsave
+
+    from napari_histostain.cli import main
+
+    rgb, _ = render_dab(200, 200, 0.5, positive_fraction=0.5, seed=2)
+    png = tmp_path / "ihc.png"
+    imsave(png, rgb)
+    args = ["quantify", str(png), "--marker", "ki67", "--mpp", "0.5", "--out"]
+    assert main([*args, str(tmp_path / "a"), "--detection", "real-fields"]) == 0
+    doc = json.loads((tmp_path / "a" / "ihc.ki67.ihc.json").read_text())
+    assert doc["params"]["seeds"] == "log" and doc["params"]["dab_baseline"] == "field"
+    assert doc["summary"]["n_nuclei"] > 20
+    assert main([*args, str(tmp_path / "b")]) == 0
+    doc = json.loads((tmp_path / "b" / "ihc.ki67.ihc.json").read_text())
+    assert doc["params"]["seeds"] == "distance"
+    assert main([*args, str(tmp_path / "c"), "--detection", "fancy"]) == 2
+    assert "real-fields" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""Tests of nucleus detection options (napari_histostain.ihc.nuclei) and the detection presets."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from napari_histostain import ihc
+from napari_histostain.ihc.nuclei import quantify_tile
+from napari_histostain.ihc.params import DETECTION_PRESETS, with_detection
+from napari_histostain.ihc.stains import standard_stains
+from napari_histostain.ihc.synthetic import render_dab
+from shared_data import SHARED_DATA
+
+MPP = 0.25
+REAL = with_detection(ihc.IHCParams(), "real-fields")
+
+
+def _beer_lambert(hema: np.ndarray, dab: np.ndarray) -> np.ndarray:
+    """RGB uint8 of hematoxylin and DAB optical densities (standard vectors)."""
+    s = standard_stains()
+    od = hema[..., None] * np.asarray(s.hematoxylin) + dab[..., None] * np.asarray(s.dab)
+    return np.clip(255 * 10.0 ** (-od), 0, 255).astype(np.uint8)
+
+
+def _disk(shape, centre, radius) -> np.ndarray:
+    yy, xx = np.indices(shape)
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def test_unknown_detection_preset_is_a_clear_error():
+    with pytest.raises(ihc.IHCError, match="real-fields"):
+        with_detection(ihc.IHCParams(), "fancy")
+    assert with_detection(ihc.IHCParams(), "standard") == ihc.IHCParams()
+    assert all(hasattr(REAL, k) for k in DETECTION_PRESETS["real-fields"])
+
+
+def test_scale_space_seeds_give_one_seed_per_large_textured_nucleus():
+    rng = np.random.default_rng(0)
+    shape = (240, 240)
+    hema = np.full(shape, 0.03)
+    dab = np.zeros(shape)
+    big = _disk(shape, (120, 120), 28)  # 14 um across at 0.25 um/px, mottled chromatin
+    dab[big] = 0.8 + 0.3 * rng.random(int(big.sum()))
+    hema[big] += 0.2
+    rgb = _beer_lambert(hema, dab)
+    found = quantify_tile(rgb, MPP, params=replace(REAL, cells="all")).nuclei
+    assert len(found) == 1 and found.cls[0] == 3
+
+
+def test_field_dab_baseline_judges_nuclei_above_a_tinted_background():
+    shape = (200, 200)
+    centres = [(50, 50), (50, 150), (150, 50), (150, 150)]
+    hema, dab = np.full(shape, 0.05), np.full(shape, 0.18)  # DAB-tinted field
+    for c in centres:
+        hema[_disk(shape, c, 16)] = 0.5  # negative nuclei: hematoxylin on the same tint
+    hema[_disk(shape, centres[0], 16)] = 0.3
+    dab[_disk(shape, centres[0], 16)] = 0.9  # one positive
+    rgb = _beer_lambert(hema, dab)
+    params = replace(REAL, cells="all", thresholds=(0.15, 0.4, 0.6))
+    as_is = quantify_tile(rgb, MPP, params=replace(params, dab_baseline="none")).nuclei
+    above = quantify_tile(rgb, MPP, params=params).nuclei
+    assert len(as_is) == len(above) == 4
+    assert (as_is.cls > 0).sum() == 4  # the tint alone passes the first threshold
+    assert (above.cls > 0).sum() == 1  # judged above the field's own DAB, only the positive does
+
+
+def test_pale_nucleus_in_stained_cytoplasm_is_found_in_hematoxylin():
+    shape = (200, 200)
+    hema, dab = np.full(shape, 0.02), np.zeros(shape)
+    cell = _disk(shape, (100, 100), 40)
+    dab[cell] = 0.12  # DAB-tinted cytoplasm
+    nucleus = _disk(shape, (100, 100), 14)
+    hema[nucleus] = 0.18  # a pale negative nucleus
+    dab[nucleus] = 0.0
+    rgb = _beer_lambert(hema, dab)
+    found = quantify_tile(rgb, MPP, params=replace(REAL, cells="all")).nuclei
+    assert len(found) >= 1
+    d = np.hypot(found.xy[:, 0] - 100, found.xy[:, 1] - 100)
+    assert d.min() < 6 and found.cls[d.argmin()] == 0
+
+
+def test_real_fields_detection_holds_on_the_rendered_truth():
+    rgb, truth = render_dab(448, 448, 0.5, positive_fraction=0.4, seed=3)
+    result = ihc.quantify_image(rgb, 0.5, "ki67", params=REAL)
+    inside = (truth.centres >= 0).all(axis=1) & (truth.centres < 448).all(axis=1)
+    true_index = float((truth.dab[inside] > 0).mean() * 100)
+    assert abs(result.summary()["ki67_index"] - true_index) <= 3.0
+
+
+def _bcdata(name: str):
+    field = SHARED_DATA / "ihc-truth" / "bcdata-sample" / f"{name}.jpg"
+    if not field.exists():
+        pytest.skip(f"{field} not available")
+    with open(field.with_suffix(".points.csv"), newline="") as fh:
+        positive = [r["class"].strip() == "positive" for r in csv.DictReader(fh)]
+    return field, 100.0 * float(np.mean(positive))
+
+
+def _index(path, params) -> float:
+    from napari_histostain.io.slide import MissingMppWarning, open_slide
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingMppWarning)
+        slide = open_slide(path)
+    with slide:
+        result = ihc.quantify_slide(slide.with_mpp(MPP), "ki67", params=params, threads=0)
+    return float(result.summary()["ki67_index"])
+
+
+def test_real_fields_detection_on_a_real_bcdata_field():
+    """bcdata-15 (held-out half): pale negative nuclei in a DAB-tinted field, 265 marked nuclei."""
+    field, truth = _bcdata("bcdata-15")
+    standard, real = _index(field, ihc.IHCParams()), _index(field, REAL)
+    assert abs(real - truth) <= 5.0
+    assert abs(real - truth) < abs(standard - truth)
+
+
+@pytest.mark.parametrize("params", [ihc.IHCParams(), REAL], ids=["standard", "real-fields"])
+def test_a_512px_field_gives_the_same_index_as_tiff_and_png(tmp_path, params):
+    import tifffile
+    from imageio.v3 import imread, imwrite
+
+    field, _ = _bcdata("bcdata-00")
+    rgb = np.ascontiguousarray(imread(field)[:512, :512, :3])
+    png, tif = tmp_path / "field.png", tmp_path / "field.tif"
+    imwrite(png, rgb)
+    tifffile.imwrite(tif, rgb, photometric="rgb")
+    from_png, from_tif = _index(png, params), _index(tif, params)
+    assert from_png == from_tif
