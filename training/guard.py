@@ -222,3 +222,13 @@ def add_domain(
         ref.info["kept_back_flagged"] = int(flagged)
     apply_guard(cfg, guard)
     return report
+
+
+def called_logits(model, model_path, slides: list, logits: np.ndarray) -> np.ndarray:
+    """(N, C) slide logits as `predict_slide` pools them: over each slide's in-domain tiles when
+    the model file has a domain reference (`logits`, over all tiles, otherwise)."""
+    from napari_histostain.engine.domain import reference_of
+    from napari_histostain.engine.model_files import load_model_file
+
+    ref = reference_of(load_model_file(model_path)[1])
+    return logits if ref is None else in_domain_logits(model, ref, slides)

@@ -16,6 +16,7 @@ from napari_histostain.errors import HistostainError
 
 from .cache import EmbeddingCache
 from .dataset import load_cases, split_cases
+from .guard import called_logits
 from .manifest import load_manifest
 from .reference import case_posteriors, held_out_reference
 from .trainer import MetricsLog, TrainConfig, cross_validate, slide_embeddings, train_one
@@ -227,18 +228,6 @@ def model_config(summary: dict[str, Any], model) -> dict[str, Any]:
     }
 
 
-def _called_logits(model, model_path, slides: list, logits: np.ndarray) -> np.ndarray:
-    """(N, C) slide logits as `predict_slide` pools them: over each slide's in-domain tiles when
-    the model file has a domain reference (`logits`, over all tiles, otherwise)."""
-    from napari_histostain.engine.domain import reference_of
-    from napari_histostain.engine.model_files import load_model_file
-
-    from .guard import in_domain_logits
-
-    ref = reference_of(load_model_file(model_path)[1])
-    return logits if ref is None else in_domain_logits(model, ref, slides)
-
-
 def _load(model_path: str | Path):
     from .modeling import load_model
 
@@ -340,20 +329,16 @@ def evaluate_marker(
         he, logits = slide_embeddings(m, [c.he for c in test], dev)
         ihc, _ = slide_embeddings(m, [c.ihc for c in test], dev)
         he, ihc, logits = he.cpu(), ihc.cpu(), logits.cpu()
-        # the call as `predict_slide` makes it: pooled over the slide's in-domain tiles (when the
-        # model has a domain reference), under the model's calibration
-        call_logits = _called_logits(m, paths[name], [c.he for c in test], logits.double().numpy())
-        cal = dict(cfg.get("calibration") or {})
-        temp = float(cal.get("temperature", 1.0))
+        # the call as `predict_slide` makes it (in-domain tiles, the model's calibration)
+        call_logits = called_logits(m, paths[name], [c.he for c in test], logits.double().numpy())
+        cal = {"temperature": 1.0, "method": "none", "bias": 0.0, **(cfg.get("calibration") or {})}
         p = calibrate(call_logits, cal, int(cfg.get("positive_class", 1)))
         probs[name] = p
         embs[name] = (he.numpy(), ihc.numpy())
         report[name] = {
             "head": ev.classification_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
             "calibration": {
-                "temperature": temp,
-                "method": cal.get("method", "none"),
-                "bias": float(cal.get("bias", 0.0)),
+                **{k: cal[k] for k in ("temperature", "method", "bias")},
                 **ev.calibration_report(y, p, n_bootstrap=n_bootstrap, seed=seed),
             },
             "alignment": ev.alignment_report(
