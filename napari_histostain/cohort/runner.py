@@ -406,17 +406,28 @@ def clean_staging(out_dir: Path) -> None:
 def connect_scheduler(address: str, security: Any = None):
     """A Client of the dask scheduler at `address`, with `security` (TLS credentials; None: dask's
     configuration, e.g. a DASK_CONFIG file setting distributed.comm.tls.*)."""
-    from distributed import Client
+    import gc
 
+    from distributed import Client
+    from distributed.security import Security
+
+    uses_tls = CohortError(
+        f"the dask scheduler at {address} uses TLS: give its credentials with "
+        "--tls-ca-file, --tls-cert and --tls-key (or in a dask configuration file, "
+        "distributed.comm.tls.*)."
+    )
+    if address.startswith("tls://") and security is None:
+        configured = Security()  # dask's configuration
+        if not any(getattr(configured, k, None) for k in ("tls_client_cert", "tls_ca_file")):
+            raise uses_tls  # before any Client exists (see below)
     try:
         return Client(address, timeout=SCHEDULER_TIMEOUT, security=security, set_as_default=False)
     except (OSError, TypeError, ValueError) as exc:
+        # a Client that failed to start is closed by the garbage collector; do it now: collected
+        # later, inside another Client's start, its close waits forever on dask's loop lock
+        gc.collect()
         if address.startswith("tls://") and security is None and isinstance(exc, TypeError):
-            raise CohortError(
-                f"the dask scheduler at {address} uses TLS: give its credentials with "
-                "--tls-ca-file, --tls-cert and --tls-key (or in a dask configuration file, "
-                "distributed.comm.tls.*)."
-            ) from exc
+            raise uses_tls from exc
         raise CohortError(
             f"could not reach the dask scheduler at {address} ({exc}). Check the address "
             "(tls://host:8786 or tcp://host:8786) and its TLS credentials, or leave out --scheduler "

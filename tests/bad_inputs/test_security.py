@@ -4,6 +4,7 @@ folders or stack traces) unless the dashboard is asked for."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import urllib.error
 import urllib.request
@@ -82,5 +83,8 @@ def test_only_a_client_with_this_runs_credentials_can_connect(cluster):
         Client(address, timeout="5s", set_as_default=False)
     with pytest.raises(OSError):  # TLS with another run's credentials
         Client(address, security=Security.temporary(), timeout="5s", set_as_default=False)
+    # close the Clients that failed to start now (collected later, inside another Client's
+    # start, their close would wait forever on dask's loop lock)
+    gc.collect()
     with Client(address, security=cluster.security, set_as_default=False) as client:
         assert client.submit(sum, [1, 2]).result(timeout=60) == 3
