@@ -420,6 +420,7 @@ def connect_scheduler(address: str, security: Any = None):
         configured = Security()  # dask's configuration
         if not any(getattr(configured, k, None) for k in ("tls_client_cert", "tls_ca_file")):
             raise uses_tls  # before any Client exists (see below)
+    gc.collect()  # Clients that failed to start earlier: closed now, not inside this one's start
     try:
         return Client(address, timeout=SCHEDULER_TIMEOUT, security=security, set_as_default=False)
     except (OSError, TypeError, ValueError) as exc:

@@ -77,14 +77,17 @@ def test_only_a_client_with_this_runs_credentials_can_connect(cluster):
     from distributed.security import Security
 
     address = cluster.scheduler_address
+    # each Client that fails to start is collected at once: collected later, inside another
+    # Client's start, its close blocks dask's loop start (AssertionError in LoopRunner.start)
+    gc.collect()
     with pytest.raises((OSError, TypeError)):  # plain TCP: the TLS server hangs up
         Client(address.replace("tls://", "tcp://"), timeout="5s", set_as_default=False)
+    gc.collect()
     with pytest.raises((OSError, TypeError)):  # TLS without any credentials
         Client(address, timeout="5s", set_as_default=False)
+    gc.collect()
     with pytest.raises(OSError):  # TLS with another run's credentials
         Client(address, security=Security.temporary(), timeout="5s", set_as_default=False)
-    # close the Clients that failed to start now (collected later, inside another Client's
-    # start, their close would wait forever on dask's loop lock)
     gc.collect()
     with Client(address, security=cluster.security, set_as_default=False) as client:
         assert client.submit(sum, [1, 2]).result(timeout=60) == 3
