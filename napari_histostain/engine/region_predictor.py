@@ -237,12 +237,13 @@ class RegionPredictor:
         if scored is not None and scored.any():  # pool the in-domain tiles (as predict_slide)
             inside = seen & (mm.in_domain == 1)
             pooled = inside if inside.any() else seen
-        tm = tile_maps(self._scores[m][pooled], self._logits[m][pooled], cfg.positive_class)
+        # tile positivity does not depend on the pool: one pass unless tiles are left out of it
+        tm = tile_maps(self._scores[m][seen], self._logits[m][seen], cfg.positive_class)
         pos = np.full(len(self.grid), np.nan)
         att = np.full(len(self.grid), np.nan)
-        pos[seen] = tile_maps(self._scores[m][seen], self._logits[m][seen], cfg.positive_class)[
-            "positivity"
-        ]
+        pos[seen] = tm["positivity"]
+        if not np.array_equal(pooled, seen):
+            tm = tile_maps(self._scores[m][pooled], self._logits[m][pooled], cfg.positive_class)
         att[pooled] = tm["attention"]
         self.maps.update(
             m,
