@@ -172,19 +172,21 @@ class DomainReference:
         )
 
 
-def domain_text(verdict: dict) -> str:
-    """Why a slide is out of a model's domain, in words (from `DomainReference.verdict`)."""
+def domain_text(verdict: dict, plural: bool = False) -> str:
+    """Why a slide is out of a model's domain, in words (from `DomainReference.verdict`);
+    `plural` when said of several models at once."""
+    their = "their" if plural else "its"
     n, n_in = verdict["tiles"], verdict["in_domain_tiles"]
     if verdict["score"] > verdict["threshold"] or (n >= MIN_TISSUE_TILES > n_in):
         return (
-            f"{n - n_in} of {n} tiles ({verdict['score']:.0%}) do not look like its training "
-            f"tissue (at most {verdict['threshold']:.0%} may): the slide is out of its domain."
+            f"{n - n_in} of {n} tiles ({verdict['score']:.0%}) do not look like {their} training "
+            f"tissue (at most {verdict['threshold']:.0%} may): the slide is out of {their} domain."
         )
     return (
-        f"its tiles are on average farther from its training tissue than usual (mean domain "
-        f"score {verdict.get('mean_score', 0):.0f}, at most {verdict.get('mean_threshold', 0):.0f} "
-        "on slides like the training ones): the slide is out of its domain (a shift of stain, "
-        "scanner or tissue)."
+        f"the slide's tiles are on average farther from {their} training tissue than usual (mean "
+        f"domain score {verdict.get('mean_score', 0):.0f}, at most "
+        f"{verdict.get('mean_threshold', 0):.0f} on slides like the training ones): the slide is "
+        f"out of {their} domain (a shift of stain, scanner or tissue)."
     )
 
 

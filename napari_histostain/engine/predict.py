@@ -375,9 +375,7 @@ def predict_slide(
             tile_logits=acc[m].logits,
             in_domain=None if ref is None else ref.in_domain(tile_domain[m]),
         )
-        if m in verdicts and not verdicts[m]["in_domain"]:
-            v = verdicts[m]
-            messages.append(f"the {MARKERS[m]} model: {domain_text(v)}")
+    messages += out_of_domain_messages(verdicts)
     domain = slide_domain(verdicts)
     return SlidePrediction(
         str(slide.path),
@@ -392,3 +390,21 @@ def predict_slide(
         domain=domain,
         domain_score=np.fmax.reduce(list(tile_domain.values())) if tile_domain else None,
     )
+
+
+def out_of_domain_messages(verdicts: dict) -> list[str]:
+    """One message per distinct out-of-domain verdict, naming the models it applies to (said
+    once for all three when they agree: "The P53, PD-L1 and Ki-67 models: ...")."""
+    by_text: dict[str, list[str]] = {}
+    for m, v in verdicts.items():
+        if not v["in_domain"]:
+            by_text.setdefault(domain_text(v, plural=True), []).append(m)
+    out = []
+    for text, markers in by_text.items():
+        names = [MARKERS[m] for m in markers]
+        if len(names) == 1:
+            text = domain_text(verdicts[markers[0]])
+            out.append(f"The {names[0]} model: {text}")
+        else:
+            out.append(f"The {', '.join(names[:-1])} and {names[-1]} models: {text}")
+    return out

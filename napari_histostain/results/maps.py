@@ -336,9 +336,14 @@ class PredictionMaps:
         return out
 
     def positive_fraction(self, marker: str, tile_threshold: float = 0.5) -> float:
-        """Tissue-weighted fraction of computed tissue tiles with positivity >= `tile_threshold`."""
-        pos = self.markers[marker].positivity
+        """Tissue-weighted fraction of computed tissue tiles with positivity >= `tile_threshold`,
+        over the tiles the call pools (out-of-domain tiles left out; NaN when none is left)."""
+        mm = self.markers[marker]
+        pos = mm.positivity
         ok = np.isfinite(pos)
+        kept = mm.kept()
+        if kept is not None:
+            ok &= kept
         w = self.tissue_fraction[ok].astype(float)
         if not ok.any() or w.sum() <= 0:
             return float("nan")

@@ -107,3 +107,18 @@ def test_wilson_interval():
     assert lo == 0 and 0.15 < hi < 0.17
     lo, hi = wilson_interval(5, 10)
     assert lo < 0.5 < hi and abs((lo + hi) / 2 - 0.5) < 1e-9
+
+
+def test_models_out_of_domain_for_the_same_reason_are_named_in_one_message():
+    from napari_histostain.engine.predict import out_of_domain_messages
+
+    far = {"in_domain": False, "tiles": 17, "in_domain_tiles": 0, "score": 1.0, "threshold": 0.2}
+    near = {**far, "in_domain_tiles": 15, "score": 2 / 17, "mean_score": 90, "mean_threshold": 80}
+    both = out_of_domain_messages({"p53": far, "pdl1": far, "ki67": dict(far)})
+    assert both == [
+        "The P53, PD-L1 and Ki-67 models: 17 of 17 tiles (100%) do not look like their training "
+        "tissue (at most 20% may): the slide is out of their domain."
+    ]
+    two = out_of_domain_messages({"p53": far, "ki67": near, "pdl1": {**far, "in_domain": True}})
+    assert two[0].startswith("The P53 model: 17 of 17 tiles") and "its domain" in two[0]
+    assert two[1].startswith("The Ki-67 model: the slide's tiles are on average farther")

@@ -152,3 +152,19 @@ def test_out_of_domain_tiles_are_grey_in_the_report(synth_slide, bundled_predict
     spread = lambda im: (im.max(-1) - im.min(-1))[changed].mean()  # noqa: E731
     assert spread(grey) < spread(plain)  # greyer where tiles are out of domain
     assert "grey" in LEGEND_DOMAIN
+
+
+def test_positive_fraction_leaves_out_of_domain_tiles_out(bundled_prediction):
+    maps = PredictionMaps.from_prediction(bundled_prediction)
+    n = len(maps)
+    pos = np.linspace(0.0, 1.0, n, dtype=np.float32)  # the upper half positive
+    maps.markers["p53"].positivity = pos
+    maps.tissue_fraction = np.ones(n, np.float32)
+    maps.set_in_domain("p53", np.arange(n), np.ones(n, bool))
+    everything = maps.positive_fraction("p53")
+    assert everything == pytest.approx(np.mean(pos >= 0.5))
+    maps.set_in_domain("p53", np.arange(n), pos < 0.5)  # the positive tiles out of domain
+    assert maps.positive_fraction("p53") == 0.0
+    maps.set_in_domain("p53", np.arange(n), np.zeros(n, bool))  # all out: nothing to report
+    assert np.isnan(maps.positive_fraction("p53"))
+    assert maps.summary()["p53"]["positive_fraction"] != everything
