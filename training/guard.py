@@ -11,7 +11,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -83,23 +82,38 @@ def fit_guard(
     ref = fit_reference(
         fit_tiles(fit_slides, seed), list(heldout_slides), fitted_on=fitted_on, seed=seed
     )
-    report: dict[str, Any] = {"domain": dict(ref.info)}
-    temperature, calibration = None, {}
+    guard = Guard(ref, None, {}, {"domain": dict(ref.info)})
     if heldout_labels is not None:
         slides, y = list(heldout_slides), np.asarray(heldout_labels, np.int64)
         if fit_labels is not None:
             slides = [*fit_slides, *slides]
             y = np.concatenate([np.asarray(fit_labels, np.int64), y])
-        logits = in_domain_logits(model, ref, slides)
-        fitted = fit_calibration(logits, y, method, positive_class)
-        temperature = fitted["temperature"]
-        report["calibration"] = {
-            **{k: v for k, v in fitted.items()},
-            **calibration_metrics(logits, y, fitted, positive_class),
-            "note": "measured on the cases the calibration was fitted on",
-        }
-        calibration = calibration_summary(fitted, fitted_on, len(y))
-    return Guard(ref, temperature, calibration, report)
+        calibrate_guard(model, guard, slides, y, fitted_on, method, positive_class)
+    return guard
+
+
+def calibrate_guard(
+    model,
+    guard: Guard,
+    slides: Sequence[np.ndarray],
+    labels: np.ndarray,
+    fitted_on: str,
+    method: str = METHOD,
+    positive_class: int = 1,
+) -> Guard:
+    """Fit (or refit) `guard`'s calibration on `slides` pooled as `predict_slide` pools them under
+    its reference; the report measures it on those same cases."""
+    y = np.asarray(labels, np.int64)
+    logits = in_domain_logits(model, guard.reference, slides)
+    fitted = fit_calibration(logits, y, method, positive_class)
+    guard.temperature = fitted["temperature"]
+    guard.report["calibration"] = {
+        **fitted,
+        **calibration_metrics(logits, y, fitted, positive_class),
+        "note": "measured on the cases the calibration was fitted on",
+    }
+    guard.calibration = calibration_summary(fitted, fitted_on, len(y))
+    return guard
 
 
 def apply_guard(cfg, guard: Guard):
@@ -163,10 +177,12 @@ def add_domain(
     calibrate: bool = True,
     seed: int = 0,
     method: str = METHOD,
+    calibrate_on_all: bool = False,
 ) -> dict:
     """Fit and store (in `cfg`) a guard from the cached H&E slides of a manifest's cases for the
     model's marker, split by case (seeded) into fitting, held-out and kept-back cases; return what
-    was measured (the kept-back cases' false-flag rate with a Wilson 95 % CI, and calibration)."""
+    was measured (the kept-back cases' false-flag rate with a Wilson 95 % CI, and calibration).
+    With `calibrate_on_all` the calibration is fitted on every case, the kept-back ones too."""
     from napari_histostain.engine.domain import wilson_interval
     from napari_histostain.errors import HistostainError
 
@@ -199,7 +215,7 @@ def add_domain(
         labels[held_i] if calibrate else None,
         fitted_on=f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the "
         "thresholds"
-        + (f"; all {len(fit_i) + len(held_i)} fit the {method} calibration" if calibrate else ""),
+        + (f"; all {len(fit_i) + len(held_i)} fit the calibration" if calibrate else ""),
         seed=seed,
         positive_class=cfg.positive_class,
         fit_labels=labels[fit_i] if calibrate else None,
@@ -212,7 +228,20 @@ def add_domain(
         flagged = sum(not ref.verdict(ref.score(f))["in_domain"] for f in kept)
         lo, hi = wilson_interval(flagged, len(kept))
         check = {"slides": len(kept), "flagged": int(flagged), "rate_ci95_wilson": [lo, hi]}
-        if guard.temperature is not None:
+        if calibrate and calibrate_on_all:
+            calibrate_guard(
+                model,
+                guard,
+                feats,
+                labels,
+                f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the "
+                f"thresholds, {len(kept)} kept back to measure the false-flag rate; all "
+                f"{len(feats)} fit the calibration",
+                method,
+                cfg.positive_class,
+            )
+            report["calibration"] = guard.report["calibration"]
+        elif guard.temperature is not None:
             logits = in_domain_logits(model, ref, kept)
             check["calibration"] = calibration_metrics(
                 logits, labels[kept_i], guard.calibration, cfg.positive_class

@@ -44,10 +44,17 @@ def register(subparsers) -> None:
     p.add_argument("--no-calibration", action="store_true", help="store the domain reference only")
     p.add_argument(
         "--calibration",
-        choices=("temperature", "platt"),
-        default="temperature",
-        help="temperature scaling (one parameter) or Platt scaling (temperature and a bias on the "
-        "positive class: also corrects a shift in the rate of positives); default temperature",
+        choices=("temperature", "platt", "auto"),
+        default="auto",
+        help="temperature scaling (one parameter), Platt scaling (temperature and a bias on the "
+        "positive class: also corrects a shift in the rate of positives) or auto: the one with the "
+        "lower cross-validated log-loss on the calibration cases (default auto)",
+    )
+    p.add_argument(
+        "--calibrate-on-all",
+        action="store_true",
+        help="fit the calibration on every case, the kept-back ones too (they then measure only "
+        "the false-flag rate; measure the calibration on another cohort)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the case split (default 0)")
     p.set_defaults(func=run)
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibration,
         seed=args.seed,
         method=args.calibration,
+        calibrate_on_all=args.calibrate_on_all,
     )
     save_model_file(out, net, cfg)
     print(json.dumps(report, indent=2))

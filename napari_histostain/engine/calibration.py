@@ -19,6 +19,10 @@ import numpy as np
 METHOD = "temperature"
 #: calibration methods: temperature (T) or Platt (T and a positive-class bias)
 METHODS = ("temperature", "platt")
+#: choose between `METHODS` by cross-validated log-loss on the calibration cases
+AUTO = "auto"
+#: folds and repeats of that cross-validation
+CV_FOLDS, CV_REPEATS = 10, 20
 #: the temperatures searched (log scale)
 T_RANGE = (0.05, 20.0)
 #: the largest bias searched (log-odds)
@@ -90,13 +94,62 @@ def fit_calibration(
     logits: np.ndarray, labels: np.ndarray, method: str = METHOD, positive_class: int = 1
 ) -> dict:
     """{"method", "temperature", "bias"} fitted on held-out `logits` and `labels` (`METHODS`)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown calibration method {method!r}; use one of {METHODS}")
+    if method not in (*METHODS, AUTO):
+        raise ValueError(f"unknown calibration method {method!r}; use one of {(*METHODS, AUTO)}")
+    if method == AUTO:
+        scores = {m: cross_validated_log_loss(logits, labels, m, positive_class) for m in METHODS}
+        chosen = min(METHODS, key=lambda m: scores[m])
+        return {
+            **fit_calibration(logits, labels, chosen, positive_class),
+            "chosen_by": f"{CV_FOLDS}-fold cross-validated log-loss ({CV_REPEATS} repeats) on "
+            f"{len(labels)} cases",
+            "cv_log_loss": {m: round(v, 4) for m, v in scores.items()},
+        }
     if method == "platt":
         t, b = fit_platt(logits, labels, positive_class)
     else:
         t, b = fit_temperature(logits, labels), 0.0
     return {"method": method, "temperature": t, "bias": b}
+
+
+def cross_validated_log_loss(
+    logits: np.ndarray, labels: np.ndarray, method: str, positive_class: int = 1, seed: int = 0
+) -> float:
+    """Mean held-out log-loss of `method` fitted on the other folds, over `CV_REPEATS` seeded
+    `CV_FOLDS`-fold splits of (N, C) `logits` and `labels`."""
+    z, y = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
+    folds = min(CV_FOLDS, len(y))
+    if folds < 2:
+        raise ValueError("choosing a calibration needs at least 2 cases")
+    losses = []
+    for r in range(CV_REPEATS):
+        order = np.random.default_rng(seed + r).permutation(len(y))
+        probs = np.zeros(z.shape)
+        for k in range(folds):
+            test = order[k::folds]
+            train = np.setdiff1d(order, test)
+            probs[test] = calibrate(
+                z[test], fit_calibration(z[train], y[train], method, positive_class), positive_class
+            )
+        losses.append(log_loss(probs, y))
+    return float(np.mean(losses))
+
+
+def ece_if_calibrated(
+    prob_positive: np.ndarray, observed: float, draws: int = 2000, seed: int = 0
+) -> dict:
+    """What a perfectly calibrated model with these probabilities would show as ECE on as many
+    cases (labels drawn from the probabilities themselves; consistency resampling, Broecker and
+    Smith 2007): the median and 95th percentile of its ECE, and the share of draws at least as
+    large as `observed` (a p-value of "the model is calibrated")."""
+    p = np.asarray(prob_positive, np.float64)
+    rng = np.random.default_rng(seed)
+    null = np.array([expected_calibration_error(p, rng.random(len(p)) < p) for _ in range(draws)])
+    return {
+        "median": float(np.median(null)),
+        "p95": float(np.quantile(null, 0.95)),
+        "p_value": float((null >= observed).mean()),
+    }
 
 
 def calibrate(
@@ -155,6 +208,9 @@ def calibration_summary(fitted: Mapping, fitted_on: str, cases: int) -> dict:
     }
     if fitted.get("bias"):
         out["bias"] = float(fitted["bias"])
+    for key in ("chosen_by", "cv_log_loss"):
+        if key in fitted:
+            out[key] = fitted[key]
     return out
 
 

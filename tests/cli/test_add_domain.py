@@ -84,3 +84,21 @@ def test_add_domain_refuses_a_cache_of_another_encoder(cohort, tmp_path, capsys)
     assert main([*args, "--cache", str(d / "cache"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "synthetic-32 embeddings" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_add_domain_chooses_the_calibration_and_can_fit_it_on_every_case(cohort, tmp_path, capsys):
+    d, _ = cohort
+    net, cfg = seeded_model("ki67", in_dim=32, encoder_id="synthetic-32")
+    cfg.training = {"label_values": ["0", "1"]}
+    model = save_model_file(tmp_path / "m.pt", net, cfg)
+    common = ["--manifest", str(d / "manifest.csv"), "--cache", str(d / "cache")]
+    out = tmp_path / "all.pt"
+    args = ["add-domain", str(model), *common, "--out", str(out), "--keep-back", "0.3"]
+    assert main([*args, "--calibrate-on-all"]) == 0  # --calibration auto is the default
+    report = json.loads(capsys.readouterr().out.rsplit("}", 1)[0] + "}")
+    assert report["kept_back"]["slides"] == 19 and "calibration" not in report["kept_back"]
+    _, new = load_model_file(out)
+    cal = new.calibration
+    assert cal["cases"] == 64 and "all 64 fit the calibration" in cal["fitted_on"]
+    assert cal["method"] in ("temperature", "platt") and "cross-validated" in cal["chosen_by"]
+    assert cal["method"] == min(cal["cv_log_loss"], key=cal["cv_log_loss"].get)

@@ -83,3 +83,33 @@ def test_calibration_is_stored_and_checked():
         ModelConfig.from_dict({**cfg.to_dict(), "calibration": {"temperature": -1}})
     with pytest.raises(ModelFileError, match="bias"):
         ModelConfig.from_dict({**cfg.to_dict(), "calibration": {"temperature": 1, "bias": "x"}})
+
+
+def test_auto_picks_platt_for_a_shift_and_temperature_when_none_is_needed():
+    from napari_histostain.engine.calibration import cross_validated_log_loss
+
+    shifted, y = _cases(600, 2.0, b_true=-1.5)
+    auto = fit_calibration(shifted, y, "auto")
+    assert auto["method"] == "platt" and auto["bias"] < -1.0
+    assert auto["cv_log_loss"]["platt"] < auto["cv_log_loss"]["temperature"]
+    assert auto["cv_log_loss"]["platt"] == pytest.approx(
+        cross_validated_log_loss(shifted, y, "platt"), abs=1e-4
+    )
+    plain, y2 = _cases(600, 2.0, seed=3)
+    assert fit_calibration(plain, y2, "auto")["method"] == "temperature"  # a bias only adds noise
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        fit_calibration(plain, y2, "isotonic")
+
+
+def test_ece_of_a_calibrated_model_has_a_floor_that_the_check_accounts_for():
+    from napari_histostain.engine.calibration import ece_if_calibrated
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.95, 300)
+    y = rng.random(300) < p  # perfectly calibrated, 300 cases
+    ece = expected_calibration_error(p, y)
+    null = ece_if_calibrated(p, ece, draws=500)
+    assert 0.03 < null["median"] < 0.08 and null["p95"] > null["median"]  # not near 0 at n = 300
+    assert null["p_value"] > 0.05  # consistent with being calibrated
+    biased = ece_if_calibrated(p, expected_calibration_error(p, rng.random(300) < p * 0.6), 500)
+    assert biased["p_value"] < 0.01  # a model 40 % too confident about positives is caught
