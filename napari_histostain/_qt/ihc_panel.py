@@ -414,7 +414,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
                 f"Measuring {MARKERS[marker]} ({scope}): {state['done']} of "
                 f"{state['total']} tiles..."
             )
-            if self._progress is not None:  # last: napari's update may process events
+            if self._progress is not None:
                 ticks.add(1)
 
         def on_return(result) -> None:

@@ -32,6 +32,7 @@ class OverlayView:
     overlays: OverlayLayers
     outline: TileOutline
     legend: ColourLegend
+    colorbar_box: Any
     results: ResultsPanel
     tile_table: TileTable
     timing: GuiTiming
@@ -58,8 +59,9 @@ class OverlayView:
         self.overlays.make_one(maps, shown, "positivity", **kw)
         self._layers_for = maps
         rest = [(m, k) for m in markers for k in KINDS if (m, k) != (shown, "positivity")]
-        # napari's colour bar (about 80 ms to build, more to draw its labels) gets its own turn too
-        self._layer_queue = [(maps, shown, "colorbar", kw)] + [(maps, m, k, kw) for m, k in rest]
+        self._layer_queue = [(maps, m, k, kw) for m, k in rest]
+        if self.colorbar_box.isChecked():  # napari's colour bar: its own turn (slow to build)
+            self._layer_queue.insert(0, (maps, shown, "colorbar", kw))
         QTimer.singleShot(0, self._make_next_layer)
         self.show_combo.blockSignals(True)
         self.show_combo.clear()
@@ -128,8 +130,14 @@ class OverlayView:
         if i >= 0 and i != self.show_combo.currentIndex():
             self.show_combo.setCurrentIndex(i)  # calls back here
             return
-        layer = self.overlays.show_only(marker, colorbar=colorbar)
+        layer = self.overlays.show_only(marker, colorbar=colorbar and self.colorbar_box.isChecked())
         self._update_legend(layer)
+
+    def _on_colorbar_toggled(self, on: bool) -> None:
+        """napari's colour bar on the canvas, or only the widget's legend (the default: the bar's
+        labels are drawn again with every frame, about 40 ms a frame with software OpenGL)."""
+        if self.shown_marker is not None:
+            self.overlays.show_only(self.shown_marker, colorbar=on)
 
     def _on_show_choice(self, index: int) -> None:
         m = self.show_combo.itemData(index)

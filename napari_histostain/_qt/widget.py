@@ -233,6 +233,13 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self.cmap_combo.setCurrentText(DEFAULT_COLORMAPS["positivity"])
         self.cmap_combo.currentTextChanged.connect(self._on_colormap)
         disp.addRow("Colormap", self.cmap_combo)
+        self.colorbar_box = QCheckBox("Colour bar on the canvas")
+        self.colorbar_box.setToolTip(
+            "napari's colour bar over the image too (the legend above gives the same range and\n"
+            "meaning; on the canvas it is redrawn with every frame, which slows panning)."
+        )
+        self.colorbar_box.toggled.connect(self._on_colorbar_toggled)
+        disp.addRow("", self.colorbar_box)
         self.side_box = QCheckBox("Side by side with the IHC slide")
         self.side_box.setToolTip(
             "H&E with the predicted maps left, the IHC slide (chosen under Observed IHC) with its\n"
@@ -681,20 +688,27 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         assert self.predictor is not None
         self._cancel = event = self._stopper.new_cancel()
         n = len(self.predictor.grid)
-        with self.timing.timed("progress bar"):
-            # a short name: a long one pushes the activity dock's Cancel button out of view
-            self._progress = cancelable_progress(
-                total=n, desc="HistoStain", cancel_callback=self.cancel
-            )
-        pbar = self._progress
-        ticks = ThrottledProgress(pbar)
+        ticks = ThrottledProgress()
+        bar: dict[str, Any] = {}  # the activity dock's bar, made in the next event-loop turn
+
+        def make_progress() -> None:
+            # its own turn: napari builds the bar and processes events (a redraw) while doing so
+            if not self._is_current(worker):
+                return
+            with self.timing.timed("progress bar"):
+                # a short name: a long one pushes the activity dock's Cancel button out of view
+                self._progress = bar["p"] = cancelable_progress(
+                    total=n, desc="HistoStain", cancel_callback=self.cancel
+                )
+                ticks.attach(self._progress)
 
         worker = create_worker(
             tracked(whole_slide, self._stopper.runs),
             self.predictor,
             event,
             self.batch_size,
-            lambda: pbar.is_canceled,  # the activity dock's Cancel also sets `is_canceled`
+            # the activity dock's Cancel sets `is_canceled` only
+            lambda: "p" in bar and bar["p"].is_canceled,
             self.results.force_call,
             _ignore_errors=True,
         )
@@ -711,9 +725,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
                 self.stream_updates += 1
                 self._message(f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles...")
                 self._schedule_refresh()
-                # last: napari's progress update processes events, so the run may end inside it
-                if self._progress is not None:
-                    ticks.add(len(idx))
+                ticks.add(len(idx))
 
         def on_return(prediction) -> None:
             if not self._is_current(worker):
@@ -748,6 +760,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self._whole_worker = worker
         self._whole_total = n
         worker.start()
+        QTimer.singleShot(0, make_progress)
 
     def _is_current(self, worker) -> bool:
         """Whether `worker` is the running whole-slide worker and the widget is still there."""
