@@ -445,11 +445,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self._t_click = time.perf_counter()
         then = self._start_whole if self.mode == WHOLE else self._start_live
         if self.predictor is not None and key == self._predictor_key:
-            if self._layers_for is not self.predictor.maps:
-                with self.timing.timed("make layers"):
-                    self._make_layers()
-                    self._update_panel()
-            then()
+            self._show_layers_then(then)
             return
         if self._setup_worker is not None and key == self._setup_key:
             self._setup_then = then  # being prepared ahead: go on when it is ready
@@ -481,6 +477,18 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
     def _schedule_prefetch(self, *args) -> None:
         if not self._stopper.closed.is_set():
             self._prefetch_timer.start()
+
+    def _show_layers_then(self, then) -> None:
+        """Make the overlay layers (when not yet for these maps), then start `then`. A whole-slide
+        run's progress bar comes first: napari processes events while building it, and before the
+        layers change there is no canvas redraw for it to run inside this handler."""
+        if then == self._start_whole:
+            self._open_progress()
+        if self._layers_for is not self.predictor.maps:
+            with self.timing.timed("make layers"):
+                self._make_layers()
+                self._update_panel()
+        then()
 
     def _start_setup(self, key: tuple, then) -> None:
         from napari.qt.threading import create_worker
@@ -522,10 +530,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
             self.timing.marks["setup_s"] = time.perf_counter() - t0
             if then is None:  # prepared ahead: the layers come with Predict
                 return
-            with self.timing.timed("make layers"):
-                self._make_layers()
-                self._update_panel()
-            then()
+            self._show_layers_then(then)
 
         def failed(exc: BaseException) -> None:
             if self._setup_worker is worker and not self._stopper.closed.is_set():
@@ -683,32 +688,19 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
     # -- whole slide ---------------------------------------------------------------------------
     def _start_whole(self) -> None:
         from napari.qt.threading import create_worker
-        from napari.utils import cancelable_progress
 
         assert self.predictor is not None
         self._cancel = event = self._stopper.new_cancel()
         n = len(self.predictor.grid)
-        ticks = ThrottledProgress()
-        bar: dict[str, Any] = {}  # the activity dock's bar, made in the next event-loop turn
-
-        def make_progress() -> None:
-            # its own turn: napari builds the bar and processes events (a redraw) while doing so
-            if not self._is_current(worker):
-                return
-            with self.timing.timed("progress bar"):
-                # a short name: a long one pushes the activity dock's Cancel button out of view
-                self._progress = bar["p"] = cancelable_progress(
-                    total=n, desc="HistoStain", cancel_callback=self.cancel
-                )
-                ticks.attach(self._progress)
+        pbar = self._open_progress()
+        ticks = ThrottledProgress(pbar)
 
         worker = create_worker(
             tracked(whole_slide, self._stopper.runs),
             self.predictor,
             event,
             self.batch_size,
-            # the activity dock's Cancel sets `is_canceled` only
-            lambda: "p" in bar and bar["p"].is_canceled,
+            lambda: pbar.is_canceled,  # the activity dock's Cancel sets `is_canceled` only
             self.results.force_call,
             _ignore_errors=True,
         )
@@ -760,7 +752,18 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self._whole_worker = worker
         self._whole_total = n
         worker.start()
-        QTimer.singleShot(0, make_progress)
+
+    def _open_progress(self):
+        """The whole-slide run's progress bar in napari's activity dock (made once per run)."""
+        from napari.utils import cancelable_progress
+
+        if self._progress is None:
+            with self.timing.timed("progress bar"):
+                # a short name: a long one pushes the activity dock's Cancel button out of view
+                self._progress = cancelable_progress(
+                    total=len(self.predictor.grid), desc="HistoStain", cancel_callback=self.cancel
+                )
+        return self._progress
 
     def _is_current(self, worker) -> bool:
         """Whether `worker` is the running whole-slide worker and the widget is still there."""
