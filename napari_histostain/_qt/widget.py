@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -26,7 +26,6 @@ from qtpy.QtWidgets import (
     QLayout,
     QPushButton,
     QScrollArea,
-    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -35,9 +34,8 @@ from qtpy.QtWidgets import (
 from ..engine.region_predictor import BUNDLED, RegionPredictor, WidgetError
 from ..errors import HistostainError
 from ..markers import MARKERS
-from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
 from .annotations_panel import AnnotationsPanel
-from .display import ColourLegend, TileOutline, TileTable
+from .display import TileOutline
 from .gui_timing import GuiTiming
 from .ihc_panel import ObservedIHCPanel
 from .mode import VISIBLE, WHOLE, ModeAndStatus
@@ -207,63 +205,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self.results = ResultsPanel()
         lay.addWidget(self.results)
         rl = lay
-        disp = QFormLayout()
-        self.show_combo = QComboBox()
-        self.show_combo.setToolTip("The marker whose positivity map is shown (one at a time).")
-        self.show_combo.currentIndexChanged.connect(self._on_show_choice)
-        disp.addRow("Show", self.show_combo)
-        self.legend = ColourLegend()
-        disp.addRow(self.legend)
-        self.threshold_spin = QDoubleSpinBox()
-        self.threshold_spin.setRange(0.0, 1.0)
-        self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setValue(0.5)
-        self.threshold_spin.setToolTip(
-            "Tile positivity counted as positive tissue (and in exports)."
-        )
-        self.threshold_spin.valueChanged.connect(self._on_threshold)
-        disp.addRow("Tile threshold", self.threshold_spin)
-        self.opacity_slider = QSlider(Qt.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setValue(60)
-        self.opacity_slider.valueChanged.connect(self._on_opacity)
-        disp.addRow("Opacity", self.opacity_slider)
-        self.cmap_combo = QComboBox()
-        self.cmap_combo.addItems(COLORMAP_CHOICES)
-        self.cmap_combo.setCurrentText(DEFAULT_COLORMAPS["positivity"])
-        self.cmap_combo.currentTextChanged.connect(self._on_colormap)
-        disp.addRow("Colormap", self.cmap_combo)
-        self.colorbar_box = QCheckBox("Colour bar on the canvas")
-        self.colorbar_box.setToolTip(
-            "napari's colour bar over the image too (the legend above gives the same range and\n"
-            "meaning; on the canvas it is redrawn with every frame, which slows panning)."
-        )
-        self.colorbar_box.toggled.connect(self._on_colorbar_toggled)
-        disp.addRow("", self.colorbar_box)
-        self.side_box = QCheckBox("Side by side with the IHC slide")
-        self.side_box.setToolTip(
-            "H&E with the predicted maps left, the IHC slide (chosen under Observed IHC) with its\n"
-            "observed map right, in napari's grid mode: one camera, so pan and zoom are linked."
-        )
-        self.side_box.toggled.connect(self.set_side_by_side)
-        disp.addRow("", self.side_box)
-        self.align_box = QCheckBox("Align sections")
-        self.align_box.setToolTip(
-            "Lay the IHC slide onto the H&E by a rigid transform (rotation + shift) found from both\n"
-            "tissue masks (kept as the IHC layer's affine; computed in the background)."
-        )
-        self.align_box.toggled.connect(self.set_aligned)
-        disp.addRow("", self.align_box)
-        self.tissue_box = QCheckBox("Tissue mask layer")
-        self.tissue_box.toggled.connect(self._on_tissue_toggled)
-        disp.addRow("", self.tissue_box)
-        rl.addLayout(disp)
-        tiles_label = QLabel("<b>Tiles</b> (click a row to go there; a header sorts)")
-        tiles_label.setWordWrap(True)
-        rl.addWidget(tiles_label)
-        self.tile_table = TileTable()
-        self.tile_table.tile_clicked.connect(self.go_to_tile)
-        rl.addWidget(self.tile_table)
+        self._build_display(rl)
         self.export_button = QPushButton("Export...")
         self.export_button.setToolTip(
             "QuPath GeoJSON, CSV tile table, heatmap OME-TIFFs and a slide report (JSON + PNG)."
