@@ -19,9 +19,11 @@ and a split (imports, napari's unit registry, reading pixels, this project's cod
 layer, napari's progress bar, painting); `--profile-stalls` lists every stall with its most
 frequent stack. On a 2-core machine with software OpenGL (Xvfb + llvmpipe) the GUI thread paints
 the canvas itself: one redraw costs about as much as the 100 ms target, adding a layer more, and
-napari's progress bar processes events (a nested redraw) on every update, so phases that change
+building napari's activity-dock progress bar processes events (a redraw), so phases that change
 what is shown stall for those calls (napari / vispy, named in the output), not for this project's
-code (listed separately).
+code (listed separately). The widget sets the bar's value without napari's event processing
+(`_qt/throttle.py`). The machine is shared: compare versions in alternating runs and note the load
+(`uptime`).
 
 Usage: xvfb-run -a python benchmarks/bench_widget.py [--size 6144] [--model ki67=PATH]
        [--profile-stalls]  (NAPARI_ASYNC=1 for napari's experimental async slicing)

@@ -106,6 +106,7 @@ def main(out_dir: str = "docs/images") -> list[Path]:
     widget.run()
     _wait(lambda: not widget.busy)
     widget.set_shown_marker("ki67")  # one marker at a time, with its colour bar
+    widget.colorbar_box.setChecked(True)  # napari's colour bar on the canvas (off by default)
     g = widget.predictor.grid
     widget.show_tile_at(g.centres_um()[len(g) // 2])
     _wait(lambda: True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -414,15 +414,27 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
                 f"Measuring {MARKERS[marker]} ({scope}): {state['done']} of "
                 f"{state['total']} tiles..."
             )
-            if self._progress is not None:  # last: napari's update may process events
+            if self._progress is not None:
                 ticks.add(1)
 
         def on_return(result) -> None:
             if worker is not self._worker:
                 return
-            self._finish()
+            self._close_progress()
             result, points = result
-            self.show_result(result, scope, points)
+            steps = self._result_steps(result, scope, points)
+
+            def next_step() -> None:
+                # one layer per event-loop turn (each new napari layer takes 100s of ms to add
+                # and draw first); busy until the last is shown
+                if worker is not self._worker:
+                    return  # closed meanwhile
+                if next(steps, None) is None:
+                    self._finish()
+                else:
+                    QTimer.singleShot(0, next_step)
+
+            next_step()
 
         def on_error(exc: BaseException) -> None:
             from ..ihc import IHCCancelled
@@ -462,10 +474,13 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     def _finish(self) -> None:
         self._worker = None
+        self._close_progress()
+        self._set_running(False)
+
+    def _close_progress(self) -> None:
         if self._progress is not None:
             self._progress.close()
             self._progress = None
-        self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         self.measure_button.setEnabled(not running)
@@ -493,6 +508,12 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     def show_result(self, result, scope: str = "whole slide", points=None) -> None:
         """Overlay an `IHCResult` (observed heatmap, nuclei) and show its values in the panel."""
+        for _ in self._result_steps(result, scope, points):
+            pass
+
+    def _result_steps(self, result, scope: str, points=None):
+        """`show_result` in steps (a generator): the map and the values, the nuclei, the hot spot,
+        then the active layer; the caller may run one step per event-loop turn."""
         from ..ihc.reporting import add_reported_scores
         from ..plugin.layers import overlay_layer_kwargs
         from ..results.maps import PredictionMaps
@@ -518,26 +539,28 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
             heat = self._put_layer(
                 name, lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw)
             )
-        if self.nuclei_box.isChecked():
-            self._show_nuclei(result, points)
-        else:
-            self._remove_ours(nuclei_name(marker))
         add_reported_scores(result, self.report_options)
-        self._remove_ours(hotspot_name(marker))
-        show_hotspot(self.viewer, result, self._put_layer, OBSERVED_KEY)
         self.result, self.maps, self.scope = result, maps, scope
-        self.viewer.layers.selection.active = heat
         n_tiles = len(done)
         self._message(
             f"{MARKERS[marker]} measured over the {scope}: {n_tiles} tiles with nuclei. "
             + " ".join(result.messages)
         )
         self._show_summary(s, marker, scope)
+        yield True
+        if self.nuclei_box.isChecked():
+            self._show_nuclei(result, points)
+        else:
+            self._remove_ours(nuclei_name(marker))
+        yield True
+        self._remove_ours(hotspot_name(marker))
+        show_hotspot(self.viewer, result, self._put_layer, OBSERVED_KEY)
+        yield True
         name = nuclei_name(marker)
         points = self.viewer.layers[name] if name in self.viewer.layers else None
         self.corrections_box.attach(result, points)
-        if points is not None:  # clicks go to the active layer
-            self.viewer.layers.selection.active = points
+        # clicks go to the active layer: the nuclei (to re-class them), else the map
+        self.viewer.layers.selection.active = points if points is not None else heat
 
     def show_corrected(self, result) -> None:
         """Show a re-scored `result` of the same nuclei (`CorrectionsBox`): table, map, hot spot."""

@@ -2,7 +2,8 @@
 
 `OverlayView` is a mixin of `PredictionWidget`: the overlay layers (the shown marker's now, the
 others one per event-loop turn), their throttled redraws while tiles stream in, one marker shown at
-a time with its colour legend, the results panel, the tissue mask and the clicked tile's outline.
+a time with its colour legend, the results panel, the tissue mask and the clicked tile's outline;
+and the display controls that drive them (`_build_display`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,18 @@ import time
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSlider,
+)
 
 from ..markers import MARKERS
+from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
 from ..results.maps import KINDS
 from .display import ColourLegend, TileOutline, TileTable, tile_box_um
 from .gui_timing import GuiTiming
@@ -32,6 +42,7 @@ class OverlayView:
     overlays: OverlayLayers
     outline: TileOutline
     legend: ColourLegend
+    colorbar_box: Any
     results: ResultsPanel
     tile_table: TileTable
     timing: GuiTiming
@@ -42,6 +53,67 @@ class OverlayView:
     _refresh_timer: QTimer
     _layer_queue: list
     _layers_for: Any
+
+    def _build_display(self, rl: Any) -> None:
+        """The display controls under the results: shown marker, legend, threshold, opacity,
+        colormap, colour bar, side by side, alignment, tissue mask; then the tile table."""
+        disp = QFormLayout()
+        self.show_combo = QComboBox()
+        self.show_combo.setToolTip("The marker whose positivity map is shown (one at a time).")
+        self.show_combo.currentIndexChanged.connect(self._on_show_choice)
+        disp.addRow("Show", self.show_combo)
+        self.legend = ColourLegend()
+        disp.addRow(self.legend)
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setValue(0.5)
+        self.threshold_spin.setToolTip(
+            "Tile positivity counted as positive tissue (and in exports)."
+        )
+        self.threshold_spin.valueChanged.connect(self._on_threshold)
+        disp.addRow("Tile threshold", self.threshold_spin)
+        self.opacity_slider = QSlider(Qt.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(60)
+        self.opacity_slider.valueChanged.connect(self._on_opacity)
+        disp.addRow("Opacity", self.opacity_slider)
+        self.cmap_combo = QComboBox()
+        self.cmap_combo.addItems(COLORMAP_CHOICES)
+        self.cmap_combo.setCurrentText(DEFAULT_COLORMAPS["positivity"])
+        self.cmap_combo.currentTextChanged.connect(self._on_colormap)
+        disp.addRow("Colormap", self.cmap_combo)
+        self.colorbar_box = QCheckBox("Colour bar on the canvas")
+        self.colorbar_box.setToolTip(
+            "napari's colour bar over the image too (the legend above gives the same range and\n"
+            "meaning; on the canvas it is redrawn with every frame, which slows panning)."
+        )
+        self.colorbar_box.toggled.connect(self._on_colorbar_toggled)
+        disp.addRow("", self.colorbar_box)
+        self.side_box = QCheckBox("Side by side with the IHC slide")
+        self.side_box.setToolTip(
+            "H&E with the predicted maps left, the IHC slide (chosen under Observed IHC) with its\n"
+            "observed map right, in napari's grid mode: one camera, so pan and zoom are linked."
+        )
+        self.side_box.toggled.connect(self.set_side_by_side)
+        disp.addRow("", self.side_box)
+        self.align_box = QCheckBox("Align sections")
+        self.align_box.setToolTip(
+            "Lay the IHC slide onto the H&E by a rigid transform (rotation + shift) found from both\n"
+            "tissue masks (kept as the IHC layer's affine; computed in the background)."
+        )
+        self.align_box.toggled.connect(self.set_aligned)
+        disp.addRow("", self.align_box)
+        self.tissue_box = QCheckBox("Tissue mask layer")
+        self.tissue_box.toggled.connect(self._on_tissue_toggled)
+        disp.addRow("", self.tissue_box)
+        rl.addLayout(disp)
+        tiles_label = QLabel("<b>Tiles</b> (click a row to go there; a header sorts)")
+        tiles_label.setWordWrap(True)
+        rl.addWidget(tiles_label)
+        self.tile_table = TileTable()
+        self.tile_table.tile_clicked.connect(self.go_to_tile)
+        rl.addWidget(self.tile_table)
 
     def _make_layers(self) -> None:
         """The shown marker's positivity layer now; the other overlays one per event-loop turn
@@ -58,8 +130,9 @@ class OverlayView:
         self.overlays.make_one(maps, shown, "positivity", **kw)
         self._layers_for = maps
         rest = [(m, k) for m in markers for k in KINDS if (m, k) != (shown, "positivity")]
-        # napari's colour bar (about 80 ms to build, more to draw its labels) gets its own turn too
-        self._layer_queue = [(maps, shown, "colorbar", kw)] + [(maps, m, k, kw) for m, k in rest]
+        self._layer_queue = [(maps, m, k, kw) for m, k in rest]
+        if self.colorbar_box.isChecked():  # napari's colour bar: its own turn (slow to build)
+            self._layer_queue.insert(0, (maps, shown, "colorbar", kw))
         QTimer.singleShot(0, self._make_next_layer)
         self.show_combo.blockSignals(True)
         self.show_combo.clear()
@@ -128,8 +201,14 @@ class OverlayView:
         if i >= 0 and i != self.show_combo.currentIndex():
             self.show_combo.setCurrentIndex(i)  # calls back here
             return
-        layer = self.overlays.show_only(marker, colorbar=colorbar)
+        layer = self.overlays.show_only(marker, colorbar=colorbar and self.colorbar_box.isChecked())
         self._update_legend(layer)
+
+    def _on_colorbar_toggled(self, on: bool) -> None:
+        """napari's colour bar on the canvas, or only the widget's legend (the default: the bar's
+        labels are drawn again with every frame, about 40 ms a frame with software OpenGL)."""
+        if self.shown_marker is not None:
+            self.overlays.show_only(self.shown_marker, colorbar=on)
 
     def _on_show_choice(self, index: int) -> None:
         m = self.show_combo.itemData(index)

@@ -1,8 +1,9 @@
-"""Progress-bar updates at a bounded rate: napari's bar processes Qt events (and repaints the canvas)
-on every update, so updating it per tile freezes the GUI."""
+"""Progress in napari's activity dock without freezing the GUI: updates at a bounded rate, and
+shown without the event processing napari's Qt bar does on every value."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -10,14 +11,55 @@ from typing import Any
 PROGRESS_INTERVAL_S = 0.5
 
 
-class ThrottledProgress:
-    """Counts steps; passes them to the napari `progress` at most every `interval` seconds."""
+def quiet_updates(pbar: Any) -> bool:
+    """Show `pbar`'s values in its activity-dock bar without processing Qt events.
 
-    def __init__(self, pbar: Any, interval: float = PROGRESS_INTERVAL_S):
-        self.pbar = pbar
+    napari's Qt progress bar calls `QApplication.processEvents()` on every value: inside the handler
+    that counts tiles this runs a nested canvas redraw (with software OpenGL about as long as a
+    100 ms frame) and whatever else is queued, so that handler's stall is its own work plus a redraw.
+    The bar's value is set directly instead; the redraw then comes in its own event-loop turn.
+    Returns whether the bar was found (not when napari runs without Qt).
+    """
+    try:
+        from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
+        from qtpy.QtWidgets import QApplication
+    except ImportError:  # pragma: no cover - napari without Qt
+        return False
+    app = QApplication.instance()
+    if pbar is None or app is None:
+        return False
+    for w in app.allWidgets():
+        if isinstance(w, QtLabeledProgressBar) and w.progress is pbar:
+            bar = w.qt_progress_bar
+
+            def show(event, bar=bar) -> None:
+                with contextlib.suppress(RuntimeError):  # the bar was deleted (viewer closed)
+                    bar.setValue(event.value)
+
+            pbar.events.value.disconnect(w._set_value)
+            pbar.events.value.connect(show)
+            return True
+    return False
+
+
+class ThrottledProgress:
+    """Counts steps; passes them to the napari `progress` at most every `interval` seconds.
+
+    `pbar` may come later (`attach`): steps counted before are sent with the next update.
+    """
+
+    def __init__(self, pbar: Any = None, interval: float = PROGRESS_INTERVAL_S):
+        self.pbar: Any = None
         self.interval = interval
         self.pending = 0
         self.sent_at = 0.0
+        self.attach(pbar)
+
+    def attach(self, pbar: Any) -> None:
+        """Update `pbar` from now on (its activity-dock bar without event processing)."""
+        self.pbar = pbar
+        if pbar is not None:
+            quiet_updates(pbar)
 
     def add(self, n: int) -> None:
         self.pending += int(n)

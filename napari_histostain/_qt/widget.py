@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -26,7 +26,6 @@ from qtpy.QtWidgets import (
     QLayout,
     QPushButton,
     QScrollArea,
-    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -35,9 +34,8 @@ from qtpy.QtWidgets import (
 from ..engine.region_predictor import BUNDLED, RegionPredictor, WidgetError
 from ..errors import HistostainError
 from ..markers import MARKERS
-from ..plugin.layers import COLORMAP_CHOICES, DEFAULT_COLORMAPS
 from .annotations_panel import AnnotationsPanel
-from .display import ColourLegend, TileOutline, TileTable
+from .display import TileOutline
 from .gui_timing import GuiTiming
 from .ihc_panel import ObservedIHCPanel
 from .mode import VISIBLE, WHOLE, ModeAndStatus
@@ -207,56 +205,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self.results = ResultsPanel()
         lay.addWidget(self.results)
         rl = lay
-        disp = QFormLayout()
-        self.show_combo = QComboBox()
-        self.show_combo.setToolTip("The marker whose positivity map is shown (one at a time).")
-        self.show_combo.currentIndexChanged.connect(self._on_show_choice)
-        disp.addRow("Show", self.show_combo)
-        self.legend = ColourLegend()
-        disp.addRow(self.legend)
-        self.threshold_spin = QDoubleSpinBox()
-        self.threshold_spin.setRange(0.0, 1.0)
-        self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setValue(0.5)
-        self.threshold_spin.setToolTip(
-            "Tile positivity counted as positive tissue (and in exports)."
-        )
-        self.threshold_spin.valueChanged.connect(self._on_threshold)
-        disp.addRow("Tile threshold", self.threshold_spin)
-        self.opacity_slider = QSlider(Qt.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setValue(60)
-        self.opacity_slider.valueChanged.connect(self._on_opacity)
-        disp.addRow("Opacity", self.opacity_slider)
-        self.cmap_combo = QComboBox()
-        self.cmap_combo.addItems(COLORMAP_CHOICES)
-        self.cmap_combo.setCurrentText(DEFAULT_COLORMAPS["positivity"])
-        self.cmap_combo.currentTextChanged.connect(self._on_colormap)
-        disp.addRow("Colormap", self.cmap_combo)
-        self.side_box = QCheckBox("Side by side with the IHC slide")
-        self.side_box.setToolTip(
-            "H&E with the predicted maps left, the IHC slide (chosen under Observed IHC) with its\n"
-            "observed map right, in napari's grid mode: one camera, so pan and zoom are linked."
-        )
-        self.side_box.toggled.connect(self.set_side_by_side)
-        disp.addRow("", self.side_box)
-        self.align_box = QCheckBox("Align sections")
-        self.align_box.setToolTip(
-            "Lay the IHC slide onto the H&E by a rigid transform (rotation + shift) found from both\n"
-            "tissue masks (kept as the IHC layer's affine; computed in the background)."
-        )
-        self.align_box.toggled.connect(self.set_aligned)
-        disp.addRow("", self.align_box)
-        self.tissue_box = QCheckBox("Tissue mask layer")
-        self.tissue_box.toggled.connect(self._on_tissue_toggled)
-        disp.addRow("", self.tissue_box)
-        rl.addLayout(disp)
-        tiles_label = QLabel("<b>Tiles</b> (click a row to go there; a header sorts)")
-        tiles_label.setWordWrap(True)
-        rl.addWidget(tiles_label)
-        self.tile_table = TileTable()
-        self.tile_table.tile_clicked.connect(self.go_to_tile)
-        rl.addWidget(self.tile_table)
+        self._build_display(rl)
         self.export_button = QPushButton("Export...")
         self.export_button.setToolTip(
             "QuPath GeoJSON, CSV tile table, heatmap OME-TIFFs and a slide report (JSON + PNG)."
@@ -438,11 +387,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self._t_click = time.perf_counter()
         then = self._start_whole if self.mode == WHOLE else self._start_live
         if self.predictor is not None and key == self._predictor_key:
-            if self._layers_for is not self.predictor.maps:
-                with self.timing.timed("make layers"):
-                    self._make_layers()
-                    self._update_panel()
-            then()
+            self._show_layers_then(then)
             return
         if self._setup_worker is not None and key == self._setup_key:
             self._setup_then = then  # being prepared ahead: go on when it is ready
@@ -474,6 +419,18 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
     def _schedule_prefetch(self, *args) -> None:
         if not self._stopper.closed.is_set():
             self._prefetch_timer.start()
+
+    def _show_layers_then(self, then) -> None:
+        """Make the overlay layers (when not yet for these maps), then start `then`. A whole-slide
+        run's progress bar comes first: napari processes events while building it, and before the
+        layers change there is no canvas redraw for it to run inside this handler."""
+        if then == self._start_whole:
+            self._open_progress()
+        if self._layers_for is not self.predictor.maps:
+            with self.timing.timed("make layers"):
+                self._make_layers()
+                self._update_panel()
+        then()
 
     def _start_setup(self, key: tuple, then) -> None:
         from napari.qt.threading import create_worker
@@ -515,10 +472,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
             self.timing.marks["setup_s"] = time.perf_counter() - t0
             if then is None:  # prepared ahead: the layers come with Predict
                 return
-            with self.timing.timed("make layers"):
-                self._make_layers()
-                self._update_panel()
-            then()
+            self._show_layers_then(then)
 
         def failed(exc: BaseException) -> None:
             if self._setup_worker is worker and not self._stopper.closed.is_set():
@@ -676,17 +630,11 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
     # -- whole slide ---------------------------------------------------------------------------
     def _start_whole(self) -> None:
         from napari.qt.threading import create_worker
-        from napari.utils import cancelable_progress
 
         assert self.predictor is not None
         self._cancel = event = self._stopper.new_cancel()
         n = len(self.predictor.grid)
-        with self.timing.timed("progress bar"):
-            # a short name: a long one pushes the activity dock's Cancel button out of view
-            self._progress = cancelable_progress(
-                total=n, desc="HistoStain", cancel_callback=self.cancel
-            )
-        pbar = self._progress
+        pbar = self._open_progress()
         ticks = ThrottledProgress(pbar)
 
         worker = create_worker(
@@ -694,7 +642,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
             self.predictor,
             event,
             self.batch_size,
-            lambda: pbar.is_canceled,  # the activity dock's Cancel also sets `is_canceled`
+            lambda: pbar.is_canceled,  # the activity dock's Cancel sets `is_canceled` only
             self.results.force_call,
             _ignore_errors=True,
         )
@@ -711,9 +659,7 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
                 self.stream_updates += 1
                 self._message(f"Whole slide: {int(self.predictor.maps.done.sum())} of {n} tiles...")
                 self._schedule_refresh()
-                # last: napari's progress update processes events, so the run may end inside it
-                if self._progress is not None:
-                    ticks.add(len(idx))
+                ticks.add(len(idx))
 
         def on_return(prediction) -> None:
             if not self._is_current(worker):
@@ -748,6 +694,18 @@ class PredictionWidget(ModeAndStatus, OverlayView, QWidget):
         self._whole_worker = worker
         self._whole_total = n
         worker.start()
+
+    def _open_progress(self):
+        """The whole-slide run's progress bar in napari's activity dock (made once per run)."""
+        from napari.utils import cancelable_progress
+
+        if self._progress is None:
+            with self.timing.timed("progress bar"):
+                # a short name: a long one pushes the activity dock's Cancel button out of view
+                self._progress = cancelable_progress(
+                    total=len(self.predictor.grid), desc="HistoStain", cancel_callback=self.cancel
+                )
+        return self._progress
 
     def _is_current(self, worker) -> bool:
         """Whether `worker` is the running whole-slide worker and the widget is still there."""

@@ -63,7 +63,7 @@ def predicted(qtbot, make_napari_viewer, he_slide, model_files):
     widget.close_session()
 
 
-def test_one_marker_shown_at_a_time_with_colour_bar_and_legend(predicted):
+def test_one_marker_shown_at_a_time_with_legend_and_optional_colour_bar(predicted):
     viewer, widget = predicted
     first = widget.predictor.markers[0]  # the first marker is shown first
     other = "ki67" if first == "p53" else "p53"
@@ -72,12 +72,18 @@ def test_one_marker_shown_at_a_time_with_colour_bar_and_legend(predicted):
     p53 = viewer.layers[f"{names[other]} positivity"]
     assert widget.shown_marker == first
     assert ki.visible and not p53.visible
+    # the range and meaning are in the widget's legend; napari's canvas colour bar (redrawn with
+    # every frame) only when asked for
+    assert not ki.colorbar.visible and not p53.colorbar.visible
+    widget.colorbar_box.setChecked(True)
     assert ki.colorbar.visible and not p53.colorbar.visible
     assert f"{names[first]} positivity" in widget.legend.text and "negative" in widget.legend.text
     assert "0.50" in widget.legend.text  # the tile threshold
     widget.show_combo.setCurrentIndex(widget.show_combo.findData(other))
     assert widget.shown_marker == other
-    assert p53.visible and not ki.visible and p53.colorbar.visible
+    assert p53.visible and not ki.visible and p53.colorbar.visible and not ki.colorbar.visible
+    widget.colorbar_box.setChecked(False)
+    assert not p53.colorbar.visible
     assert f"{names[other]} positivity" in widget.legend.text
     # the legend bar is drawn from the layer's colormap: its ends are the colormap's ends
     lo, hi = (np.asarray(p53.colormap.map(np.array([v]))[0][:3]) * 255 for v in (0.0, 1.0))
