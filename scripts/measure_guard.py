@@ -4,7 +4,8 @@
 Per marker: H&E slides flagged out of domain (with a Wilson 95 % CI) and, on the cases' labels,
 log-loss and ECE (with bootstrap 95 % CIs) of the slide probabilities before and after the stored
 calibration (temperature or Platt), the slides pooled over their in-domain tiles as
-`predict_slide` pools them.
+`predict_slide` pools them, beside the ECE a perfectly calibrated model would show on as many cases
+(`ece_if_calibrated`: its median and 95th percentile, and the p-value of the observed ECE).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_histostain.engine.calibration import calibrate
+from napari_histostain.engine.calibration import calibrate, ece_if_calibrated, log_loss
 from napari_histostain.engine.domain import reference_of, wilson_interval
 from napari_histostain.engine.model_files import bundled_model_path, load_model_file
 from napari_histostain.markers import MARKERS
@@ -40,6 +41,7 @@ def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
     cal = dict(cfg.calibration)
     after = calibrate(logits, cal, cfg.positive_class)
     ece = bootstrap_ci(calibration_error, labels, after, n=1000, seed=0)
+    loss = bootstrap_ci(lambda y, p: log_loss(p, y), labels, after, n=1000, seed=0)
     return {
         "marker": cfg.marker,
         "slides": len(cases),
@@ -50,6 +52,8 @@ def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
         "calibration": {k: cal.get(k) for k in ("method", "temperature", "bias")},
         **calibration_metrics(logits, labels, cal, cfg.positive_class),
         "ece_after_ci95": [ece[1], ece[2]],
+        "log_loss_after_ci95": [loss[1], loss[2]],
+        "ece_if_calibrated": ece_if_calibrated(after[:, cfg.positive_class], ece[0]),
     }
 
 

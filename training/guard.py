@@ -215,7 +215,11 @@ def add_domain(
         labels[held_i] if calibrate else None,
         fitted_on=f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the "
         "thresholds"
-        + (f"; all {len(fit_i) + len(held_i)} fit the calibration" if calibrate else ""),
+        + (
+            f"; all {len(fit_i) + len(held_i)} fit the calibration"
+            if calibrate and not calibrate_on_all
+            else ""
+        ),
         seed=seed,
         positive_class=cfg.positive_class,
         fit_labels=labels[fit_i] if calibrate else None,
