@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fields", choices=("tune", "held-out", "all"), default="all")
     ap.add_argument("--per-field", action="store_true", help="print one line per field")
     ap.add_argument(
-        "--detection", default="standard", help="nucleus detection preset (standard, real-fields)"
+        "--detection", default="auto", help="nucleus detection preset (auto, standard, real-fields)"
     )
     ap.add_argument("--all-cells", action="store_true")
     ap.add_argument("--count-stroma", action="store_true")
