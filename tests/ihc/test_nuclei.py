@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_histostain import ihc
-from napari_histostain.ihc.nuclei import quantify_tile, stained_background_od
+from napari_histostain.ihc.nuclei import ground_od, quantify_tile
 from napari_histostain.ihc.params import DETECTION_PRESETS, resolve_detection, with_detection
 from napari_histostain.ihc.stains import optical_density, standard_stains
 from napari_histostain.ihc.synthetic import render_dab
@@ -41,13 +41,13 @@ def test_unknown_detection_preset_is_a_clear_error():
     assert all(hasattr(REAL, k) for k in DETECTION_PRESETS["real-fields"])
 
 
-def test_auto_detection_reads_ki67_tiles_with_a_stained_background_as_real_fields():
+def test_auto_detection_reads_ki67_tiles_on_tissue_ground_as_real_fields():
     auto = ihc.IHCParams()
     assert auto.detection == "auto"
     real = resolve_detection(auto, "ki67", 0.25)
     assert real == replace(REAL, detection="real-fields")
-    assert resolve_detection(auto, "ki67", 0.17) == auto  # near-glass ground: standard
-    assert resolve_detection(auto, "ki67", float("nan")) == auto  # no tissue between nuclei
+    assert resolve_detection(auto, "ki67", 0.15) == auto  # cells on near-white ground: standard
+    assert resolve_detection(auto, "ki67", float("nan")) == auto  # nothing between nuclei
     assert resolve_detection(auto, "pdl1", 0.3) == auto  # only Ki-67 was checked on real cells
     assert resolve_detection(STANDARD, "ki67", 0.3) == STANDARD  # an explicit choice stands
     # settings the caller changed are kept, the others come from the preset
@@ -55,19 +55,22 @@ def test_auto_detection_reads_ki67_tiles_with_a_stained_background_as_real_field
     assert (own.seeds, own.nucleus_radius_um, own.dab_baseline) == ("blob", 5.0, "field")
 
 
-def test_stained_background_separates_rendered_cells_on_glass_from_a_real_field():
+def test_ground_between_nuclei_tells_rendered_cells_on_glass_from_a_real_field():
     from imageio.v3 import imread
 
-    rgb, _ = render_dab(448, 448, 0.5, positive_fraction=0.4, seed=3)
+    rendered, _ = render_dab(448, 448, 0.5, positive_fraction=0.4, seed=3)
     field, _ = _bcdata("bcdata-00")
+    real = np.asarray(imread(field))[..., :3]
+    padded = np.full((900, 900, 3), 255, np.uint8)  # a field smaller than a tile, padded white
+    padded[30:670, 30:670] = real
     p = ihc.IHCParams()
     values = []
-    for image, mpp in ((rgb, 0.5), (np.asarray(imread(field))[..., :3], MPP)):
-        od = optical_density(image)
-        conc = od @ standard_stains().matrix()
+    for rgb, mpp in ((rendered, 0.5), (real, MPP), (padded, MPP)):
+        conc = optical_density(rgb) @ standard_stains().matrix()
         signal = np.maximum(conc[..., 0], 0) + np.maximum(conc[..., 1], 0)
-        values.append(stained_background_od(od, signal, od.sum(axis=2) > p.tissue_od, mpp, p))
-    assert values[0] < p.real_field_background_od <= values[1]
+        values.append(ground_od(rgb, signal, mpp, p))
+    assert values[0] < p.real_field_ground_od <= values[1]
+    assert values[2] == pytest.approx(values[1], abs=0.01)  # the padding is not ground
 
 
 def test_scale_space_seeds_give_one_seed_per_large_textured_nucleus():
