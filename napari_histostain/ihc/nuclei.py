@@ -168,7 +168,7 @@ def quantify_tile(
     hema, dab = np.maximum(conc[..., 0], 0), np.maximum(conc[..., 1], 0)
     tissue = gaussian(od.sum(axis=2), sigma=1.0) > params.tissue_od
     if params.detection == "auto":
-        params = resolve_detection(params, marker, ground_od(rgb, hema + dab, mpp, params))
+        params = resolve_detection(params, marker, ground_glass(rgb, hema + dab, mpp, params))
 
     radius_px = params.nucleus_radius_um / mpp
     signal = hema if marker == "pdl1" else hema + dab  # membranes must not look like nuclei
@@ -313,13 +313,13 @@ def _stand_out(sharp: np.ndarray, background: np.ndarray, params: IHCParams) -> 
     )
 
 
-def ground_od(rgb: np.ndarray, signal: np.ndarray, mpp: float, params: IHCParams) -> float:
-    """Median summed RGB OD of the ground between nuclei (NaN when there is none): 0.2-0.33 in
-    real fields, whose cytoplasm and stroma are counterstained or DAB-tinted and which hold little
-    glass (BCData), at most about 0.15 where cells lie on near-white ground (the simulator's
-    renders, glass around and between them). Pure white pixels (255, 255, 255: the padding around
-    a field smaller than a tile, saturated glass) are not counted. Nuclei are found as the
-    "standard" detection finds them, widened by 2 px."""
+def ground_glass(rgb: np.ndarray, signal: np.ndarray, mpp: float, params: IHCParams) -> float:
+    """Share of the ground between nuclei that is glass (summed RGB OD below `tissue_od`; NaN when
+    there is no ground): at most 0.02 in real fields, whose cytoplasm and stroma are counterstained
+    or DAB-tinted (BCData), 0.4 and more where cells lie on near-white ground (the simulator's
+    renders). Pure white pixels (255, 255, 255: the padding around a field smaller than a tile,
+    saturated glass) are not counted. Nuclei are found as the "standard" detection finds them,
+    widened by 2 px."""
     from scipy import ndimage as ndi
     from skimage.filters import gaussian
 
@@ -330,7 +330,9 @@ def ground_od(rgb: np.ndarray, signal: np.ndarray, mpp: float, params: IHCParams
         _stand_out(sharp, ndi.grey_opening(sharp, size=(size, size)), params), iterations=2
     )
     ground = ~nuclei & (rgb < 255).any(axis=2)
-    return float(np.median(optical_density(rgb[ground]).sum(axis=-1))) if ground.any() else math.nan
+    if not ground.any():
+        return math.nan
+    return float((optical_density(rgb[ground]).sum(axis=-1) < params.tissue_od).mean())
 
 
 def field_dab_baseline(dab: np.ndarray, outside: np.ndarray) -> float:

@@ -37,8 +37,8 @@ class IHCParams:
     thresholds: tuple[float, float, float] = (0.2, 0.4, 0.6)
     # -- nucleus detection
     detection: str = "auto"  # "standard", "real-fields" (`DETECTION_PRESETS`) or "auto": per tile
-    real_field_ground_od: float = 0.175  # auto: real-fields where the ground between nuclei is at
-    # least this dense (median summed RGB OD: counterstained / DAB-tinted tissue, little glass)
+    real_field_max_glass: float = 0.2  # auto: real-fields where at most this share of the ground
+    # between nuclei is glass (the rest counterstained / DAB-tinted cytoplasm and stroma)
     nucleus_radius_um: float = 3.5  # typical nucleus radius: sets smoothing and seed spacing
     min_nucleus_area_um2: float = 8.0
     nucleus_od: float = 0.08  # hematoxylin(+DAB) OD a nucleus pixel exceeds at least
@@ -107,8 +107,8 @@ class IHCParams:
 #: negative nuclei (BCData: docs/ihc.md) - one seed per nucleus-sized blob of scale space (skimage
 #: `blob_log`) of hematoxylin + DAB and of hematoxylin alone, nuclear DAB judged above the field's
 #: own background DAB, and nuclei 9 um across (40x breast tumour nuclei). "auto" (the default):
-#: Ki-67 tiles whose ground between nuclei is stained tissue rather than glass
-#: (`real_field_ground_od`) get "real-fields", the others "standard" (`resolve_detection`).
+#: Ki-67 tiles whose ground between nuclei is tissue rather than glass (`real_field_max_glass`)
+#: get "real-fields", the others "standard" (`resolve_detection`).
 DETECTION_PRESETS: dict[str, dict[str, Any]] = {
     "auto": {},
     "standard": {},
@@ -130,15 +130,14 @@ def with_detection(params: IHCParams, name: str) -> IHCParams:
     return replace(params, detection=name, **DETECTION_PRESETS[name])
 
 
-def resolve_detection(params: IHCParams, marker: str, ground_od: float) -> IHCParams:
-    """The detection settings one tile is read with: with `detection == "auto"`, a Ki-67 tile whose
-    ground between nuclei has a median summed OD of at least `real_field_ground_od` (a real field:
-    counterstained or DAB-tinted cytoplasm and stroma, little glass; `nuclei.ground_od`) gets the
-    "real-fields" preset's settings - those the caller left at their defaults - and any other
-    tile "standard"."""
+def resolve_detection(params: IHCParams, marker: str, ground_glass: float) -> IHCParams:
+    """The detection settings one tile is read with: with `detection == "auto"`, a Ki-67 tile where
+    at most `real_field_max_glass` of the ground between nuclei is glass (`nuclei.ground_glass`: a
+    real field, its cytoplasm and stroma counterstained or DAB-tinted) gets the "real-fields"
+    preset's settings - those the caller left at their defaults - and any other tile "standard"."""
     if params.detection != "auto" or marker not in AUTO_DETECTION_MARKERS:
         return params
-    if not ground_od >= params.real_field_ground_od:  # NaN (nothing between nuclei): standard
+    if not ground_glass <= params.real_field_max_glass:  # NaN (no ground): standard
         return params
     defaults = IHCParams()
     preset = DETECTION_PRESETS["real-fields"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_histostain import ihc
-from napari_histostain.ihc.nuclei import ground_od, quantify_tile
+from napari_histostain.ihc.nuclei import ground_glass, quantify_tile
 from napari_histostain.ihc.params import DETECTION_PRESETS, resolve_detection, with_detection
 from napari_histostain.ihc.stains import optical_density, standard_stains
 from napari_histostain.ihc.synthetic import render_dab
@@ -44,14 +44,14 @@ def test_unknown_detection_preset_is_a_clear_error():
 def test_auto_detection_reads_ki67_tiles_on_tissue_ground_as_real_fields():
     auto = ihc.IHCParams()
     assert auto.detection == "auto"
-    real = resolve_detection(auto, "ki67", 0.25)
+    real = resolve_detection(auto, "ki67", 0.01)
     assert real == replace(REAL, detection="real-fields")
-    assert resolve_detection(auto, "ki67", 0.15) == auto  # cells on near-white ground: standard
+    assert resolve_detection(auto, "ki67", 0.5) == auto  # cells on glass: standard
     assert resolve_detection(auto, "ki67", float("nan")) == auto  # nothing between nuclei
-    assert resolve_detection(auto, "pdl1", 0.3) == auto  # only Ki-67 was checked on real cells
-    assert resolve_detection(STANDARD, "ki67", 0.3) == STANDARD  # an explicit choice stands
+    assert resolve_detection(auto, "pdl1", 0.0) == auto  # only Ki-67 was checked on real cells
+    assert resolve_detection(STANDARD, "ki67", 0.0) == STANDARD  # an explicit choice stands
     # settings the caller changed are kept, the others come from the preset
-    own = resolve_detection(replace(auto, seeds="blob", nucleus_radius_um=5.0), "ki67", 0.3)
+    own = resolve_detection(replace(auto, seeds="blob", nucleus_radius_um=5.0), "ki67", 0.0)
     assert (own.seeds, own.nucleus_radius_um, own.dab_baseline) == ("blob", 5.0, "field")
 
 
@@ -68,8 +68,8 @@ def test_ground_between_nuclei_tells_rendered_cells_on_glass_from_a_real_field()
     for rgb, mpp in ((rendered, 0.5), (real, MPP), (padded, MPP)):
         conc = optical_density(rgb) @ standard_stains().matrix()
         signal = np.maximum(conc[..., 0], 0) + np.maximum(conc[..., 1], 0)
-        values.append(ground_od(rgb, signal, mpp, p))
-    assert values[0] < p.real_field_ground_od <= values[1]
+        values.append(ground_glass(rgb, signal, mpp, p))
+    assert values[1] <= p.real_field_max_glass < values[0]
     assert values[2] == pytest.approx(values[1], abs=0.01)  # the padding is not ground
 
 
