@@ -1,10 +1,12 @@
 """Ki-67 on real cells: `histostain quantify` against the BCData fields' marked tumour nuclei.
 
     python benchmarks/bcdata_ki67.py [--data DIR] [--mpp 0.25] [--radius-um 6] [--fields tune|held-out|all]
-        [--per-field] [--detection standard|real-fields] [--all-cells] [--count-stroma] [--thresholds T1 T2 T3]
+        [--per-field] [--detection auto|standard|real-fields] [--all-cells] [--count-stroma]
+        [--thresholds T1 T2 T3] [--set NAME=VALUE ...]
 
 Each field (`bcdata-NN.jpg`, its marked nuclei in `bcdata-NN.points.csv`, see the data's README) is
-quantified as the CLI does (`open_slide` + `--mpp` + `quantify_slide`). Detections are matched one to
+quantified as the CLI does (`open_slide` + `--mpp` + `quantify_slide`; detection `auto` by default,
+as the CLI's). Detections are matched one to
 one to the marked nuclei within `--radius-um` (Hungarian assignment on distances), giving:
 
 - detection precision / recall of the counted nuclei (those entering the index) and recall of all
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fields", choices=("tune", "held-out", "all"), default="all")
     ap.add_argument("--per-field", action="store_true", help="print one line per field")
     ap.add_argument(
-        "--detection", default="standard", help="nucleus detection preset (standard, real-fields)"
+        "--detection", default="auto", help="nucleus detection preset (auto, standard, real-fields)"
     )
     ap.add_argument("--all-cells", action="store_true")
     ap.add_argument("--count-stroma", action="store_true")

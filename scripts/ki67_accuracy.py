@@ -1,7 +1,7 @@
 """Ki-67 index measured by `ihc.quantify_slide` against the simulator's truth, over a range of seeds.
 
     python scripts/ki67_accuracy.py [--first 0] [--last 29] [--size-um 768] [--explain]
-        [--set NAME=VALUE ...]   (an `IHCParams` field, e.g. --set seeds=distance)
+        [--set NAME=VALUE ...]   (an `IHCParams` field, e.g. --set detection=standard)
 
 Prints one line per simulated case (true and measured index, error, tumour cells, counted nuclei)
 and the largest absolute error; the acceptance bound is 3 percentage points. `--explain` matches

@@ -66,10 +66,12 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--detection",
-        choices=("standard", "real-fields"),
-        default="standard",
-        help="nucleus detection: 'standard' (default) or 'real-fields' (scale-space blobs for real "
-        "fields with a stained background and pale negative nuclei; see docs/ihc.md)",
+        choices=("auto", "standard", "real-fields"),
+        default="auto",
+        help="nucleus detection: 'auto' (default: 'real-fields' for Ki-67 tiles whose tissue "
+        "between nuclei is stained, else 'standard'), 'standard' (as tuned on the simulator) or "
+        "'real-fields' (scale-space blobs for real fields with a stained background and pale "
+        "negative nuclei; see docs/ihc.md)",
     )
     p.add_argument(
         "--all-cells",

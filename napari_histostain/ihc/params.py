@@ -36,6 +36,9 @@ class IHCParams:
     # -- scoring: mean nuclear DAB OD for 1+ / 2+ / 3+
     thresholds: tuple[float, float, float] = (0.2, 0.4, 0.6)
     # -- nucleus detection
+    detection: str = "auto"  # "standard", "real-fields" (`DETECTION_PRESETS`) or "auto": per tile
+    real_field_max_glass: float = 0.2  # auto: real-fields where at most this share of the ground
+    # between nuclei is glass (the rest counterstained / DAB-tinted cytoplasm and stroma)
     nucleus_radius_um: float = 3.5  # typical nucleus radius: sets smoothing and seed spacing
     min_nucleus_area_um2: float = 8.0
     nucleus_od: float = 0.08  # hematoxylin(+DAB) OD a nucleus pixel exceeds at least
@@ -103,8 +106,11 @@ class IHCParams:
 #: distance). "real-fields": for real bright-field fields with a stained background and pale
 #: negative nuclei (BCData: docs/ihc.md) - one seed per nucleus-sized blob of scale space (skimage
 #: `blob_log`) of hematoxylin + DAB and of hematoxylin alone, nuclear DAB judged above the field's
-#: own background DAB, and nuclei 9 um across (40x breast tumour nuclei).
+#: own background DAB, and nuclei 9 um across (40x breast tumour nuclei). "auto" (the default):
+#: Ki-67 tiles whose ground between nuclei is tissue rather than glass (`real_field_max_glass`)
+#: get "real-fields", the others "standard" (`resolve_detection`).
 DETECTION_PRESETS: dict[str, dict[str, Any]] = {
+    "auto": {},
     "standard": {},
     "real-fields": {
         "seeds": "log",
@@ -113,13 +119,30 @@ DETECTION_PRESETS: dict[str, dict[str, Any]] = {
         "nucleus_radius_um": 4.5,
     },
 }
+#: markers whose tiles "auto" may read as real fields (the only one checked on real cells: Ki-67)
+AUTO_DETECTION_MARKERS = ("ki67",)
 
 
 def with_detection(params: IHCParams, name: str) -> IHCParams:
     """`params` with the nucleus detection preset `name` (`DETECTION_PRESETS`)."""
     if name not in DETECTION_PRESETS:
         raise IHCError(f"unknown detection {name!r}; choose one of {', '.join(DETECTION_PRESETS)}.")
-    return replace(params, **DETECTION_PRESETS[name])
+    return replace(params, detection=name, **DETECTION_PRESETS[name])
+
+
+def resolve_detection(params: IHCParams, marker: str, ground_glass: float) -> IHCParams:
+    """The detection settings one tile is read with: with `detection == "auto"`, a Ki-67 tile where
+    at most `real_field_max_glass` of the ground between nuclei is glass (`nuclei.ground_glass`: a
+    real field, its cytoplasm and stroma counterstained or DAB-tinted) gets the "real-fields"
+    preset's settings - those the caller left at their defaults - and any other tile "standard"."""
+    if params.detection != "auto" or marker not in AUTO_DETECTION_MARKERS:
+        return params
+    if not ground_glass <= params.real_field_max_glass:  # NaN (no ground): standard
+        return params
+    defaults = IHCParams()
+    preset = DETECTION_PRESETS["real-fields"]
+    changed = {k: v for k, v in preset.items() if getattr(params, k) == getattr(defaults, k)}
+    return replace(params, detection="real-fields", **changed)
 
 
 def with_settings(params: IHCParams, settings: Iterable[str]) -> IHCParams:

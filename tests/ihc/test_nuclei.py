@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from napari_histostain import ihc
-from napari_histostain.ihc.nuclei import quantify_tile
-from napari_histostain.ihc.params import DETECTION_PRESETS, with_detection
-from napari_histostain.ihc.stains import standard_stains
+from napari_histostain.ihc.nuclei import ground_glass, quantify_tile
+from napari_histostain.ihc.params import DETECTION_PRESETS, resolve_detection, with_detection
+from napari_histostain.ihc.stains import optical_density, standard_stains
 from napari_histostain.ihc.synthetic import render_dab
 from shared_data import SHARED_DATA
 
 MPP = 0.25
 REAL = with_detection(ihc.IHCParams(), "real-fields")
+STANDARD = with_detection(ihc.IHCParams(), "standard")
 
 
 def _beer_lambert(hema: np.ndarray, dab: np.ndarray) -> np.ndarray:
@@ -35,8 +36,41 @@ def _disk(shape, centre, radius) -> np.ndarray:
 def test_unknown_detection_preset_is_a_clear_error():
     with pytest.raises(ihc.IHCError, match="real-fields"):
         with_detection(ihc.IHCParams(), "fancy")
-    assert with_detection(ihc.IHCParams(), "standard") == ihc.IHCParams()
+    assert with_detection(ihc.IHCParams(), "auto") == ihc.IHCParams()  # the default
+    assert replace(ihc.IHCParams(), detection="standard") == STANDARD
     assert all(hasattr(REAL, k) for k in DETECTION_PRESETS["real-fields"])
+
+
+def test_auto_detection_reads_ki67_tiles_on_tissue_ground_as_real_fields():
+    auto = ihc.IHCParams()
+    assert auto.detection == "auto"
+    real = resolve_detection(auto, "ki67", 0.01)
+    assert real == replace(REAL, detection="real-fields")
+    assert resolve_detection(auto, "ki67", 0.5) == auto  # cells on glass: standard
+    assert resolve_detection(auto, "ki67", float("nan")) == auto  # nothing between nuclei
+    assert resolve_detection(auto, "pdl1", 0.0) == auto  # only Ki-67 was checked on real cells
+    assert resolve_detection(STANDARD, "ki67", 0.0) == STANDARD  # an explicit choice stands
+    # settings the caller changed are kept, the others come from the preset
+    own = resolve_detection(replace(auto, seeds="blob", nucleus_radius_um=5.0), "ki67", 0.0)
+    assert (own.seeds, own.nucleus_radius_um, own.dab_baseline) == ("blob", 5.0, "field")
+
+
+def test_ground_between_nuclei_tells_rendered_cells_on_glass_from_a_real_field():
+    from imageio.v3 import imread
+
+    rendered, _ = render_dab(448, 448, 0.5, positive_fraction=0.4, seed=3)
+    field, _ = _bcdata("bcdata-00")
+    real = np.asarray(imread(field))[..., :3]
+    padded = np.full((900, 900, 3), 255, np.uint8)  # a field smaller than a tile, padded white
+    padded[30:670, 30:670] = real
+    p = ihc.IHCParams()
+    values = []
+    for rgb, mpp in ((rendered, 0.5), (real, MPP), (padded, MPP)):
+        conc = optical_density(rgb) @ standard_stains().matrix()
+        signal = np.maximum(conc[..., 0], 0) + np.maximum(conc[..., 1], 0)
+        values.append(ground_glass(rgb, signal, mpp, p))
+    assert values[1] <= p.real_field_max_glass < values[0]
+    assert values[2] == pytest.approx(values[1], abs=0.01)  # the padding is not ground
 
 
 def test_scale_space_seeds_give_one_seed_per_large_textured_nucleus():
@@ -115,12 +149,15 @@ def _index(path, params) -> float:
 def test_real_fields_detection_on_a_real_bcdata_field():
     """bcdata-15 (held-out half): pale negative nuclei in a DAB-tinted field, 265 marked nuclei."""
     field, truth = _bcdata("bcdata-15")
-    standard, real = _index(field, ihc.IHCParams()), _index(field, REAL)
+    standard, real = _index(field, STANDARD), _index(field, REAL)
     assert abs(real - truth) <= 5.0
     assert abs(real - truth) < abs(standard - truth)
+    assert _index(field, ihc.IHCParams()) == real  # the default ("auto") reads it as a real field
 
 
-@pytest.mark.parametrize("params", [ihc.IHCParams(), REAL], ids=["standard", "real-fields"])
+@pytest.mark.parametrize(
+    "params", [STANDARD, REAL, ihc.IHCParams()], ids=["standard", "real-fields", "auto"]
+)
 def test_a_512px_field_gives_the_same_index_as_tiff_and_png(tmp_path, params):
     import tifffile
     from imageio.v3 import imread, imwrite
