@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from card_guard import guard_section
 
 root = Path(__file__).resolve().parents[1]
 _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -179,7 +180,7 @@ paper's 4096 is for whole slides).
 
 (Plots label classes 0 = {neg}, 1 = {pos}.)
 {external}
-## Intended use
+{guard_section(mcfg)}## Intended use
 Default model of the napari-histostain plugin for demonstrations, tutorials and tests: predicted
 {disp} positivity maps (per-tile attention and positivity) and a slide-level call on H&E slides.
 Not validated on real tissue; not a medical device. For research use, train on your own paired

@@ -207,7 +207,7 @@ def add_domain(
     n_fit, n_keep = round(fit_fraction * len(cases)), round(keep_back * len(cases))
     fit_i, kept_i = order[:n_fit], order[len(cases) - n_keep :]
     held_i = order[n_fit : len(cases) - n_keep]
-    name = f"{Path(str(manifest_path)).name} (seed {seed})"
+    name = f"{'/'.join(Path(str(manifest_path)).parts[-3:])} (split seed {seed})"
     guard = fit_guard(
         model,
         [feats[i] for i in fit_i],
