@@ -54,5 +54,8 @@ def refresh(marker: str) -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     for m in ("p53", "pdl1", "ki67"):
         refresh(m)
