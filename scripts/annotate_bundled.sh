@@ -9,7 +9,7 @@
 # of them), temperature or Platt per marker by 10-fold cross-validated log-loss on them
 # (`--calibration auto`). The calibration is measured on fresh300, which set nothing
 # (scripts/measure_guard.py; docs/domain-and-calibration.md).
-# About 40 min on 2 CPU cores (simulation and embedding; fitting takes seconds).
+# About 30 min on 2 CPU cores (simulation and H&E embedding; fitting takes about a minute).
 #   bash scripts/annotate_bundled.sh [RUNS_DIR]      (default: runs)
 set -euo pipefail
 RUNS=${1:-runs}
@@ -17,7 +17,7 @@ ENCODER=efficientnet-lite0-multiscale
 COHORT=$RUNS/domain240
 if [ ! -f "$COHORT/cache_multiscale/build.json" ] || [ ! -f "$COHORT/cohort/manifest.csv" ]; then
   histostain build-cohort --out "$COHORT/cohort" --cache "$COHORT/cache_multiscale" \
-    --cases 240 --size-um 1344 --seed 3001 --encoder $ENCODER --id-prefix dom
+    --cases 240 --size-um 1344 --seed 3001 --encoder $ENCODER --id-prefix dom --he-only
 fi
 OUT=$RUNS/annotated
 mkdir -p "$OUT"

@@ -44,7 +44,7 @@ def relative_manifest(manifest: Path) -> Path:
 
 
 def _embed_shard(args: tuple) -> tuple[int, int, float]:
-    manifest_path, cache_dir, shard, n_shards, device, threads, stop_at, encoder = args
+    manifest_path, cache_dir, shard, n_shards, device, threads, stop_at, encoder, he_only = args
     import torch
 
     torch.set_num_threads(1)
@@ -56,7 +56,7 @@ def _embed_shard(args: tuple) -> tuple[int, int, float]:
     m = load_manifest(manifest_path)
     enc = get_encoder(encoder, device=device)
     cache = EmbeddingCache.for_encoder(cache_dir, enc, root=m.path.parent)
-    slides = m.slide_paths()[shard::n_shards]
+    slides = (m.he_paths() if he_only else m.slide_paths())[shard::n_shards]
     s = embed_slides(
         slides,
         cache,
@@ -169,6 +169,7 @@ def build(
     deadline: float | None = None,
     id_prefix: str = "case",
     encoder: str = "efficientnet-lite0",
+    he_only: bool = False,
 ) -> dict:
     from napari_histostain.engine.encoders import get_encoder
 
@@ -194,7 +195,7 @@ def build(
     t1 = time.perf_counter()
     stop_at = None if deadline is None else time.time() + max(10.0, deadline - (t1 - t0))
     jobs = [
-        (str(manifest), str(cache), k, embed_workers, device, threads, stop_at, encoder)
+        (str(manifest), str(cache), k, embed_workers, device, threads, stop_at, encoder, he_only)
         for k in range(embed_workers)
     ]
     if embed_workers == 1:
@@ -212,7 +213,8 @@ def build(
         "size_um": size_um,
         "seed": seed,
         "encoder": encoder,
-        "slides": len(m.slide_paths()),
+        "slides": len(m.he_paths() if he_only else m.slide_paths()),
+        "he_only": he_only,
         "slides_embedded": sum(r[0] for r in results),
         "tiles": tiles,
         "simulate_seconds": round(t_sim, 1),

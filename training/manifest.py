@@ -58,6 +58,10 @@ class Manifest:
     def label_index(self, case: CohortCase) -> int:
         return self.classes.index(case.label)
 
+    def he_paths(self) -> list[Path]:
+        """Every distinct H&E slide, in manifest order."""
+        return list(dict.fromkeys(c.he_path for c in self.cases))
+
     def slide_paths(self) -> list[Path]:
         """Every distinct slide (an H&E shared by several markers appears once), in manifest order."""
         seen: dict[Path, None] = {}

@@ -42,6 +42,12 @@ def register(subparsers) -> None:
         default="efficientnet-lite0",
         help="tile encoder (the bundled models use efficientnet-lite0-multiscale)",
     )
+    p.add_argument(
+        "--he-only",
+        action="store_true",
+        help="embed only the H&E slides (enough for a domain reference, a calibration or "
+        "evaluating trained models; training needs the IHC slides too); about 4x less embedding",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         deadline=args.deadline,
         id_prefix=args.id_prefix,
         encoder=args.encoder,
+        he_only=args.he_only,
     )
     print(json.dumps(info, indent=2))
     return 0

@@ -597,3 +597,28 @@ def test_cli_embed_resumes(tiny_slides, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "embedded 2 slide(s)" in out and "1 already cached" in out
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 3  # the shared H&E once
+
+
+@pytest.mark.slow
+def test_build_cohort_he_only_embeds_just_the_he_slides(tmp_path):
+    """`histostain build-cohort --he-only`: every H&E slide is cached, no IHC slide is."""
+    from napari_histostain.training.build_cohort import build
+    from napari_histostain.training.cache import EmbeddingCache
+    from napari_histostain.training.manifest import load_manifest
+
+    info = build(
+        tmp_path / "cohort",
+        tmp_path / "cache",
+        2,
+        size_um=448.0,
+        seed=5,
+        workers=1,
+        embed_workers=1,
+        device="cpu",
+        he_only=True,
+    )
+    m = load_manifest(tmp_path / "cohort" / "manifest.csv")
+    cache = EmbeddingCache.open(tmp_path / "cache", root=m.path.parent)
+    assert info["he_only"] and info["slides"] == len(m.he_paths()) == 2
+    assert all(cache.has(p) for p in m.he_paths())
+    assert not any(cache.has(c.ihc_path) for c in m.cases) and len(m.cases) == 6
