@@ -45,8 +45,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--he-only",
         action="store_true",
-        help="embed only the H&E slides (enough for a domain reference, a calibration or "
-        "evaluating trained models; training needs the IHC slides too); about 4x less embedding",
+        help="embed only the H&E slides: enough for `add-domain` (domain reference, "
+        "calibration) and scripts/measure_guard.py; `train` and `evaluate` need the IHC slides "
+        "too. About 4x less embedding",
     )
     p.set_defaults(func=run)
 
