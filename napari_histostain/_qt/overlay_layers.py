@@ -107,17 +107,14 @@ class OverlayLayers:
             earlier = OUT_OF_DOMAIN_LAYER in self.viewer.layers
             if not earlier and not (maps.out_of_domain() == 1).any():
                 return None
-            kw = out_of_domain_layer_kwargs(maps)
             if earlier:  # an earlier run's: reuse it (cleared when this run has none)
-                layer = self.viewer.layers[OUT_OF_DOMAIN_LAYER]
-                layer.scale, layer.translate = kw["scale"], kw["translate"]
-                layer.metadata = kw["metadata"]
-                layer.data = maps.out_of_domain_heatmap()
+                layer = _replace_domain_data(self.viewer.layers[OUT_OF_DOMAIN_LAYER], maps)
             else:
+                kw = out_of_domain_layer_kwargs(maps)
                 layer = self.viewer.add_image(maps.out_of_domain_heatmap(), **kw)
             self.domain_layer = layer
-        elif layer.data is not maps.out_of_domain_heatmap():
-            layer.data = maps.out_of_domain_heatmap()
+        elif layer.data is not maps.out_of_domain_heatmap():  # another run's grid
+            _replace_domain_data(layer, maps)
         elif layer.visible:
             layer.refresh()
         return layer
@@ -162,3 +159,12 @@ class OverlayLayers:
         data, kw = tissue_mask_layer(tissue.mask, tissue.downsample, slide_mpp)
         kw["visible"] = True
         self.viewer.add_image(data, **kw)
+
+
+def _replace_domain_data(layer: Any, maps: PredictionMaps) -> Any:
+    """Give the out-of-domain `layer` the heatmap of `maps`, placed on its grid."""
+    kw = out_of_domain_layer_kwargs(maps)
+    layer.scale, layer.translate = kw["scale"], kw["translate"]
+    layer.metadata = kw["metadata"]
+    layer.data = maps.out_of_domain_heatmap()
+    return layer

@@ -79,3 +79,24 @@ def test_out_of_domain_tiles_are_grey_over_the_positivity(make_napari_viewer, sy
     overlays2.refresh(fresh)
     assert viewer.layers[OUT_OF_DOMAIN_LAYER] is layer
     assert np.isnan(layer.data).all()
+
+
+def test_out_of_domain_layer_follows_a_new_runs_grid(make_napari_viewer, synthetic_slide):
+    import dataclasses
+
+    from napari_histostain._qt.overlay_layers import OverlayLayers
+    from napari_histostain.plugin.layers import OUT_OF_DOMAIN_LAYER
+
+    viewer = make_napari_viewer()
+    overlays = OverlayLayers(viewer)
+    first = _predicted_maps(synthetic_slide)
+    overlays.refresh(first)
+    layer = viewer.layers[OUT_OF_DOMAIN_LAYER]
+    second = _predicted_maps(synthetic_slide)  # another run on a grid placed elsewhere
+    second.lattice = dataclasses.replace(second.lattice, origin=(500.0, 300.0))
+    overlays.refresh(second)
+    assert (
+        viewer.layers[OUT_OF_DOMAIN_LAYER] is layer and layer.data is second.out_of_domain_heatmap()
+    )
+    assert np.allclose(layer.translate, second.lattice.translate)
+    assert not np.allclose(layer.translate, first.lattice.translate)
