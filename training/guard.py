@@ -208,23 +208,31 @@ def add_domain(
     fit_i, kept_i = order[:n_fit], order[len(cases) - n_keep :]
     held_i = order[n_fit : len(cases) - n_keep]
     name = f"{'/'.join(Path(str(manifest_path)).parts[-3:])} (split seed {seed})"
+    split = f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the thresholds"
+    on_split = calibrate and not calibrate_on_all  # else fitted once below, on every case
     guard = fit_guard(
         model,
         [feats[i] for i in fit_i],
         [feats[i] for i in held_i],
-        labels[held_i] if calibrate else None,
-        fitted_on=f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the "
-        "thresholds"
-        + (
-            f"; all {len(fit_i) + len(held_i)} fit the calibration"
-            if calibrate and not calibrate_on_all
-            else ""
-        ),
+        labels[held_i] if on_split else None,
+        fitted_on=split
+        + (f"; all {len(fit_i) + len(held_i)} fit the calibration" if on_split else ""),
         seed=seed,
         positive_class=cfg.positive_class,
-        fit_labels=labels[fit_i] if calibrate else None,
+        fit_labels=labels[fit_i] if on_split else None,
         method=method,
     )
+    if calibrate and calibrate_on_all:
+        kept_text = f", {n_keep} kept back to measure the false-flag rate" if n_keep else ""
+        calibrate_guard(
+            model,
+            guard,
+            feats,
+            labels,
+            f"{split}{kept_text}; all {len(feats)} fit the calibration",
+            method,
+            cfg.positive_class,
+        )
     report = {"cases": len(cases), **guard.report}
     if n_keep:
         ref = guard.reference
@@ -232,20 +240,7 @@ def add_domain(
         flagged = sum(not ref.verdict(ref.score(f))["in_domain"] for f in kept)
         lo, hi = wilson_interval(flagged, len(kept))
         check = {"slides": len(kept), "flagged": int(flagged), "rate_ci95_wilson": [lo, hi]}
-        if calibrate and calibrate_on_all:
-            calibrate_guard(
-                model,
-                guard,
-                feats,
-                labels,
-                f"{name}: {len(fit_i)} cases fit the reference, {len(held_i)} set the "
-                f"thresholds, {len(kept)} kept back to measure the false-flag rate; all "
-                f"{len(feats)} fit the calibration",
-                method,
-                cfg.positive_class,
-            )
-            report["calibration"] = guard.report["calibration"]
-        elif guard.temperature is not None:
+        if on_split:  # kept-back cases measure the calibration only when it did not see them
             logits = in_domain_logits(model, ref, kept)
             check["calibration"] = calibration_metrics(
                 logits, labels[kept_i], guard.calibration, cfg.positive_class
