@@ -20,7 +20,7 @@ import numpy as np
 from ..markers import get_marker
 from .cell_rules import exclusion_codes, merged_lymphocyte_like
 from .membrane import membrane_coverage
-from .params import EXCLUSION_NAMES, IHCParams, resolve_detection
+from .params import AUTO_DETECTION_MARKERS, EXCLUSION_NAMES, IHCParams, resolve_detection
 from .scores import summarise
 from .stains import StainVectors, optical_density, standard_stains
 
@@ -167,15 +167,23 @@ def quantify_tile(
     conc = od @ stains.matrix()  # = skimage separate_stains(rgb, matrix), without a second log
     hema, dab = np.maximum(conc[..., 0], 0), np.maximum(conc[..., 1], 0)
     tissue = gaussian(od.sum(axis=2), sigma=1.0) > params.tissue_od
-    if params.detection == "auto":
-        params = resolve_detection(params, marker, ground_glass(rgb, hema + dab, mpp, params))
-
-    radius_px = params.nucleus_radius_um / mpp
     signal = hema if marker == "pdl1" else hema + dab  # membranes must not look like nuclei
     sharp = gaussian(signal, sigma=max(0.5, 0.4 / mpp))
     # nuclei stand out from their local background (cytoplasm, stroma): white top-hat
-    size = max(3, int(round(radius_px * 3)) | 1)
-    background = ndi.grey_opening(sharp, size=(size, size))
+    backgrounds: dict[int, np.ndarray] = {}  # by opening size: "auto" and "standard" share one
+    if params.detection == "auto" and marker in AUTO_DETECTION_MARKERS:
+        size0 = _opening_size(IHCParams().nucleus_radius_um / mpp)
+        backgrounds[size0] = ndi.grey_opening(sharp, size=(size0, size0))
+        glass = ground_glass(
+            rgb, signal, mpp, params, od=od, sharp=sharp, background=backgrounds[size0]
+        )
+        params = resolve_detection(params, marker, glass)
+
+    radius_px = params.nucleus_radius_um / mpp
+    size = _opening_size(radius_px)
+    if size not in backgrounds:
+        backgrounds[size] = ndi.grey_opening(sharp, size=(size, size))
+    background = backgrounds[size]
     # the surroundings of each nucleus, all stains (PD-L1's stained membranes and cytoplasm too:
     # `cell_rules.stromal` then judges membrane-stained and unstained cells each against their own
     # kind where the unstained sit in tumour)
@@ -313,26 +321,42 @@ def _stand_out(sharp: np.ndarray, background: np.ndarray, params: IHCParams) -> 
     )
 
 
-def ground_glass(rgb: np.ndarray, signal: np.ndarray, mpp: float, params: IHCParams) -> float:
+def ground_glass(
+    rgb: np.ndarray,
+    signal: np.ndarray,
+    mpp: float,
+    params: IHCParams,
+    *,
+    od: np.ndarray | None = None,
+    sharp: np.ndarray | None = None,
+    background: np.ndarray | None = None,
+) -> float:
     """Share of the ground between nuclei that is glass (summed RGB OD below `tissue_od`; NaN when
     there is no ground): at most 0.02 in real fields, whose cytoplasm and stroma are counterstained
     or DAB-tinted (BCData), 0.4 and more where cells lie on near-white ground (the simulator's
     renders). Pure white pixels (255, 255, 255: the padding around a field smaller than a tile,
     saturated glass) are not counted. Nuclei are found as the "standard" detection finds them,
-    widened by 2 px."""
+    widened by 2 px. `od`, `sharp` (smoothed `signal`) and `background` (its opening at the
+    default nucleus size): when the caller has them already."""
     from scipy import ndimage as ndi
     from skimage.filters import gaussian
 
-    radius_px = IHCParams().nucleus_radius_um / mpp
-    sharp = gaussian(signal, sigma=max(0.5, 0.4 / mpp))
-    size = max(3, int(round(radius_px * 3)) | 1)
-    nuclei = ndi.binary_dilation(
-        _stand_out(sharp, ndi.grey_opening(sharp, size=(size, size)), params), iterations=2
-    )
+    if sharp is None:
+        sharp = gaussian(signal, sigma=max(0.5, 0.4 / mpp))
+    if background is None:
+        size = _opening_size(IHCParams().nucleus_radius_um / mpp)
+        background = ndi.grey_opening(sharp, size=(size, size))
+    nuclei = ndi.binary_dilation(_stand_out(sharp, background, params), iterations=2)
     ground = ~nuclei & (rgb < 255).any(axis=2)
     if not ground.any():
         return math.nan
-    return float((optical_density(rgb[ground]).sum(axis=-1) < params.tissue_od).mean())
+    ground_od = optical_density(rgb[ground]) if od is None else od[ground]
+    return float((ground_od.sum(axis=-1) < params.tissue_od).mean())
+
+
+def _opening_size(radius_px: float) -> int:
+    """Side (px, odd) of the grey opening that takes nuclei of `radius_px` out of a stain image."""
+    return max(3, int(round(radius_px * 3)) | 1)
 
 
 def field_dab_baseline(dab: np.ndarray, outside: np.ndarray) -> float:
