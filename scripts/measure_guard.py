@@ -1,11 +1,15 @@
 """Measure the bundled models' guard on a cached simulated cohort none of whose cases set it.
 
-    python scripts/measure_guard.py MANIFEST CACHE [--models DIR]
+    python scripts/measure_guard.py MANIFEST CACHE [--models DIR] [--baseline MARKER=MODEL ...]
 Per marker: H&E slides flagged out of domain (with a Wilson 95 % CI) and, on the cases' labels,
 log-loss and ECE (with bootstrap 95 % CIs) of the slide probabilities before and after the stored
 calibration (temperature or Platt), the slides pooled over their in-domain tiles as
 `predict_slide` pools them, beside the ECE a perfectly calibrated model would show on as many cases
 (`ece_if_calibrated`: its median and 95th percentile, and the p-value of the observed ECE).
+With `--baseline`, a second model file for a marker (e.g. its CE-only baseline) is called the same way
+(its own domain reference and calibration) and compared on the same cases: its log-loss and ECE, the
+mean per-case log-loss difference (model - baseline, paired bootstrap 95 % CI) and the two-sided
+Wilcoxon signed-rank test of the per-case log-losses.
 """
 
 from __future__ import annotations
@@ -21,39 +25,83 @@ from napari_histostain.engine.domain import reference_of, wilson_interval
 from napari_histostain.engine.model_files import bundled_model_path, load_model_file
 from napari_histostain.markers import MARKERS
 from napari_histostain.training.cache import EmbeddingCache
-from napari_histostain.training.evaluate import bootstrap_ci, calibration_error
+from napari_histostain.training.evaluate import (
+    bootstrap_ci,
+    calibration_error,
+    per_case_log_loss,
+    wilcoxon_paired,
+)
 from napari_histostain.training.guard import calibration_metrics, in_domain_logits
 from napari_histostain.training.manifest import load_manifest
 
 
-def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
+def called(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
+    """The slide calls of one model file on the cohort's embedded H&E slides, as `predict_slide`
+    makes them: its domain verdicts, in-domain logits and calibrated probabilities."""
     net, cfg = load_model_file(model_path)
     classes = list(cfg.training.get("label_values") or []) or None
     manifest = load_manifest(manifest_path, marker=cfg.marker, classes=classes, check_files=False)
     cache = EmbeddingCache.open(cache_dir, root=manifest.path.parent)
     cases = [c for c in manifest.cases if cache.has(c.he_path)]
     feats = [cache.load(c.he_path).features.astype(np.float32) for c in cases]
-    labels = np.array([manifest.label_index(c) for c in cases])
     ref = reference_of(cfg)
-    verdicts = [ref.verdict(ref.score(f)) for f in feats]
-    flagged = sum(not v["in_domain"] for v in verdicts)
     logits = in_domain_logits(net, ref, feats)
     cal = dict(cfg.calibration)
-    after = calibrate(logits, cal, cfg.positive_class)
+    return {
+        "cfg": cfg,
+        "case_ids": [c.case_id for c in cases],
+        "labels": np.array([manifest.label_index(c) for c in cases]),
+        "verdicts": [ref.verdict(ref.score(f)) for f in feats],
+        "logits": logits,
+        "calibration": cal,
+        "probs": calibrate(logits, cal, cfg.positive_class),
+    }
+
+
+def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
+    c = called(model_path, manifest_path, cache_dir)
+    cfg, labels, after, verdicts = c["cfg"], c["labels"], c["probs"], c["verdicts"]
+    flagged = sum(not v["in_domain"] for v in verdicts)
+    cal = c["calibration"]
     ece = bootstrap_ci(calibration_error, labels, after, n=1000, seed=0)
     loss = bootstrap_ci(lambda y, p: log_loss(p, y), labels, after, n=1000, seed=0)
     return {
         "marker": cfg.marker,
-        "slides": len(cases),
+        "slides": len(labels),
         "flagged": int(flagged),
-        "false_flag_rate": flagged / len(cases),
-        "rate_ci95_wilson": list(wilson_interval(flagged, len(cases))),
+        "false_flag_rate": flagged / len(labels),
+        "rate_ci95_wilson": list(wilson_interval(flagged, len(labels))),
         "median_out_share": float(np.median([v["score"] for v in verdicts])),
         "calibration": {k: cal.get(k) for k in ("method", "temperature", "bias")},
-        **calibration_metrics(logits, labels, cal, cfg.positive_class),
+        **calibration_metrics(c["logits"], labels, cal, cfg.positive_class),
         "ece_after_ci95": [ece[1], ece[2]],
         "log_loss_after_ci95": [loss[1], loss[2]],
         "ece_if_calibrated": ece_if_calibrated(after[:, cfg.positive_class], ece[0]),
+    }
+
+
+def compare(model_path: Path, baseline_path: Path, manifest_path: str, cache_dir: str) -> dict:
+    """Paired per-case log-loss of a model against a baseline on the same cases."""
+    a = called(model_path, manifest_path, cache_dir)
+    b = called(baseline_path, manifest_path, cache_dir)
+    if a["case_ids"] != b["case_ids"] or a["cfg"].marker != b["cfg"].marker:
+        raise SystemExit(f"{baseline_path} is not a model of the same marker on the same cases")
+    y = a["labels"]
+    la, lb = per_case_log_loss(y, a["probs"]), per_case_log_loss(y, b["probs"])
+    diff = bootstrap_ci(lambda d: float(np.mean(d)), la - lb, n=1000, seed=0)
+    return {
+        "marker": a["cfg"].marker,
+        "baseline": str(baseline_path),
+        "slides": len(y),
+        "log_loss": float(la.mean()),
+        "baseline_log_loss": float(lb.mean()),
+        "baseline_ece": calibration_error(y, b["probs"]),
+        "baseline_calibration": {
+            k: b["calibration"].get(k) for k in ("method", "temperature", "bias")
+        },
+        "mean_difference": diff[0],
+        "mean_difference_ci95": [diff[1], diff[2]],
+        "wilcoxon_per_case_log_loss": wilcoxon_paired(la, lb),
     }
 
 
@@ -62,12 +110,26 @@ def main() -> None:
     p.add_argument("manifest")
     p.add_argument("cache")
     p.add_argument("--models", help="folder of histostainalign-<marker>.pt (default: bundled)")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="MARKER=MODEL",
+        help="compare the marker's model with this model file (paired per-case log-loss)",
+    )
     args = p.parse_args()
+    baselines = dict(b.split("=", 1) for b in args.baseline)
+    unknown = set(baselines) - set(MARKERS)
+    if unknown:
+        p.error(f"--baseline markers must be among {list(MARKERS)}, not {sorted(unknown)}")
     for m in MARKERS:
         path = (
             Path(args.models) / f"histostainalign-{m}.pt" if args.models else bundled_model_path(m)
         )
         print(json.dumps(measure(path, args.manifest, args.cache)), flush=True)
+        if m in baselines:
+            report = compare(path, Path(baselines[m]), args.manifest, args.cache)
+            print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":
