@@ -2,7 +2,7 @@
 
     python benchmarks/bcdata_ki67.py [--data DIR] [--mpp 0.25] [--radius-um 6] [--fields tune|held-out|all]
         [--per-field] [--detection auto|standard|real-fields] [--all-cells] [--count-stroma]
-        [--thresholds T1 T2 T3] [--set NAME=VALUE ...]
+        [--thresholds T1 T2 T3] [--set NAME=VALUE ...] [--decompose]
 
 Each field (`bcdata-NN.jpg`, its marked nuclei in `bcdata-NN.points.csv`, see the data's README) is
 quantified as the CLI does (`open_slide` + `--mpp` + `quantify_slide`; detection `auto` by default,
@@ -13,7 +13,11 @@ one to the marked nuclei within `--radius-um` (Hungarian assignment on distances
   nuclei found (before the tumour-cell rules);
 - on the matched pairs, precision / recall of the positive call (Ki-67+: class >= 1+);
 - per field the Ki-67 index against the truth's; the mean absolute error (MAE) with a bootstrap
-  95 % CI over fields, and how many fields are within 5 points.
+  95 % CI over fields, and how many fields are within 5 points;
+- with `--decompose`, per field where the error comes from, in three parts that add up to it:
+  counted detections matching no mark (FP: unmarked nuclei, fragments, stained cytoplasm), wrong
+  positive / negative calls on the matched pairs, and marks no counted detection matches (FN),
+  with the counts of each by class.
 
 The fields are split in two halves by name: `tune` (first 13, the only ones looked at when setting
 parameters) and `held-out` (last 13); both are reported separately. The pixel size is not stated by
@@ -80,6 +84,12 @@ def evaluate_field(path: Path, mpp: float, radius_um: float, params) -> dict:
     i_det, i_true = match(det_xy, truth_xy, radius)
     j_all, _ = match(nuc.xy.astype(float), truth_xy, radius)
     tp_pos = int((det_pos[i_det] & truth_pos[i_true]).sum())
+    fp = np.ones(len(det_xy), bool)
+    fp[i_det] = False
+    fn = np.ones(len(truth_xy), bool)
+    fn[i_true] = False
+    matched_index = float(det_pos[i_det].mean() * 100) if len(i_det) else float("nan")
+    matched_true_index = float(truth_pos[i_true].mean() * 100) if len(i_true) else float("nan")
     s = result.summary()
     true_index = float(truth_pos.mean() * 100) if len(truth_pos) else float("nan")
     return {
@@ -96,6 +106,14 @@ def evaluate_field(path: Path, mpp: float, radius_um: float, params) -> dict:
         "true_index": true_index,
         "index": float(s["ki67_index"]),
         "stains": result.stains.source,
+        "fp_pos": int((fp & det_pos).sum()),
+        "fp_neg": int((fp & ~det_pos).sum()),
+        "fn_pos": int((fn & truth_pos).sum()),
+        "fn_neg": int((fn & ~truth_pos).sum()),
+        # the index error in three parts that add up to it (points)
+        "err_fp": float(s["ki67_index"]) - matched_index,
+        "err_calls": matched_index - matched_true_index,
+        "err_fn": matched_true_index - true_index,
     }
 
 
@@ -159,6 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--count-stroma", action="store_true")
     ap.add_argument("--thresholds", type=float, nargs=3, default=None)
     ap.add_argument(
+        "--decompose", action="store_true", help="per field: the error's FP / call / FN parts"
+    )
+    ap.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="an IHCParams field"
     )
     args = ap.parse_args(argv)
@@ -191,6 +212,13 @@ def main(argv: list[str] | None = None) -> dict:
                     f"{r['index']:5.1f}% ({r['n_counted']} counted of {r['n_found']}, "
                     f"{r['matched']} matched) err {r['index'] - r['true_index']:+5.1f} "
                     f"[{r['stains']}]"
+                )
+        if args.decompose:
+            for r in rows:
+                print(
+                    f"  {r['field']}: err {r['index'] - r['true_index']:+5.1f} = FP "
+                    f"{r['err_fp']:+5.1f} (+{r['fp_pos']} -{r['fp_neg']}) + calls "
+                    f"{r['err_calls']:+5.1f} + FN {r['err_fn']:+5.1f} (+{r['fn_pos']} -{r['fn_neg']})"
                 )
         results[name] = report(rows, name)
         all_rows += rows

@@ -126,6 +126,7 @@ class TileQuantification:
     nuclei: Nuclei
     tissue_px: int
     positive_px: int  # tissue pixels with DAB OD >= thresholds[0]
+    detection: str = "standard"  # the detection preset applied (`resolve_detection`: not "auto")
 
     @property
     def counts(self) -> np.ndarray:
@@ -311,6 +312,7 @@ def quantify_tile(
         nuclei=nuclei.replace(excluded=nuclei.exclusions(params)),
         tissue_px=int(tissue_core.sum()),
         positive_px=int((tissue_core & (dab_core >= params.thresholds[0])).sum()),
+        detection="standard" if params.detection == "auto" else params.detection,
     )
 
 

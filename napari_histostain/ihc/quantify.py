@@ -204,6 +204,7 @@ def _quantify(
 
     tissue_px = np.zeros(n_tiles, np.int64)
     positive_px = np.zeros(n_tiles, np.int64)
+    detection = [""] * n_tiles  # the preset each tile was read with ("auto" resolves per tile)
     parts: list[Nuclei] = []
     margin0 = 2.0 * params.nucleus_radius_um / mpp[0]
     for done, (i, rgb, core, ds) in enumerate(
@@ -212,7 +213,7 @@ def _quantify(
         if cancelled(cancel):
             raise IHCCancelled("quantification cancelled; nothing was written.")
         q = quantify_tile(rgb, level_mpp, marker=marker, stains=stains, params=params, core=core)
-        tissue_px[i], positive_px[i] = q.tissue_px, q.positive_px
+        tissue_px[i], positive_px[i], detection[i] = q.tissue_px, q.positive_px, q.detection
         x0, y0 = grid.coords[i]
         # read px -> level-0 px: the read started `core[0]` read px before the tile's corner
         xy = np.stack(
@@ -255,6 +256,7 @@ def _quantify(
         positive_px=positive_px,
         nuclei=nuclei,
         messages=messages,
+        tile_detection=detection,
     )
     if result.n_nuclei.sum() == 0:
         result.messages.append("no nuclei were found; check the pixel size (mpp) and the stain.")

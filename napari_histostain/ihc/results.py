@@ -71,6 +71,10 @@ class IHCResult:
     #: scores as a report gives them (`reporting.add_reported_scores`: Ki-67 global and hot spot,
     #: PD-L1 TPS/CPS); in the JSON and `<stem>.ihc_scores.csv` when set
     reported: dict = field(default_factory=dict)
+    #: per tile, the nucleus detection it was read with (`params.resolve_detection`: with
+    #: `detection="auto"`, "real-fields" or "standard" tile by tile; "" where no tile was read);
+    #: a tile-table column and counted in the JSON when set
+    tile_detection: list[str] | None = None
 
     # -- per tile --------------------------------------------------------------------------------
     @property
@@ -136,6 +140,7 @@ class IHCResult:
             "stains": self.stains.to_dict(),
             "thresholds": list(self.params.thresholds),
             "params": asdict(self.params),
+            **({"detection": self.detection_summary()} if self.tile_detection else {}),
             "summary": _json_safe(self.summary()),
             "not_counted": {
                 name: int(n) for name, n in zip(*np.unique(reasons, return_counts=True))
@@ -143,6 +148,15 @@ class IHCResult:
             "messages": list(self.messages),
             **({"reported": _json_safe(self.reported)} if self.reported else {}),
             **({"annotations": _json_safe(self.annotations)} if self.annotations else {}),
+        }
+
+    def detection_summary(self) -> dict:
+        """The detection setting asked for and how many tiles each preset was applied to."""
+        applied = [d for d in self.tile_detection or [] if d]
+        names, counts = np.unique(np.asarray(applied, str), return_counts=True)
+        return {
+            "setting": self.params.detection,
+            "applied_tiles": {str(k): int(n) for k, n in zip(names, counts)},
         }
 
     # -- files -----------------------------------------------------------------------------------
@@ -161,6 +175,8 @@ class IHCResult:
         )
         if self.tile_annotation is not None:
             values["annotation"] = self.tile_annotation
+        if self.tile_detection is not None:
+            values["detection"] = self.tile_detection
         return tile_rows(self.grid, values)
 
     def nuclei_table(self) -> list[dict]:
@@ -212,7 +228,11 @@ class IHCResult:
             write_tile_table(
                 out / f"{stem}.ihc_tiles.csv",
                 self.tile_table(),
-                [*TILE_VALUE_COLUMNS, *(["annotation"] if self.tile_annotation else [])],
+                [
+                    *TILE_VALUE_COLUMNS,
+                    *(["annotation"] if self.tile_annotation else []),
+                    *(["detection"] if self.tile_detection else []),
+                ],
             ),
             write_csv(out / f"{stem}.ihc_nuclei.csv", self.nuclei_table(), NUCLEI_COLUMNS),
             *scores,

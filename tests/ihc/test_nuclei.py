@@ -169,3 +169,32 @@ def test_a_512px_field_gives_the_same_index_as_tiff_and_png(tmp_path, params):
     tifffile.imwrite(tif, rgb, photometric="rgb")
     from_png, from_tif = _index(png, params), _index(tif, params)
     assert from_png == from_tif
+
+
+def test_saved_results_record_the_detection_each_tile_got(tmp_path):
+    """With "auto", a real field's tile gets "real-fields" and rendered cells on glass "standard";
+    the JSON keeps the setting and counts the tiles of each, the tile table names each tile's."""
+    import json
+
+    from imageio.v3 import imread
+
+    field, _ = _bcdata("bcdata-00")
+    real = np.asarray(imread(field))[:, :, :3]
+    rendered, _ = render_dab(640, 640, MPP, positive_fraction=0.4, seed=3)
+    rgb = np.concatenate([real, rendered[..., :3]], axis=1)  # two 640 px tiles side by side
+    result = ihc.quantify_image(rgb, MPP, "ki67", tile_mpp=MPP, tile_size=640)
+    assert result.tile_detection == ["real-fields", "standard"]
+    result.save(tmp_path, stem="two")
+    doc = json.loads((tmp_path / "two.ihc.json").read_text())
+    assert doc["params"]["detection"] == "auto"
+    assert doc["detection"] == {
+        "setting": "auto",
+        "applied_tiles": {"real-fields": 1, "standard": 1},
+    }
+    with open(tmp_path / "two.ihc_tiles.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["detection"] for r in rows] == ["real-fields", "standard"]
+    # an explicit choice is what every tile gets
+    fixed = ihc.quantify_image(rgb, MPP, "ki67", params=STANDARD, tile_mpp=MPP, tile_size=640)
+    assert fixed.tile_detection == ["standard", "standard"]
+    assert fixed.to_dict()["detection"]["applied_tiles"] == {"standard": 2}
