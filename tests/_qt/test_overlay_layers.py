@@ -110,7 +110,7 @@ def test_out_of_domain_layer_follows_a_new_runs_grid(make_napari_viewer, synthet
 
 
 def test_maps_stop_at_the_slide_edge_and_show_each_tile_in_place(
-    make_napari_viewer, synthetic_slide
+    make_napari_viewer, synthetic_slide, tmp_path
 ):
     """The positivity and out-of-domain layers end inside the slide layer's extent (the tile grid
     overhangs it), and napari reports each tile's value at points inside that tile."""
@@ -159,3 +159,17 @@ def test_maps_stop_at_the_slide_edge_and_show_each_tile_in_place(
             expect_grey = i % 2 == 1
             got = ood.get_value(p, world=True)
             assert (got == 1.0) if expect_grey else np.isnan(got), (r, c)
+    # saving the clipped layer writes one value per tile, with or without the maps at hand
+    from napari_histostain.plugin.writer import write_heatmap
+    from napari_histostain.results.heatmap_tiff import read_heatmap
+
+    for keep_maps in (True, False):
+        entry = dict(pos.metadata[META_KEY])
+        if not keep_maps:
+            entry.pop("maps")
+        meta = {"name": pos.name, "metadata": {META_KEY: entry}}
+        path = tmp_path / f"pos{keep_maps}.heatmap.ome.tif"
+        (written,) = write_heatmap(str(path), pos.data, meta)
+        back, lattice, _ = read_heatmap(written)
+        np.testing.assert_allclose(back, maps.heatmap("ki67", "positivity"), rtol=1e-6)
+        assert lattice.shape == grid.lattice.shape
