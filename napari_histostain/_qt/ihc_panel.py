@@ -489,13 +489,13 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
     # -- results -------------------------------------------------------------------------------
     def _stream_map(self, state: dict, marker: str, scope: str) -> None:
         """Paint the tiles measured so far (layer made at the first tile, redrawn at most 4x/s)."""
-        from ..plugin.clipped_maps import place
+        from ..plugin.clipped_maps import maps_clip, place
         from ..plugin.layers import overlay_layer_kwargs
 
         now = time.perf_counter()
         maps = state["maps"]
         if state["layer"] is None:
-            clip = state["clip"] = _clipped(maps, marker)
+            clip = state["clip"] = maps_clip(maps, marker)
             kw = place(overlay_layer_kwargs(maps, marker, "positivity"), clip)
             kw["name"] = observed_name(marker)
             kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": None}
@@ -518,7 +518,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         """`show_result` in steps (a generator): the map and the values, the nuclei, the hot spot,
         then the active layer; the caller may run one step per event-loop turn."""
         from ..ihc.reporting import add_reported_scores
-        from ..plugin.clipped_maps import place
+        from ..plugin.clipped_maps import maps_clip, place
         from ..plugin.layers import overlay_layer_kwargs
         from ..results.maps import PredictionMaps
 
@@ -529,7 +529,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         maps.update(marker, done, pos[done])
         s = result.summary()
         maps.info.update(observed=True, ihc_summary=s)
-        clip = _clipped(maps, marker)
+        clip = maps_clip(maps, marker)
         kw = place(overlay_layer_kwargs(maps, marker, "positivity"), clip)
         kw["name"] = observed_name(marker)
         kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": s}
@@ -567,6 +567,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     def show_corrected(self, result) -> None:
         """Show a re-scored `result` of the same nuclei (`CorrectionsBox`): table, map, hot spot."""
+        from ..plugin.clipped_maps import maps_clip
         from ..results.maps import PredictionMaps
 
         marker = result.marker
@@ -575,7 +576,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         pos = result.positivity
         done = np.flatnonzero(np.isfinite(pos))
         maps.update(marker, done, pos[done])
-        heat.data = _clipped(maps, marker).data  # same grid: same placement
+        heat.data = maps_clip(maps, marker).data  # same grid: same placement
         spot = (result.reported.get("ki67") or {}).get("hotspot")
         name = hotspot_name(marker)
         if spot and name in self.viewer.layers:  # move the circle in place (keeps the selection)
@@ -632,10 +633,3 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
-
-
-def _clipped(maps: Any, marker: str) -> Any:
-    """`marker`'s observed positivity heatmap of `maps`, clipped to the slide for display."""
-    from ..plugin.clipped_maps import clipped_map
-
-    return clipped_map(maps.heatmap(marker, "positivity"), maps.lattice, maps.slide_dimensions)

@@ -177,6 +177,11 @@ def clipped_map(source: np.ndarray, lattice: TileLattice, slide_wh: Any) -> Clip
     return ClippedMap(source, display_grid(lattice, slide_wh))
 
 
+def maps_clip(maps: Any, marker: str, kind: str = "positivity") -> ClippedMap:
+    """A `ClippedMap` of `marker`'s `kind` heatmap of `PredictionMaps` `maps`."""
+    return clipped_map(maps.heatmap(marker, kind), maps.lattice, maps.slide_dimensions)
+
+
 def tile_values(data: Any, lattice: TileLattice, display: dict | None) -> np.ndarray:
     """The (n_rows, n_cols) per-tile heatmap back from a display array (`DisplayGrid.to_dict()`
     as `display`; None: `data` is per tile); NaN for tiles with no pixel inside the slide."""
