@@ -489,19 +489,22 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
     # -- results -------------------------------------------------------------------------------
     def _stream_map(self, state: dict, marker: str, scope: str) -> None:
         """Paint the tiles measured so far (layer made at the first tile, redrawn at most 4x/s)."""
+        from ..plugin.clipped_maps import maps_clip, place
         from ..plugin.layers import overlay_layer_kwargs
 
         now = time.perf_counter()
         maps = state["maps"]
         if state["layer"] is None:
-            kw = overlay_layer_kwargs(maps, marker, "positivity")
+            clip = state["clip"] = maps_clip(maps, marker)
+            kw = place(overlay_layer_kwargs(maps, marker, "positivity"), clip)
             kw["name"] = observed_name(marker)
             kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": None}
             state["layer"] = self._put_layer(
-                kw["name"], lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw)
+                kw["name"], lambda: self.viewer.add_image(clip.data, **kw)
             )
         elif now - state["drawn"] >= STREAM_REDRAW_S:
-            state["layer"].data = maps.heatmap(marker, "positivity")
+            state["clip"].sync()
+            state["layer"].data = state["clip"].data
         else:
             return
         state["drawn"] = now
@@ -515,6 +518,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         """`show_result` in steps (a generator): the map and the values, the nuclei, the hot spot,
         then the active layer; the caller may run one step per event-loop turn."""
         from ..ihc.reporting import add_reported_scores
+        from ..plugin.clipped_maps import maps_clip, place
         from ..plugin.layers import overlay_layer_kwargs
         from ..results.maps import PredictionMaps
 
@@ -525,7 +529,8 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         maps.update(marker, done, pos[done])
         s = result.summary()
         maps.info.update(observed=True, ihc_summary=s)
-        kw = overlay_layer_kwargs(maps, marker, "positivity")
+        clip = maps_clip(maps, marker)
+        kw = place(overlay_layer_kwargs(maps, marker, "positivity"), clip)
         kw["name"] = observed_name(marker)
         kw["metadata"][OBSERVED_KEY] = {"marker": marker, "scope": scope, "summary": s}
         name = kw["name"]
@@ -533,12 +538,10 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         if old is not None and OBSERVED_KEY in old.metadata:  # the streamed map: update in place
             old.metadata = kw["metadata"]
             old.scale, old.translate = kw["scale"], kw["translate"]
-            old.data = maps.heatmap(marker, "positivity")
+            old.data = clip.data
             heat = old
         else:
-            heat = self._put_layer(
-                name, lambda: self.viewer.add_image(maps.heatmap(marker, "positivity"), **kw)
-            )
+            heat = self._put_layer(name, lambda: self.viewer.add_image(clip.data, **kw))
         add_reported_scores(result, self.report_options)
         self.result, self.maps, self.scope = result, maps, scope
         n_tiles = len(done)
@@ -564,6 +567,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
 
     def show_corrected(self, result) -> None:
         """Show a re-scored `result` of the same nuclei (`CorrectionsBox`): table, map, hot spot."""
+        from ..plugin.clipped_maps import maps_clip
         from ..results.maps import PredictionMaps
 
         marker = result.marker
@@ -572,7 +576,7 @@ class ObservedIHCPanel(ModeAndStatus, QWidget):
         pos = result.positivity
         done = np.flatnonzero(np.isfinite(pos))
         maps.update(marker, done, pos[done])
-        heat.data = maps.heatmap(marker, "positivity")
+        heat.data = maps_clip(maps, marker).data  # same grid: same placement
         spot = (result.reported.get("ki67") or {}).get("hotspot")
         name = hotspot_name(marker)
         if spot and name in self.viewer.layers:  # move the circle in place (keeps the selection)

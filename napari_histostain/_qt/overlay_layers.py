@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ..plugin.clipped_maps import ClippedMap, clipped_map, place
 from ..plugin.layers import (
     OUT_OF_DOMAIN_LAYER,
     contrast_limits,
@@ -14,7 +15,7 @@ from ..plugin.layers import (
     overlay_name,
     tissue_mask_layer,
 )
-from ..results.maps import KINDS, META_KEY, PredictionMaps
+from ..results.maps import KINDS, META_KEY, OUT_OF_DOMAIN, PredictionMaps
 
 TISSUE_LAYER = "Tissue mask"
 
@@ -23,13 +24,25 @@ class OverlayLayers:
     """A positivity and an attention layer per marker over `PredictionMaps`, plus the tissue mask.
 
     Adding napari layers is slow, so layers of an earlier run are reused (new data, same layer)
-    and redraws only refresh them.
+    and redraws only refresh them. Each layer shows its heatmap clipped to the slide
+    (`plugin.clipped_maps`): the tiles that changed are copied into it before a redraw.
     """
 
     def __init__(self, viewer: Any):
         self.viewer = viewer
         self.layers: dict[tuple[str, str], Any] = {}
         self.domain_layer: Any = None  # grey tiles out of the models' domain (when any)
+        #: the display array of each layer's heatmap (OUT_OF_DOMAIN: the domain layer's)
+        self.clipped: dict[tuple[str, str], ClippedMap] = {}
+
+    def clip(self, key: tuple[str, str], source: Any, maps: PredictionMaps) -> ClippedMap:
+        """The display array of heatmap `source` (the one kept for `key` if it shows `source`)."""
+        clip = self.clipped.get(key)
+        if clip is None or clip.source is not source:
+            clip = self.clipped[key] = clipped_map(source, maps.lattice, maps.slide_dimensions)
+        else:
+            clip.sync()
+        return clip
 
     def make(
         self,
@@ -61,6 +74,8 @@ class OverlayLayers:
         kw = overlay_layer_kwargs(
             maps, m, kind, opacity=opacity, colormap=colormap if kind == "positivity" else None
         )
+        clip = self.clip((m, kind), maps.heatmap(m, kind), maps)
+        place(kw, clip)
         name = overlay_name(m, kind)
         old = self.viewer.layers[name] if name in self.viewer.layers else None
         visible = kind == "positivity" and m == shown
@@ -71,7 +86,7 @@ class OverlayLayers:
             with block():
                 old.metadata = kw["metadata"]
                 old.scale, old.translate = kw["scale"], kw["translate"]
-                old.data = maps.heatmap(m, kind)
+                old.data = clip.data
                 old.contrast_limits_range = kw["contrast_limits"]
                 old.contrast_limits = kw["contrast_limits"]
             old.visible = visible  # showing a hidden layer refreshes it
@@ -80,19 +95,22 @@ class OverlayLayers:
             self.layers[(m, kind)] = old
             return old
         kw["visible"] = visible
-        self.layers[(m, kind)] = self.viewer.add_image(maps.heatmap(m, kind), **kw)
+        self.layers[(m, kind)] = self.viewer.add_image(clip.data, **kw)
         return self.layers[(m, kind)]
 
     def refresh(self, maps: PredictionMaps) -> None:
-        """Redraw the overlays (napari skips hidden layers and refreshes them when shown)."""
+        """Copy the new tiles into the display arrays and redraw the overlays that changed
+        (napari skips hidden layers and refreshes them when shown)."""
         for (m, kind), layer in list(self.layers.items()):
             if layer not in self.viewer.layers:
                 continue
+            clip = self.clipped.get((m, kind))
+            changed = clip.take_changed() if clip is not None else True
             if kind == "attention":
                 lim = contrast_limits(maps.values(m, kind), kind)
                 layer.contrast_limits_range = lim
                 layer.contrast_limits = lim
-            if layer.visible:
+            if layer.visible and changed:
                 layer.refresh()
         self.show_out_of_domain(maps)
 
@@ -107,17 +125,28 @@ class OverlayLayers:
             earlier = OUT_OF_DOMAIN_LAYER in self.viewer.layers
             if not earlier and not (maps.out_of_domain() == 1).any():
                 return None
+            clip = self.clip(OUT_OF_DOMAIN, maps.out_of_domain_heatmap(), maps)
             if earlier:  # an earlier run's: reuse it (cleared when this run has none)
-                layer = _replace_domain_data(self.viewer.layers[OUT_OF_DOMAIN_LAYER], maps)
+                layer = _replace_domain_data(self.viewer.layers[OUT_OF_DOMAIN_LAYER], maps, clip)
             else:
-                kw = out_of_domain_layer_kwargs(maps)
-                layer = self.viewer.add_image(maps.out_of_domain_heatmap(), **kw)
+                kw = place(out_of_domain_layer_kwargs(maps), clip)
+                layer = self.viewer.add_image(clip.data, **kw)
             self.domain_layer = layer
-        elif layer.data is not maps.out_of_domain_heatmap():  # another run's grid
-            _replace_domain_data(layer, maps)
-        elif layer.visible:
+            return layer
+        clip = self.clipped.get(OUT_OF_DOMAIN)
+        if clip is None or clip.source is not maps.out_of_domain_heatmap():  # another run's grid
+            _replace_domain_data(
+                layer, maps, self.clip(OUT_OF_DOMAIN, maps.out_of_domain_heatmap(), maps)
+            )
+        elif clip.take_changed() and layer.visible:
             layer.refresh()
         return layer
+
+    def sync(self) -> None:
+        """Copy new tiles into the display arrays now (cheap: the redraw comes with `refresh`),
+        so that each layer's data holds every tile computed so far."""
+        for clip in self.clipped.values():
+            clip.sync()
 
     def show_only(self, marker: str, *, colorbar: bool = True) -> Any:
         """Show `marker`'s positivity layer (with napari's colour bar unless `colorbar` is False)
@@ -161,10 +190,10 @@ class OverlayLayers:
         self.viewer.add_image(data, **kw)
 
 
-def _replace_domain_data(layer: Any, maps: PredictionMaps) -> Any:
-    """Give the out-of-domain `layer` the heatmap of `maps`, placed on its grid."""
-    kw = out_of_domain_layer_kwargs(maps)
+def _replace_domain_data(layer: Any, maps: PredictionMaps, clip: ClippedMap) -> Any:
+    """Give the out-of-domain `layer` the heatmap of `maps` (as `clip`), placed on its grid."""
+    kw = place(out_of_domain_layer_kwargs(maps), clip)
     layer.scale, layer.translate = kw["scale"], kw["translate"]
     layer.metadata = kw["metadata"]
-    layer.data = maps.out_of_domain_heatmap()
+    layer.data = clip.data
     return layer

@@ -164,7 +164,9 @@ class OverlayView:
             QTimer.singleShot(0, self._make_next_layer)
 
     def _schedule_refresh(self) -> None:
-        """Redraw overlays and panel now, or once the refresh interval has passed (throttle)."""
+        """Redraw overlays and panel now, or once the refresh interval has passed (throttle);
+        the layers' data holds the new tiles at once."""
+        self.overlays.sync()
         wait = self._last_refresh + self.refresh_interval - time.perf_counter()
         if wait <= 0 and not self._refresh_timer.isActive():
             self._refresh_now()

@@ -18,7 +18,11 @@ def quiet_updates(pbar: Any) -> bool:
     that counts tiles this runs a nested canvas redraw (with software OpenGL about as long as a
     100 ms frame) and whatever else is queued, so that handler's stall is its own work plus a redraw.
     The bar's value is set directly instead; the redraw then comes in its own event-loop turn.
-    Returns whether the bar was found (not when napari runs without Qt).
+
+    This reaches into napari's private `QtLabeledProgressBar` (its `progress`, `qt_progress_bar`
+    and `_set_value`). When those are missing or changed, napari's own (public) update path is
+    left in place: the bar still moves, only with napari's event processing.
+    Returns whether the quiet path was installed.
     """
     try:
         from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
@@ -29,16 +33,27 @@ def quiet_updates(pbar: Any) -> bool:
     if pbar is None or app is None:
         return False
     for w in app.allWidgets():
-        if isinstance(w, QtLabeledProgressBar) and w.progress is pbar:
+        try:
+            if not (isinstance(w, QtLabeledProgressBar) and w.progress is pbar):
+                continue
             bar = w.qt_progress_bar
+            own = w._set_value
+            set_value = bar.setValue
+        except (AttributeError, TypeError):  # napari's private widget changed
+            return False
+        if not callable(own) or not callable(set_value):
+            return False  # (disconnecting a non-callable could drop napari's other callbacks)
 
-            def show(event, bar=bar) -> None:
-                with contextlib.suppress(RuntimeError):  # the bar was deleted (viewer closed)
-                    bar.setValue(event.value)
+        def show(event, bar=bar) -> None:
+            with contextlib.suppress(RuntimeError):  # the bar was deleted (viewer closed)
+                bar.setValue(event.value)
 
-            pbar.events.value.disconnect(w._set_value)
-            pbar.events.value.connect(show)
-            return True
+        try:
+            pbar.events.value.disconnect(own)
+        except (AttributeError, TypeError, ValueError):  # napari's own path stays connected
+            return False
+        pbar.events.value.connect(show)
+        return True
     return False
 
 

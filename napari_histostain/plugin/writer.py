@@ -21,6 +21,18 @@ def _ours(meta: dict) -> dict | None:
     return entry if isinstance(entry, dict) and "geometry" in entry else None
 
 
+def _per_tile(data: Any, entry: dict) -> np.ndarray:
+    """The per-tile heatmap of an overlay layer's data (drawn clipped to the slide, finer):
+    its `PredictionMaps`' own when the layer carries them, else read back from the data."""
+    from ..results.maps import KINDS, PredictionMaps
+    from .clipped_maps import layer_tiles
+
+    maps, marker, kind = entry.get("maps"), entry.get("marker"), entry.get("kind")
+    if isinstance(maps, PredictionMaps) and kind in KINDS and marker in maps.markers:
+        return maps.heatmap(marker, kind)
+    return layer_tiles(data, entry)
+
+
 def layer_maps(data: Any, meta: dict):
     """(PredictionMaps, marker, kind) of a HistoStain overlay layer; rebuilt from the data if needed."""
     from ..engine.tiling import TileLattice
@@ -37,7 +49,7 @@ def layer_maps(data: Any, meta: dict):
     if isinstance(maps, PredictionMaps):
         return maps, marker, kind
     lattice = TileLattice.from_dict(entry["geometry"])
-    arr = np.asarray(data, np.float32)
+    arr = _per_tile(data, entry)
     rows, cols = np.nonzero(np.isfinite(arr))
     rowcol = np.stack([rows, cols], axis=1)
     coords = np.round(np.asarray(lattice.origin) + rowcol[:, ::-1] * lattice.tile_px0)
@@ -65,6 +77,7 @@ def write_heatmap(path: str, data: Any, meta: dict) -> list[str]:
     entry = _ours(meta)
     if entry is not None:
         lattice = TileLattice.from_dict(entry["geometry"])
+        arr = _per_tile(arr, entry)
         info = {k: entry.get(k) for k in ("marker", "kind", "slide_path")}
     else:  # a plain layer: world units are um, one "tile" per pixel, 1 um per level-0 px
         sy, sx = (float(v) for v in meta.get("scale", (1.0, 1.0))[-2:])

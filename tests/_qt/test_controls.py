@@ -13,6 +13,13 @@ pytestmark = pytest.mark.gui
 TIMEOUT_MS = 90_000
 
 
+def _tiles(layer):
+    """The per-tile heatmap an overlay layer shows (drawn finer, clipped to the slide)."""
+    from napari_histostain.plugin.clipped_maps import layer_tiles
+
+    return layer_tiles(layer.data, layer.metadata["histostain"])
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     from napari_histostain.engine.model_files import save_model_file, seeded_model
@@ -119,7 +126,7 @@ def test_cancel_in_activity_dock_stops_within_a_second_and_counts_tiles(qtbot, w
     # nothing more arrives after the cancel: the maps stay as reported
     qtbot.wait(1500)
     assert int(widget.predictor.maps.done.sum()) == done
-    assert np.isfinite(viewer.layers["Ki-67 positivity"].data).sum() == done
+    assert np.isfinite(_tiles(viewer.layers["Ki-67 positivity"])).sum() == done
 
 
 def test_stop_during_setup_is_immediate_and_clean(qtbot, widget_on_slide):
@@ -264,6 +271,7 @@ def test_any_rgb_image_layer_can_be_predicted(
     from napari_histostain._qt.widget import PredictionWidget
     from napari_histostain.engine.predict import PredictOptions, predict_slide
     from napari_histostain.io.slide import slide_from_array
+    from napari_histostain.plugin.clipped_maps import tile_centre_px
 
     viewer = make_napari_viewer()
     kw = {"scale": (0.5, 0.5), "units": ("um", "um")} if in_um else {}
@@ -289,12 +297,16 @@ def test_any_rgb_image_layer_can_be_predicted(
     )
     pos = viewer.layers["Ki-67 positivity"]
     np.testing.assert_allclose(
-        pos.data[tuple(grid.rowcol.T)], ref.markers["ki67"].positivity, rtol=1e-5
+        _tiles(pos)[tuple(grid.rowcol.T)], ref.markers["ki67"].positivity, rtol=1e-5
     )
     # the overlay lines up with the image: tile centres in world um agree
     half = (grid.tile_px0 - 1) / 2
     y0, x0 = grid.coords[0, 1] + half, grid.coords[0, 0] + half
     np.testing.assert_allclose(
-        layer.data_to_world((y0, x0)), pos.data_to_world(grid.rowcol[0]), atol=1e-6
+        layer.data_to_world((y0, x0)),
+        pos.data_to_world(
+            tile_centre_px(grid.rowcol[0], pos.metadata["histostain"].get("display"))[0]
+        ),
+        atol=1e-6,
     )
     widget.close_session()

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from napari_histostain.plugin.clipped_maps import layer_tiles
+
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.gui
 
@@ -86,7 +88,8 @@ def test_thresholds_rescore_at_once_like_a_new_measurement(measured, ihc_path):
     assert list(points.features["class"]) == [ihc.CLASS_NAMES[c] for c in fresh.nuclei.cls]
     heat = viewer.layers["Ki-67 observed positivity"]
     r, c = panel.result.grid.rowcol[0]
-    assert heat.data[r, c] == pytest.approx(fresh.positivity[0], nan_ok=True)
+    tiles = layer_tiles(heat.data, heat.metadata["histostain"])
+    assert tiles[r, c] == pytest.approx(fresh.positivity[0], nan_ok=True)
     # not increasing: refused with a message, the scores stay
     box.spins[1].setValue(0.1)
     assert "must increase" in box.info.text() and panel.result.summary() == s

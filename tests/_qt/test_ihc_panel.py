@@ -13,6 +13,13 @@ pytestmark = pytest.mark.gui
 TIMEOUT_MS = 60_000
 
 
+def _tiles(layer):
+    """The per-tile heatmap an overlay layer shows (drawn finer, clipped to the slide)."""
+    from napari_histostain.plugin.clipped_maps import layer_tiles
+
+    return layer_tiles(layer.data, layer.metadata["histostain"])
+
+
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     """A ~1 x 1 mm simulated case (H&E + Ki-67 IHC, 0.5 um/px) and the headless IHC result."""
@@ -55,6 +62,8 @@ def _measure(qtbot, panel):
 
 
 def test_whole_slide_observed_map_aligned_and_equal_to_headless(qtbot, gui, case, tmp_path):
+    from napari_histostain.plugin.clipped_maps import display_grid, tile_centre_px
+
     viewer, _widget, panel = gui
     headless = case[2]
     # defaults: the IHC layer (named so) and its marker; no prediction yet -> default grid
@@ -70,14 +79,18 @@ def test_whole_slide_observed_map_aligned_and_equal_to_headless(qtbot, gui, case
 
     heat = viewer.layers["Ki-67 observed positivity"]
     grid = panel.result.grid
-    assert heat.data.shape == (grid.n_rows, grid.n_cols)
-    # each heatmap pixel centre is its tile centre (um), on the IHC slide
+    tiles = _tiles(heat)
+    assert tiles.shape == (grid.n_rows, grid.n_cols)
+    assert heat.data.shape == display_grid(grid.lattice, grid.slide_dimensions).shape
+    # each tile's centre in the heatmap is its tile centre (um), on the IHC slide
     centres = grid.centres_um()
+    display = heat.metadata["histostain"].get("display")
     for i in (0, len(centres) // 2, len(centres) - 1):
         r, c = grid.rowcol[i]
-        np.testing.assert_allclose(heat.data_to_world((r, c)), centres[i], atol=1e-6)
-        assert heat.data[r, c] == pytest.approx(headless.positivity[i], nan_ok=True)
-    finite = np.isfinite(heat.data)
+        p = tile_centre_px((r, c), display)[0]
+        np.testing.assert_allclose(heat.data_to_world(p), centres[i], atol=1e-6)
+        assert tiles[r, c] == pytest.approx(headless.positivity[i], nan_ok=True)
+    finite = np.isfinite(tiles)
     assert finite.sum() == np.isfinite(headless.positivity).sum() > 0
     assert not finite.all()  # glass tiles stay transparent (NaN)
     assert heat.colormap.map(np.array([np.nan]))[0, 3] == 0
@@ -133,7 +146,7 @@ def test_visible_region_measures_only_the_view(qtbot, gui, case):
     x, y, w, h = box
     c = grid.coords[done]
     assert ((c[:, 0] < x + w) & (c[:, 0] + t > x) & (c[:, 1] < y + h) & (c[:, 1] + t > y)).all()
-    assert np.isfinite(viewer.layers["Ki-67 observed positivity"].data).sum() == len(done)
+    assert np.isfinite(_tiles(viewer.layers["Ki-67 observed positivity"])).sum() == len(done)
     assert "(visible region)" in panel.results_label.text()
 
 
@@ -201,7 +214,7 @@ def test_observed_map_streams_while_measuring(qtbot, gui):
         panel_stream(state, marker, scope)
         layer = viewer.layers["Ki-67 observed positivity"]
         meta = copy.deepcopy(dict(layer.metadata))  # the layer is updated in place at the end
-        seen.append((panel.busy, int(np.isfinite(layer.data).sum()), meta))
+        seen.append((panel.busy, int(np.isfinite(_tiles(layer)).sum()), meta))
 
     panel._stream_map = recording
     _measure(qtbot, panel)
@@ -212,7 +225,7 @@ def test_observed_map_streams_while_measuring(qtbot, gui):
     assert "measuring" in seen[0][2]["histostain_observed"]["scope"]
     final = viewer.layers["Ki-67 observed positivity"]
     assert len([ly for ly in viewer.layers if ly.name == final.name]) == 1
-    assert np.isfinite(final.data).sum() >= counts[-1]
+    assert np.isfinite(_tiles(final)).sum() >= counts[-1]
     assert final.metadata["histostain_observed"]["summary"] == panel.result.summary()
 
 

@@ -14,6 +14,13 @@ pytestmark = pytest.mark.gui
 TIMEOUT_MS = 90_000
 
 
+def _tiles(layer):
+    """The per-tile heatmap an overlay layer shows (drawn finer, clipped to the slide)."""
+    from napari_histostain.plugin.clipped_maps import layer_tiles
+
+    return layer_tiles(layer.data, layer.metadata["histostain"])
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     """A Ki-67 model file written with ENGINE's save function from a seeded SlideEncoder."""
@@ -60,6 +67,7 @@ def test_widget_defaults_to_active_slide_layer(widget_on_slide):
 
 def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file, tmp_path):
     from napari_histostain.engine.predict import PredictOptions, predict_slide
+    from napari_histostain.plugin.clipped_maps import tile_centre_px
 
     viewer, widget, slide_layer = widget_on_slide
     widget.set_mode("whole")
@@ -71,7 +79,7 @@ def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file
         timeout=TIMEOUT_MS,
     )
     widget._whole_worker.yielded.connect(
-        lambda _: log.append(int(np.isfinite(viewer.layers["Ki-67 positivity"].data).sum()))
+        lambda _: log.append(int(np.isfinite(_tiles(viewer.layers["Ki-67 positivity"])).sum()))
     )
     _wait_idle(qtbot, widget)
     grid = widget.predictor.grid
@@ -81,10 +89,12 @@ def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file
     assert len(log) >= 2 and log == sorted(log) and log[0] < n and log[-1] == n
     pos_layer = viewer.layers["Ki-67 positivity"]
     att_layer = viewer.layers["Ki-67 attention"]
-    assert np.isfinite(pos_layer.data).sum() == n  # NaN (transparent) outside tissue tiles
-    assert np.isnan(pos_layer.data).sum() == grid.n_rows * grid.n_cols - n
-    # alignment: world coordinate of each tile's heatmap pixel centre == tile centre in um
-    world = np.array([pos_layer.data_to_world(rc) for rc in grid.rowcol])
+    pos, att = _tiles(pos_layer), _tiles(att_layer)
+    assert np.isfinite(pos).sum() == n  # NaN (transparent) outside tissue tiles
+    assert np.isnan(pos).sum() == grid.n_rows * grid.n_cols - n
+    # alignment: world coordinate of each tile's heatmap centre == tile centre in um
+    display = pos_layer.metadata["histostain"].get("display")
+    world = np.array([pos_layer.data_to_world(p) for p in tile_centre_px(grid.rowcol, display)])
     np.testing.assert_allclose(world, grid.centres_um(), atol=1e-6)
     # ... and the slide layer puts the tile's centre level-0 pixel at the same world point
     half = (grid.tile_px0 - 1) / 2
@@ -94,13 +104,9 @@ def test_whole_slide_streams_aligned_overlays(qtbot, widget_on_slide, model_file
     ref = predict_slide(
         str(widget.predictor.slide.path), ["ki67"], PredictOptions(models={"ki67": model_file})
     )
-    np.testing.assert_allclose(
-        pos_layer.data[tuple(grid.rowcol.T)], ref.markers["ki67"].positivity, rtol=1e-5
-    )
-    np.testing.assert_allclose(
-        att_layer.data[tuple(grid.rowcol.T)], ref.markers["ki67"].attention, rtol=1e-4
-    )
-    assert att_layer.contrast_limits[1] == pytest.approx(np.nanmax(att_layer.data), rel=1e-5)
+    np.testing.assert_allclose(pos[tuple(grid.rowcol.T)], ref.markers["ki67"].positivity, rtol=1e-5)
+    np.testing.assert_allclose(att[tuple(grid.rowcol.T)], ref.markers["ki67"].attention, rtol=1e-4)
+    assert att_layer.contrast_limits[1] == pytest.approx(np.nanmax(att), rel=1e-5)
     # results panel
     assert widget.results.table.rowCount() == 1
     assert widget.results.table.item(0, 2).text() == f"{ref.markers['ki67'].probability:.3f}"
@@ -175,9 +181,9 @@ def test_cancel_mid_run_leaves_consistent_state(qtbot, widget_on_slide):
     assert 2 <= done < n
     assert widget._progress is None and widget.run_button.isEnabled()
     # overlays show exactly the finished tiles; no half-filled marker state
-    assert np.isfinite(viewer.layers["Ki-67 positivity"].data).sum() == done
-    assert np.isfinite(viewer.layers["Ki-67 attention"].data).sum() == done
-    assert np.nansum(viewer.layers["Ki-67 attention"].data) == pytest.approx(1.0, rel=1e-5)
+    assert np.isfinite(_tiles(viewer.layers["Ki-67 positivity"])).sum() == done
+    assert np.isfinite(_tiles(viewer.layers["Ki-67 attention"])).sum() == done
+    assert np.nansum(_tiles(viewer.layers["Ki-67 attention"])) == pytest.approx(1.0, rel=1e-5)
     assert widget.results.table.item(0, 4).text() == f"{done}/{n}"
     # and a new run completes
     widget.run()
@@ -219,8 +225,8 @@ def test_visible_region_computes_view_and_caches(qtbot, widget_on_slide):
     assert done == first  # only the tiles intersecting the view
     assert widget.predictor.computed_count == len(first)
     assert "first_tile_s" in widget.timing.marks
-    assert np.isfinite(viewer.layers["Ki-67 positivity"].data).sum() == len(first)
-    att = viewer.layers["Ki-67 attention"].data
+    assert np.isfinite(_tiles(viewer.layers["Ki-67 positivity"])).sum() == len(first)
+    att = _tiles(viewer.layers["Ki-67 attention"])
     assert np.nansum(att) == pytest.approx(1.0, rel=1e-5)  # normalised over tiles seen
     assert "tiles seen" in widget.results.scope_label.text()
     # pan to an overlapping view with new tiles: only those are computed, the rest is cached
