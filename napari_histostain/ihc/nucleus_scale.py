@@ -18,8 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import IHCError
+
 if TYPE_CHECKING:
     from .params import IHCParams
+
+#: `IHCParams.nucleus_scale`: the preset radius, the field's for all of the detection, for its seeds
+NUCLEUS_SCALES = ("fixed", "field", "seeds")
 
 
 def field_nucleus_radius(image: np.ndarray, max_radius_px: float, *, steps: int = 16) -> float:
@@ -52,7 +57,9 @@ def with_field_scale(params: IHCParams, signal: np.ndarray, mpp: float) -> IHCPa
     "field" or "seeds": `nucleus_scale_factor` x `field_nucleus_radius` of the log-compressed stain (as the
     blob seeds see it), searched up to `nucleus_scale_max` x the preset radius and kept within half
     and twice it; unchanged when nothing stands out."""
-    if params.nucleus_scale not in ("field", "seeds"):
+    if params.nucleus_scale not in NUCLEUS_SCALES:
+        raise IHCError(f"nucleus_scale must be one of {', '.join(NUCLEUS_SCALES)}")
+    if params.nucleus_scale == "fixed":
         return params
     preset_px = params.nucleus_radius_um / mpp
     compressed = np.log1p(np.minimum(signal, params.blob_max_od) / params.blob_od)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from napari_histostain.ihc import IHCParams
+from napari_histostain.ihc import IHCError, IHCParams
 from napari_histostain.ihc.nucleus_scale import field_nucleus_radius, with_field_scale
 
 
@@ -53,6 +53,8 @@ def test_detection_radius_follows_the_field():
     assert with_field_scale(IHCParams(), discs(20), mpp) == IHCParams()
     tiny = with_field_scale(replace(params, nucleus_radius_um=8.0), discs(6), mpp)
     assert tiny.nucleus_radius_um == pytest.approx(4.0)  # clipped at half the preset
+    with pytest.raises(IHCError, match="nucleus_scale"):
+        with_field_scale(replace(params, nucleus_scale="tile"), discs(6), mpp)
 
 
 def test_seeds_mode_and_large_nuclei_seeded_once():
