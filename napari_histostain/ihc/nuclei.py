@@ -20,6 +20,7 @@ import numpy as np
 from ..markers import get_marker
 from .cell_rules import exclusion_codes, merged_lymphocyte_like
 from .membrane import membrane_coverage
+from .nucleus_scale import with_field_scale
 from .params import AUTO_DETECTION_MARKERS, EXCLUSION_NAMES, IHCParams, resolve_detection
 from .scores import summarise
 from .stains import StainVectors, optical_density, standard_stains
@@ -179,7 +180,9 @@ def quantify_tile(
             rgb, signal, mpp, params, od=od, sharp=sharp, background=backgrounds[size0]
         )
         params = resolve_detection(params, marker, glass)
-
+    # the field's own nucleus size: for all of the detection ("field") or its seeds ("seeds")
+    scaled = with_field_scale(params, signal, mpp)
+    params = scaled if params.nucleus_scale == "field" else params
     radius_px = params.nucleus_radius_um / mpp
     size = _opening_size(radius_px)
     if size not in backgrounds:
@@ -205,13 +208,14 @@ def quantify_tile(
     # the (smoothed) distance to the background ("distance")
     dist = gaussian(ndi.distance_transform_edt(fg), sigma=max(0.5, radius_px / 5)) * fg
     blob = params.seeds in ("blob", "log")
-    relief = _blob_relief(signal, dist, radius_px, params, hema=hema) if blob else dist
+    seed_px = scaled.nucleus_radius_um / mpp
+    relief = _blob_relief(signal, dist, seed_px, params, hema=hema) if blob else dist
     if params.seeds == "log":
-        seeds = _scale_space_seeds(signal, hema, fg, radius_px, params)
+        seeds = _scale_space_seeds(signal, hema, fg, seed_px, params)
     else:
         seeds = peak_local_max(
             relief,
-            min_distance=max(1, int(round(radius_px * params.seed_spacing))),
+            min_distance=max(1, int(round(seed_px * params.seed_spacing))),
             threshold_abs=params.blob_min if blob else radius_px * 0.3,
             labels=fg.astype(np.int32) if blob else None,
             exclude_border=False,

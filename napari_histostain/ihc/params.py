@@ -40,6 +40,10 @@ class IHCParams:
     real_field_max_glass: float = 0.2  # auto: real-fields where at most this share of the ground
     # between nuclei is glass (the rest counterstained / DAB-tinted cytoplasm and stroma)
     nucleus_radius_um: float = 3.5  # typical nucleus radius: sets smoothing and seed spacing
+    nucleus_scale: str = "fixed"  # "field": nucleus_radius_um measured per tile (`nucleus_scale`);
+    # "seeds": only the seeds' (blob sizes, spacing) measured so
+    nucleus_scale_max: float = 2.5  # ... its granulometry searched up to this x nucleus_radius_um
+    nucleus_scale_factor: float = 1.2  # ... and its median object radius times this
     min_nucleus_area_um2: float = 8.0
     nucleus_od: float = 0.08  # hematoxylin(+DAB) OD a nucleus pixel exceeds at least
     nucleus_contrast: float = 0.05  # ... and by this much its local background (white top-hat)
