@@ -34,7 +34,9 @@ def field_nucleus_radius(image: np.ndarray, max_radius_px: float, *, steps: int 
     when nothing stands out (a flat image).
 
     The image is shrunk first (block means, skimage `downscale_local_mean`) so that one step is one
-    pixel: sizes are unchanged, and the openings by large discs take a fraction of the time."""
+    pixel: sizes are unchanged, and the openings by large discs take a fraction of the time; the discs
+    are decomposed into a sequence of small footprints (skimage `disk(..., decomposition=
+    "sequence")`, a close approximation of a disc) - about 7x quicker again."""
     from skimage.morphology import disk, opening
     from skimage.transform import downscale_local_mean
 
@@ -44,7 +46,8 @@ def field_nucleus_radius(image: np.ndarray, max_radius_px: float, *, steps: int 
     small = downscale_local_mean(np.asarray(image, np.float64), (factor, factor))
     radii = np.linspace(0.0, max_radius_px / factor, steps + 1)
     volume = np.array(
-        [small.sum()] + [opening(small, disk(int(round(r)))).sum() for r in radii[1:]]
+        [small.sum()]
+        + [opening(small, disk(int(round(r)), decomposition="sequence")).sum() for r in radii[1:]]
     )
     removed = volume[0] - volume
     if not removed[-1] > 0:

@@ -110,7 +110,8 @@ class IHCParams:
 #: distance). "real-fields": for real bright-field fields with a stained background and pale
 #: negative nuclei (BCData: docs/ihc.md) - one seed per nucleus-sized blob of scale space (skimage
 #: `blob_log`) of hematoxylin + DAB and of hematoxylin alone, nuclear DAB judged above the field's
-#: own background DAB, and nuclei 9 um across (40x breast tumour nuclei). "auto" (the default):
+#: own background DAB, nuclei 9 um across (40x breast tumour nuclei) and the seeds' scale measured
+#: per tile (`nucleus_scale="seeds"`: docs/ihc.md, "Per-field nucleus scale"). "auto" (the default):
 #: Ki-67 tiles whose ground between nuclei is tissue rather than glass (`real_field_max_glass`)
 #: get "real-fields", the others "standard" (`resolve_detection`).
 DETECTION_PRESETS: dict[str, dict[str, Any]] = {
@@ -121,6 +122,7 @@ DETECTION_PRESETS: dict[str, dict[str, Any]] = {
         "blob_stains": "both",
         "dab_baseline": "field",
         "nucleus_radius_um": 4.5,
+        "nucleus_scale": "seeds",
     },
 }
 #: markers whose tiles "auto" may read as real fields (the only one checked on real cells: Ki-67)
