@@ -58,8 +58,8 @@ def called(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
     }
 
 
-def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
-    c = called(model_path, manifest_path, cache_dir)
+def measure(c: dict) -> dict:
+    """The guard's figures from one model's `called` result."""
     cfg, labels, after, verdicts = c["cfg"], c["labels"], c["probs"], c["verdicts"]
     flagged = sum(not v["in_domain"] for v in verdicts)
     cal = c["calibration"]
@@ -80,9 +80,9 @@ def measure(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
     }
 
 
-def compare(model_path: Path, baseline_path: Path, manifest_path: str, cache_dir: str) -> dict:
-    """Paired per-case log-loss of a model against a baseline on the same cases."""
-    a = called(model_path, manifest_path, cache_dir)
+def compare(a: dict, baseline_path: Path, manifest_path: str, cache_dir: str) -> dict:
+    """Paired per-case log-loss of a model (its `called` result) against a baseline model file on
+    the same cases."""
     b = called(baseline_path, manifest_path, cache_dir)
     if a["case_ids"] != b["case_ids"] or a["cfg"].marker != b["cfg"].marker:
         raise SystemExit(f"{baseline_path} is not a model of the same marker on the same cases")
@@ -126,9 +126,10 @@ def main() -> None:
         path = (
             Path(args.models) / f"histostainalign-{m}.pt" if args.models else bundled_model_path(m)
         )
-        print(json.dumps(measure(path, args.manifest, args.cache)), flush=True)
+        calls = called(path, args.manifest, args.cache)
+        print(json.dumps(measure(calls)), flush=True)
         if m in baselines:
-            report = compare(path, Path(baselines[m]), args.manifest, args.cache)
+            report = compare(calls, Path(baselines[m]), args.manifest, args.cache)
             print(json.dumps(report), flush=True)
 
 
