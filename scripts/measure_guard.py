@@ -6,6 +6,8 @@ log-loss and ECE (with bootstrap 95 % CIs) of the slide probabilities before and
 calibration (temperature or Platt), the slides pooled over their in-domain tiles as
 `predict_slide` pools them, beside the ECE a perfectly calibrated model would show on as many cases
 (`ece_if_calibrated`: its median and 95th percentile, and the p-value of the observed ECE).
+On a simulated cohort, the same figures for the simulator's exact Bayes posterior of each case (the
+best-informed calibrated model possible from the H&E): what no model can beat on these cases.
 With `--baseline`, a second model file for a marker (e.g. its CE-only baseline) is called the same way
 (its own domain reference and calibration) and compared on the same cases: its log-loss and ECE, the
 mean per-case log-loss difference (model - baseline, paired bootstrap 95 % CI) and the two-sided
@@ -33,6 +35,7 @@ from napari_histostain.training.evaluate import (
 )
 from napari_histostain.training.guard import calibration_metrics, in_domain_logits
 from napari_histostain.training.manifest import load_manifest
+from napari_histostain.training.reference import case_posteriors
 
 
 def called(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
@@ -55,6 +58,31 @@ def called(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
         "logits": logits,
         "calibration": cal,
         "probs": calibrate(logits, cal, cfg.positive_class),
+        "bayes_posterior": case_posteriors(cases, cfg.marker),
+    }
+
+
+def bayes_figures(labels: np.ndarray, posterior: np.ndarray, positive_class: int) -> dict:
+    """ECE and log-loss of the simulator's exact posterior P(positive | H&E) on the same cases, and
+    the ECE it would show if its labels were drawn from it (`ece_if_calibrated`), with the share of
+    such draws at or below 0.05."""
+    probs = np.empty((len(posterior), 2))
+    probs[:, positive_class] = posterior
+    probs[:, 1 - positive_class] = 1.0 - posterior
+    ece = calibration_error(labels, probs)
+    rng = np.random.default_rng(1)
+    draws = [
+        calibration_error(
+            np.where(rng.random(len(posterior)) < posterior, positive_class, 1 - positive_class),
+            probs,
+        )
+        for _ in range(4000)
+    ]
+    return {
+        "ece": ece,
+        "log_loss": log_loss(probs, labels),
+        "ece_if_calibrated": ece_if_calibrated(posterior, ece, draws=4000),
+        "share_of_draws_with_ece_at_most_0.05": float(np.mean(np.array(draws) <= 0.05)),
     }
 
 
@@ -77,6 +105,9 @@ def measure(c: dict) -> dict:
         "ece_after_ci95": [ece[1], ece[2]],
         "log_loss_after_ci95": [loss[1], loss[2]],
         "ece_if_calibrated": ece_if_calibrated(after[:, cfg.positive_class], ece[0]),
+        "bayes_optimal": None
+        if c["bayes_posterior"] is None
+        else bayes_figures(labels, c["bayes_posterior"], cfg.positive_class),
     }
 
 
