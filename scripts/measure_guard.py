@@ -35,7 +35,7 @@ from napari_histostain.training.evaluate import (
 )
 from napari_histostain.training.guard import calibration_metrics, in_domain_logits
 from napari_histostain.training.manifest import load_manifest
-from napari_histostain.training.reference import case_posteriors
+from napari_histostain.training.reference import case_posteriors, posterior_calibration
 
 
 def called(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
@@ -63,27 +63,9 @@ def called(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
 
 
 def bayes_figures(labels: np.ndarray, posterior: np.ndarray, positive_class: int) -> dict:
-    """ECE and log-loss of the simulator's exact posterior P(positive | H&E) on the same cases, and
-    the ECE it would show if its labels were drawn from it (`ece_if_calibrated`), with the share of
-    such draws at or below 0.05."""
-    probs = np.empty((len(posterior), 2))
-    probs[:, positive_class] = posterior
-    probs[:, 1 - positive_class] = 1.0 - posterior
-    ece = calibration_error(labels, probs)
-    rng = np.random.default_rng(1)
-    draws = [
-        calibration_error(
-            np.where(rng.random(len(posterior)) < posterior, positive_class, 1 - positive_class),
-            probs,
-        )
-        for _ in range(4000)
-    ]
-    return {
-        "ece": ece,
-        "log_loss": log_loss(probs, labels),
-        "ece_if_calibrated": ece_if_calibrated(posterior, ece, draws=4000),
-        "share_of_draws_with_ece_at_most_0.05": float(np.mean(np.array(draws) <= 0.05)),
-    }
+    """`posterior_calibration` of the simulator's exact posterior P(positive | H&E) on the same
+    cases."""
+    return posterior_calibration(labels if positive_class == 1 else 1 - labels, posterior)
 
 
 def measure(c: dict) -> dict:

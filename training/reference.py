@@ -104,4 +104,23 @@ def held_out_reference(
         "gap": gap[0],
         "gap_ci": [gap[1], gap[2]],
         "threshold": float(threshold),
+        **posterior_calibration(y, bayes_prob, seed=seed),
+    }
+
+
+def posterior_calibration(y: np.ndarray, bayes_prob: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """ECE and log-loss of the exact posterior P(positive | H&E) on these cases (labels 0 / 1), and
+    its ECE if its labels were drawn from it (`ece_if_calibrated`): the calibration figures of the
+    best-informed calibrated model possible, which no model's can be expected to beat."""
+    from napari_histostain.engine.calibration import ece_if_calibrated, log_loss
+
+    from .evaluate import calibration_error
+
+    post = np.asarray(bayes_prob, np.float64)
+    p2 = np.stack([1 - post, post], 1)
+    ece = calibration_error(np.asarray(y), p2)
+    return {
+        "ece": ece,
+        "log_loss": log_loss(p2, np.asarray(y)),
+        "ece_if_calibrated": ece_if_calibrated(post, ece, seed=seed),
     }

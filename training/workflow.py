@@ -461,6 +461,7 @@ def annotate_model(
             held["bayes_rule_weighted_f1_same_cases"] = same["weighted_f1"]
             held["gap_to_bayes_rule_same_cases"] = same["gap"]
             held["gap_to_bayes_rule_same_cases_ci95"] = same["gap_ci"]
+            held["bayes_posterior_ece_same_cases"] = same["ece"]
     key = key or ("external_test" if report.get("external") else "held_out")
     cfg.metrics = {**cfg.metrics, key: held}
     cfg.description = cfg.description or DISCLAIMER
@@ -486,12 +487,9 @@ def summary_line(report: dict[str, Any]) -> str:
         s += f"; Wilcoxon p={report['wilcoxon_per_case_log_loss']['p_value']:.3g}"
     if "bayes_optimal" in report:
         s += f"; Bayes-optimal F1 {report['bayes_optimal'].get('weighted_f1', float('nan')):.3f}"
-        same = report["bayes_optimal"].get("held_out")
-        if same:
-            s += (
-                f" (on these cases {same['weighted_f1']:.3f}; gap {same['gap']:.3f} "
-                f"[{same['gap_ci'][0]:.3f}, {same['gap_ci'][1]:.3f}])"
-            )
+        if same := report["bayes_optimal"].get("held_out"):
+            s += f" (on these cases {same['weighted_f1']:.3f}; gap {same['gap']:.3f} "
+            s += f"[{same['gap_ci'][0]:.3f}, {same['gap_ci'][1]:.3f}]; posterior ECE {same['ece']:.3f})"
     return s
 
 

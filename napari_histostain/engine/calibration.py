@@ -136,12 +136,17 @@ def cross_validated_log_loss(
 
 
 def ece_if_calibrated(
-    prob_positive: np.ndarray, observed: float, draws: int = 2000, seed: int = 0
+    prob_positive: np.ndarray,
+    observed: float,
+    draws: int = 2000,
+    seed: int = 0,
+    bound: float = 0.05,
 ) -> dict:
     """What a perfectly calibrated model with these probabilities would show as ECE on as many
     cases (labels drawn from the probabilities themselves; consistency resampling, Broecker and
-    Smith 2007): the median and 95th percentile of its ECE, and the share of draws at least as
-    large as `observed` (a p-value of "the model is calibrated")."""
+    Smith 2007): the median and 95th percentile of its ECE, the share of draws at least as large
+    as `observed` (a p-value of "the model is calibrated") and the share at or below `bound` (how
+    often such a model would pass an "ECE <= bound" check)."""
     p = np.asarray(prob_positive, np.float64)
     rng = np.random.default_rng(seed)
     null = np.array([expected_calibration_error(p, rng.random(len(p)) < p) for _ in range(draws)])
@@ -149,6 +154,8 @@ def ece_if_calibrated(
         "median": float(np.median(null)),
         "p95": float(np.quantile(null, 0.95)),
         "p_value": float((null >= observed).mean()),
+        "bound": float(bound),
+        "share_at_most_bound": float((null <= bound).mean()),
     }
 
 

@@ -111,5 +111,7 @@ def test_ece_of_a_calibrated_model_has_a_floor_that_the_check_accounts_for():
     null = ece_if_calibrated(p, ece, draws=500)
     assert 0.03 < null["median"] < 0.08 and null["p95"] > null["median"]  # not near 0 at n = 300
     assert null["p_value"] > 0.05  # consistent with being calibrated
+    assert 0.0 < null["share_at_most_bound"] < 1.0  # an "ECE <= 0.05" check is a coin toss here
+    assert ece_if_calibrated(p, ece, draws=200, bound=1.0)["share_at_most_bound"] == 1.0
     biased = ece_if_calibrated(p, expected_calibration_error(p, rng.random(300) < p * 0.6), 500)
     assert biased["p_value"] < 0.01  # a model 40 % too confident about positives is caught

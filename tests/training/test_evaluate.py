@@ -28,6 +28,11 @@ def test_ece_small_when_calibrated_large_when_overconfident():
     assert rep_bad["log_loss"] > rep_good["log_loss"]
     assert rep_good["log_loss"] == pytest.approx(ev.per_case_log_loss(y, good).mean())
     assert sum(n for _, _, n in rep_good["reliability"]) == len(y)
+    # beside the ECE: what a calibrated model would show on as many cases, and the p-value
+    assert 0.0 < rep_good["ece_if_calibrated"]["median"] < 0.06
+    assert rep_good["ece_if_calibrated"]["p_value"] > 0.05
+    assert rep_bad["ece_if_calibrated"]["p_value"] < 0.01
+    assert "if calibrated: median" in ev.calibration_text({"calibration": rep_good})
 
 
 def test_ece_of_more_classes_uses_top_class_confidence():
@@ -36,6 +41,7 @@ def test_ece_of_more_classes_uses_top_class_confidence():
     # top-class confidences 0.9 (right), 0.8 (right), 0.6 (wrong), 0.6 (right)
     want = 0.25 * abs(1 - 0.9) + 0.25 * abs(1 - 0.8) + 0.5 * abs(0.5 - 0.6)
     assert ev.calibration_error(y, p) == pytest.approx(want)
+    assert "ece_if_calibrated" not in ev.calibration_report(y, p, n_bootstrap=20)
 
 
 def test_reliability_diagram_png(tmp_path):

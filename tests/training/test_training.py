@@ -535,7 +535,11 @@ def test_bayes_reference_and_relative_manifest(tmp_path):
 def test_bayes_rule_on_the_held_out_cases(tmp_path):
     from napari_histostain.simulate.bayes import posterior
     from napari_histostain.simulate.params import drive_noise_sd
-    from napari_histostain.training.evaluate import weighted_f1
+    from napari_histostain.training.evaluate import (
+        calibration_error,
+        per_case_log_loss,
+        weighted_f1,
+    )
     from napari_histostain.training.manifest import CohortCase
     from napari_histostain.training.reference import case_posteriors, held_out_reference
 
@@ -566,6 +570,10 @@ def test_bayes_rule_on_the_held_out_cases(tmp_path):
     same = held_out_reference(labels, rule, post, 0.5, n_bootstrap=50)
     assert same["gap"] == 0 and same["gap_ci"] == [0, 0]
     assert same["weighted_f1"] == weighted_f1(labels, (post >= 0.5).astype(int))
+    # the posterior's own calibration on these cases: its ECE and where a calibrated model's falls
+    assert same["ece"] == pytest.approx(calibration_error(labels, rule))
+    assert same["log_loss"] == pytest.approx(per_case_log_loss(labels, rule).mean())
+    assert same["ece_if_calibrated"]["median"] > 0
     worse = held_out_reference(labels, rule[:, ::-1], post, 0.5, n_bootstrap=50)
     assert worse["gap"] > 0.5 and worse["gap_ci"][0] > 0.3
     (tmp_path / "c3" / "c3.json").unlink()  # not a simulated case: no reference
