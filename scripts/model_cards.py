@@ -114,7 +114,7 @@ for m, (disp, neg, pos, rule) in NAMES.items():
   {x["bayes_optimal"]["weighted_f1"] - xh["weighted_f1"]:.3f}.
 - Wilcoxon signed-rank test, per-case log-loss, HistoStainAlign vs CE-only: p = {xw["p_value"]:.3g}
   (median difference {xw["median_difference"]:+.4f}; negative = HistoStainAlign lower loss).
-  {"No significant difference." if xw["p_value"] >= 0.05 else ("The CE-only baseline has significantly lower log-loss (it is better calibrated), whatever the F1." if xw["median_difference"] > 0 else "HistoStainAlign has significantly lower log-loss.")}
+  {"No significant difference." if xw["p_value"] >= 0.05 else ("The CE-only baseline has significantly lower log-loss (before either model was calibrated), whatever the F1." if xw["median_difference"] > 0 else "HistoStainAlign has significantly lower log-loss.")}
 """
     text = f"""# Model card: HistoStainAlign {disp} (bundled default)
 
@@ -168,7 +168,7 @@ paper's 4096 is for whole slides).
   ({"within" if gap <= 0.05 else "not within"}).
 - Wilcoxon signed-rank test, per-case log-loss, HistoStainAlign vs CE-only (two-sided):
   **p = {w["p_value"]:.3g}** (median difference {w["median_difference"]:+.4f}; negative = HistoStainAlign lower loss).
-  {"Contrastive training does not significantly beat the baseline here." if w["p_value"] >= 0.05 else ("The baseline is significantly better calibrated here." if w["median_difference"] > 0 else "HistoStainAlign is significantly better here.")}
+  {"Contrastive training does not significantly beat the baseline here." if w["p_value"] >= 0.05 else ("The baseline is significantly better calibrated here (before either model was calibrated)." if w["median_difference"] > 0 else "HistoStainAlign is significantly better here.")}
 - Paired-alignment score (cosine with the case's own IHC minus mean cosine with other cases' IHC):
   HistoStainAlign {al["alignment"]:.3f} [{al["alignment_ci"][0]:.3f}, {al["alignment_ci"][1]:.3f}] (top-1 H&E -> IHC retrieval {al["retrieval_top1"]:.2f}, chance {al["chance_top1"]:.3f});
   CE-only {bal["alignment"]:.3f} [{bal["alignment_ci"][0]:.3f}, {bal["alignment_ci"][1]:.3f}] (retrieval {bal["retrieval_top1"]:.2f}).
