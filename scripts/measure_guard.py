@@ -1,6 +1,7 @@
 """Measure the bundled models' guard on a cached simulated cohort none of whose cases set it.
 
-    python scripts/measure_guard.py MANIFEST CACHE [--models DIR] [--baseline MARKER=MODEL ...]
+    python scripts/measure_guard.py MANIFEST CACHE [--also MANIFEST CACHE ...] [--models DIR]
+        [--baseline MARKER=MODEL ...]
 Per marker: H&E slides flagged out of domain (with a Wilson 95 % CI) and, on the cases' labels,
 log-loss and ECE (with bootstrap 95 % CIs) of the slide probabilities before and after the stored
 calibration (temperature or Platt), the slides pooled over their in-domain tiles as
@@ -38,27 +39,39 @@ from napari_histostain.training.manifest import load_manifest
 from napari_histostain.training.reference import case_posteriors, posterior_calibration
 
 
-def called(model_path: Path, manifest_path: str, cache_dir: str) -> dict:
-    """The slide calls of one model file on the cohort's embedded H&E slides, as `predict_slide`
-    makes them: its domain verdicts, in-domain logits and calibrated probabilities."""
+def called(model_path: Path, cohorts: list[tuple[str, str]]) -> dict:
+    """The slide calls of one model file on the embedded H&E slides of one or more cohorts
+    ((manifest, cache) pairs, pooled in order), as `predict_slide` makes them: its domain verdicts,
+    in-domain logits and calibrated probabilities."""
     net, cfg = load_model_file(model_path)
     classes = list(cfg.training.get("label_values") or []) or None
-    manifest = load_manifest(manifest_path, marker=cfg.marker, classes=classes, check_files=False)
-    cache = EmbeddingCache.open(cache_dir, root=manifest.path.parent)
-    cases = [c for c in manifest.cases if cache.has(c.he_path)]
-    feats = [cache.load(c.he_path).features.astype(np.float32) for c in cases]
     ref = reference_of(cfg)
+    ids: list[str] = []
+    labels: list[int] = []
+    feats: list[np.ndarray] = []
+    posteriors: list[np.ndarray] | None = []
+    for manifest_path, cache_dir in cohorts:
+        manifest = load_manifest(
+            manifest_path, marker=cfg.marker, classes=classes, check_files=False
+        )
+        cache = EmbeddingCache.open(cache_dir, root=manifest.path.parent)
+        cases = [c for c in manifest.cases if cache.has(c.he_path)]
+        ids += [f"{manifest.path}:{c.case_id}" for c in cases]
+        labels += [manifest.label_index(c) for c in cases]
+        feats += [cache.load(c.he_path).features.astype(np.float32) for c in cases]
+        post = case_posteriors(cases, cfg.marker)
+        posteriors = None if posteriors is None or post is None else [*posteriors, post]
     logits = in_domain_logits(net, ref, feats)
     cal = dict(cfg.calibration)
     return {
         "cfg": cfg,
-        "case_ids": [c.case_id for c in cases],
-        "labels": np.array([manifest.label_index(c) for c in cases]),
+        "case_ids": ids,
+        "labels": np.array(labels),
         "verdicts": [ref.verdict(ref.score(f)) for f in feats],
         "logits": logits,
         "calibration": cal,
         "probs": calibrate(logits, cal, cfg.positive_class),
-        "bayes_posterior": case_posteriors(cases, cfg.marker),
+        "bayes_posterior": None if posteriors is None else np.concatenate(posteriors),
     }
 
 
@@ -93,10 +106,10 @@ def measure(c: dict) -> dict:
     }
 
 
-def compare(a: dict, baseline_path: Path, manifest_path: str, cache_dir: str) -> dict:
+def compare(a: dict, baseline_path: Path, cohorts: list[tuple[str, str]]) -> dict:
     """Paired per-case log-loss of a model (its `called` result) against a baseline model file on
     the same cases."""
-    b = called(baseline_path, manifest_path, cache_dir)
+    b = called(baseline_path, cohorts)
     if a["case_ids"] != b["case_ids"] or a["cfg"].marker != b["cfg"].marker:
         raise SystemExit(f"{baseline_path} is not a model of the same marker on the same cases")
     y = a["labels"]
@@ -122,6 +135,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("manifest")
     p.add_argument("cache")
+    p.add_argument(
+        "--also",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MANIFEST", "CACHE"),
+        help="pool another cohort's cases with the first (e.g. two untouched cohorts)",
+    )
     p.add_argument("--models", help="folder of histostainalign-<marker>.pt (default: bundled)")
     p.add_argument(
         "--baseline",
@@ -135,14 +156,15 @@ def main() -> None:
     unknown = set(baselines) - set(MARKERS)
     if unknown:
         p.error(f"--baseline markers must be among {list(MARKERS)}, not {sorted(unknown)}")
+    cohorts = [(args.manifest, args.cache), *[(m, c) for m, c in args.also]]
     for m in MARKERS:
         path = (
             Path(args.models) / f"histostainalign-{m}.pt" if args.models else bundled_model_path(m)
         )
-        calls = called(path, args.manifest, args.cache)
+        calls = called(path, cohorts)
         print(json.dumps(measure(calls)), flush=True)
         if m in baselines:
-            report = compare(calls, Path(baselines[m]), args.manifest, args.cache)
+            report = compare(calls, Path(baselines[m]), cohorts)
             print(json.dumps(report), flush=True)
 
 
